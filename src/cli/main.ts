@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * dockgate's command line: the first word picks a command module, which parses the rest.
+ * Every command module exports `run(argv)` resolving to the process exit status.
+ */
+import { DockgateError } from '../errors.js';
+import { packageVersion } from './version.js';
+
+type CommandModule = { run(argv: string[]): Promise<number> };
+
+const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
+  serve: { summary: 'run the gate: mutual TLS in front of the Docker socket', load: () => import('./serve.js') },
+  pki: { summary: 'create the CA, server and client certificates; sign CSRs; revoke', load: () => import('./pki.js') },
+  client: { summary: 'help a client use its bundle (env lines for the docker CLI)', load: () => import('./client.js') },
+};
+
+export const mainUsage = `Usage: dockgate COMMAND [OPTIONS]
+
+A mutual-TLS gate for the Docker Engine API.
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .join('\n')}
+
+Run 'dockgate COMMAND --help' for more information on a command.
+Global options:
+  -h, --help       Print usage
+  -v, --version    Print version information and quit
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    process.stdout.write(mainUsage);
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version' || first === '-v' || first === 'version') {
+    process.stdout.write(`dockgate version ${packageVersion()}\n`);
+    return 0;
+  }
+  const command = commands[first];
+  if (!command) {
+    process.stderr.write(`dockgate: '${first}' is not a dockgate command; see 'dockgate --help'.\n`);
+    return 2;
+  }
+  const mod = await command.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (err: unknown) => {
+    if (err instanceof DockgateError) {
+      process.stderr.write(`dockgate: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`dockgate: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,46 @@
+/**
+ * The validated, typed configuration of `dockgate serve`. Built only by loadServeConfig()
+ * (flags > DOCKGATE_* environment > --config file > defaults); every other module takes it as given.
+ */
+
+/** One listening address from -H/--host, e.g. tcp://0.0.0.0:2376 or tcp://[::1]:2376. */
+export interface ListenAddress {
+  /** As the user wrote it, for messages. */
+  readonly raw: string;
+  /** Host part without brackets: "0.0.0.0", "::", "127.0.0.1", "::1" or a name. */
+  readonly host: string;
+  /** 0 asks the OS for a free port (tests use it; the bound port is logged). */
+  readonly port: number;
+}
+
+/** Where the Docker engine listens: its unix socket, or a plain-HTTP TCP address. */
+export type UpstreamAddress =
+  | { readonly kind: 'unix'; readonly raw: string; readonly path: string }
+  | { readonly kind: 'tcp'; readonly raw: string; readonly host: string; readonly port: number };
+
+export interface TlsFiles {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Explicit --tlscrl; when absent, CERTS_DIR/crl.pem is used if it exists. */
+  readonly crlFile: string | undefined;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+export interface ServeConfig {
+  readonly listen: readonly ListenAddress[];
+  readonly upstream: UpstreamAddress;
+  /** --certs DIR (default ./certs): where ca.pem, server-cert.pem, server-key.pem are looked up. */
+  readonly certsDir: string;
+  readonly tls: TlsFiles;
+  /** Whether the TLS file paths came from explicit --tlscacert/--tlscert/--tlskey (no bootstrap then). */
+  readonly tlsFilesExplicit: boolean;
+  /** Extra subjectAltNames for a bootstrapped server certificate (--san, repeatable). */
+  readonly sans: readonly string[];
+  /** --shutdown-timeout SECONDS: grace period for in-flight requests on SIGTERM/SIGINT. */
+  readonly shutdownTimeoutMs: number;
+  readonly logLevel: LogLevel;
+  /** The --config file that was read, if any (for messages and reload). */
+  readonly configFile: string | undefined;
+}
