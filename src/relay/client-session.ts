@@ -1,0 +1,512 @@
+/**
+ * One verified client connection, paired with one connection to the engine.
+ *
+ * Request heads are parsed (strictly) so that every request can be seen, checked and logged;
+ * bodies and responses are spliced through unchanged, with backpressure both ways. When the
+ * engine turns the connection into a raw stream (101 for `Upgrade: tcp`/`h2c`, or an unframed
+ * 200 from attach/exec start without Upgrade, as SDKs send it) the session becomes a plain byte
+ * relay in both directions, carrying half-closes, until either side closes.
+ *
+ * Requests are handled one at a time: the next head is read only when the previous response is
+ * complete, so the gate's own answers can never overtake the engine's.
+ */
+import type { Socket } from 'node:net';
+import { ChunkedFraming } from './chunked-framing.js';
+import type { Exchange, RelayObserver } from './exchange.js';
+import { isHijackEndpoint } from './exchange.js';
+import { dockerErrorResponse } from './gate-response.js';
+import { HttpFramingError } from './http-errors.js';
+import type { HeadLimits, RequestHead } from './request-head.js';
+import { findHeadEnd, parseRequestHead, upstreamRequestHead } from './request-head.js';
+import type { ResponseHead } from './response-head.js';
+import { BODY_UNTIL_CLOSE, findResponseHeadEnd, hasNoBody, parseResponseHead } from './response-head.js';
+import { systemErrorCode } from '../errors.js';
+
+export interface SessionOptions {
+  readonly limits: HeadLimits;
+  /** Opens a new connection to the engine (the caller knows unix socket or TCP). */
+  readonly connectUpstream: () => Socket;
+  /** The engine's address as the user configured it, for error messages. */
+  readonly upstreamLabel: string;
+  readonly observer: RelayObserver;
+}
+
+const enum RequestPhase {
+  Head,
+  BodyLength,
+  BodyChunked,
+  AwaitingResponse,
+  Raw,
+  Closed,
+}
+
+const enum ResponsePhase {
+  Idle,
+  Head,
+  BodyLength,
+  BodyChunked,
+  BodyUntilClose,
+  Raw,
+}
+
+// Why the client socket is paused; it reads again only when no reason is left.
+const PAUSE_UPSTREAM_FULL = 1;
+const PAUSE_PENDING_FULL = 2;
+
+/** Bytes a client may send ahead (pipelining, early stdin) before the gate stops reading it. */
+const MAX_PENDING = 1 << 20;
+
+/** How long a connection the gate answered and closed is read from before it is dropped. */
+const LINGER_MS = 2000;
+
+export class ClientSession {
+  private upstream: Socket | null = null;
+  private upstreamEnded = false;
+  private pending: Buffer | null = null;
+  private reqPhase = RequestPhase.Head;
+  private reqRemaining = 0;
+  private reqChunked: ChunkedFraming | null = null;
+  private respPhase = ResponsePhase.Idle;
+  private respPending: Buffer | null = null;
+  private respRemaining = 0;
+  private respChunked: ChunkedFraming | null = null;
+  private respCloses = false;
+  private head: RequestHead | null = null;
+  private exchange: Exchange | null = null;
+  private responseDone = false;
+  private pauseReasons = 0;
+  private clientEnded = false;
+  private draining = false;
+  private closed = false;
+
+  constructor(
+    private readonly client: Socket,
+    private readonly options: SessionOptions,
+    private readonly onClose: (session: ClientSession) => void,
+  ) {
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('end', () => this.onClientEnd());
+    client.on('error', () => this.destroy('client-aborted'));
+    client.on('close', () =>
+      this.destroy(this.exchange?.hijacked && this.upstreamEnded ? 'completed' : 'client-aborted'),
+    );
+    client.on('drain', () => this.upstream?.resume());
+  }
+
+  /** True when no request is being handled: the connection can be closed without losing anything. */
+  get idle(): boolean {
+    return this.exchange === null && this.reqPhase === RequestPhase.Head && this.pending === null;
+  }
+
+  /** Graceful shutdown: close now if idle, else after the exchange in flight ends. */
+  drain(): void {
+    this.draining = true;
+    if (this.idle) this.closeGracefully();
+  }
+
+  /** Ends both connections at once; an exchange in flight is logged with the given outcome. */
+  destroy(outcome: Exchange['outcome'] = 'client-aborted'): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.reqPhase = RequestPhase.Closed;
+    if (this.exchange) this.endExchange(outcome);
+    this.client.destroy();
+    this.upstream?.destroy();
+    this.onClose(this);
+  }
+
+  // ---- client → engine -------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    if (this.reqPhase === RequestPhase.Closed) return; // after the gate's own final answer
+    if (this.reqPhase === RequestPhase.Raw) {
+      if (this.exchange) this.exchange.bytesIn += chunk.length;
+      this.writeUpstream(chunk);
+      return;
+    }
+    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    this.processRequests();
+    if (this.pending !== null && this.pending.length > MAX_PENDING) this.pauseClient(PAUSE_PENDING_FULL);
+  }
+
+  private processRequests(): void {
+    try {
+      while (this.pending !== null && !this.closed) {
+        const buf: Buffer = this.pending;
+        switch (this.reqPhase) {
+          case RequestPhase.Head: {
+            const end = findHeadEnd(buf, this.options.limits);
+            if (end === -1) return;
+            const head = parseRequestHead(buf, end, this.options.limits);
+            this.startExchange(head, buf);
+            this.consumePending(end);
+            continue;
+          }
+          case RequestPhase.BodyLength: {
+            const n = Math.min(this.reqRemaining, buf.length);
+            this.forwardRequestBytes(buf, n);
+            this.reqRemaining -= n;
+            if (this.reqRemaining === 0) this.requestComplete();
+            continue;
+          }
+          case RequestPhase.BodyChunked: {
+            const framing = this.reqChunked as ChunkedFraming;
+            const end = framing.consume(buf);
+            this.forwardRequestBytes(buf, end);
+            if (framing.done) this.requestComplete();
+            continue;
+          }
+          default:
+            return; // awaiting the response (bytes wait in pending), raw, or closed
+        }
+      }
+    } catch (err) {
+      if (err instanceof HttpFramingError) this.refuseRequest(err);
+      else throw err;
+    }
+  }
+
+  private startExchange(head: RequestHead, buf: Buffer): void {
+    this.head = head;
+    this.responseDone = false;
+    this.exchange = {
+      method: head.method,
+      target: head.target,
+      status: 0,
+      startedAt: performance.now(),
+      bytesIn: head.headLength,
+      bytesOut: 0,
+      hijacked: false,
+      outcome: 'completed',
+    };
+    this.respPhase = ResponsePhase.Head;
+    this.respCloses = false;
+    this.writeUpstream(upstreamRequestHead(buf, head));
+    if (head.chunked) {
+      this.reqChunked = new ChunkedFraming();
+      this.reqPhase = RequestPhase.BodyChunked;
+    } else if (head.bodyLength > 0) {
+      this.reqRemaining = head.bodyLength;
+      this.reqPhase = RequestPhase.BodyLength;
+    } else {
+      this.requestComplete();
+    }
+  }
+
+  private forwardRequestBytes(buf: Buffer, n: number): void {
+    if (n === 0) return;
+    if (this.exchange) this.exchange.bytesIn += n;
+    this.writeUpstream(n === buf.length ? buf : buf.subarray(0, n));
+    this.consumePending(n);
+  }
+
+  private consumePending(n: number): void {
+    const buf = this.pending as Buffer;
+    this.pending = n >= buf.length ? null : buf.subarray(n);
+    if (this.pending === null || this.pending.length <= MAX_PENDING) this.resumeClient(PAUSE_PENDING_FULL);
+  }
+
+  private requestComplete(): void {
+    this.reqPhase = RequestPhase.AwaitingResponse;
+    this.reqChunked = null;
+    if (this.responseDone) this.finishExchange();
+  }
+
+  private onClientEnd(): void {
+    this.clientEnded = true;
+    if (this.closed) return;
+    // Half-close is passed on as it is: dockerd reads EOF on stdin of an attach/exec stream, and
+    // ends a streaming response (events, logs -f) when its client stops sending, as it would
+    // talking to the client directly.
+    if (this.upstream === null || this.idle) {
+      this.closeGracefully();
+      return;
+    }
+    this.upstream.end();
+  }
+
+  private writeUpstream(data: Buffer): void {
+    const upstream = this.upstream ?? this.connectUpstream();
+    if (!upstream.write(data)) this.pauseClient(PAUSE_UPSTREAM_FULL);
+  }
+
+  private connectUpstream(): Socket {
+    const upstream = this.options.connectUpstream();
+    this.upstream = upstream;
+    this.upstreamEnded = false;
+    upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
+    upstream.on('end', () => this.onUpstreamEnd());
+    upstream.on('error', (err) => this.onUpstreamError(err));
+    upstream.on('drain', () => this.resumeClient(PAUSE_UPSTREAM_FULL));
+    return upstream;
+  }
+
+  private pauseClient(reason: number): void {
+    this.pauseReasons |= reason;
+    this.client.pause();
+  }
+
+  private resumeClient(reason: number): void {
+    if ((this.pauseReasons & reason) === 0) return;
+    this.pauseReasons &= ~reason;
+    if (this.pauseReasons === 0 && !this.closed) this.client.resume();
+  }
+
+  // ---- engine → client -------------------------------------------------------------------
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.respPhase === ResponsePhase.Raw) {
+      if (this.exchange) this.exchange.bytesOut += chunk.length;
+      this.writeClient(chunk);
+      return;
+    }
+    let buf = this.respPending === null ? chunk : Buffer.concat([this.respPending, chunk]);
+    this.respPending = null;
+    try {
+      while (buf.length > 0 && !this.closed) {
+        const used = this.processResponseBytes(buf);
+        if (used === -1) {
+          this.respPending = buf; // incomplete head
+          return;
+        }
+        if (used >= buf.length) return;
+        buf = buf.subarray(used);
+        if (this.respPhase === ResponsePhase.Idle) {
+          // The engine spoke without being asked: the pairing of requests and responses is lost.
+          this.failUpstream('the engine sent data that answers no request');
+          return;
+        }
+      }
+    } catch (err) {
+      this.failUpstream(err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** Handles bytes at the start of buf for the current phase; returns how many were used. */
+  private processResponseBytes(buf: Buffer): number {
+    switch (this.respPhase) {
+      case ResponsePhase.Head: {
+        const end = findResponseHeadEnd(buf);
+        if (end === -1) return -1;
+        const head = parseResponseHead(buf, end);
+        return this.startResponse(head, buf, end);
+      }
+      case ResponsePhase.BodyLength: {
+        const n = Math.min(this.respRemaining, buf.length);
+        this.forwardResponseBytes(buf, n);
+        this.respRemaining -= n;
+        if (this.respRemaining === 0) this.responseComplete();
+        return n;
+      }
+      case ResponsePhase.BodyChunked: {
+        const framing = this.respChunked as ChunkedFraming;
+        const end = framing.consume(buf);
+        this.forwardResponseBytes(buf, end);
+        if (framing.done) this.responseComplete();
+        return end;
+      }
+      case ResponsePhase.BodyUntilClose:
+      case ResponsePhase.Raw:
+        this.forwardResponseBytes(buf, buf.length);
+        return buf.length;
+      case ResponsePhase.Idle:
+        return 0;
+    }
+  }
+
+  private startResponse(head: ResponseHead, buf: Buffer, end: number): number {
+    const exchange = this.exchange as Exchange;
+    const request = this.head as RequestHead;
+    // dockerd switches on the mere presence of an Upgrade field, so 101 means raw whatever was sent.
+    if (head.status === 101) {
+      exchange.status = 101;
+      this.enterRaw(buf);
+      return buf.length;
+    }
+    if (head.status >= 100 && head.status < 200) {
+      this.forwardResponseBytes(buf, end); // 100 Continue and friends: the real head follows
+      return end;
+    }
+    exchange.status = head.status;
+    this.respCloses = head.closes;
+    if (hasNoBody(request.method, head.status)) {
+      this.forwardResponseBytes(buf, end);
+      this.responseComplete();
+      return end;
+    }
+    if (
+      head.bodyLength === BODY_UNTIL_CLOSE &&
+      head.status >= 200 &&
+      head.status < 300 &&
+      isHijackEndpoint(request.method, request.target)
+    ) {
+      this.enterRaw(buf);
+      return buf.length;
+    }
+    this.forwardResponseBytes(buf, end);
+    if (head.chunked) {
+      this.respChunked = new ChunkedFraming();
+      this.respPhase = ResponsePhase.BodyChunked;
+    } else if (head.bodyLength === BODY_UNTIL_CLOSE) {
+      this.respPhase = ResponsePhase.BodyUntilClose;
+    } else if (head.bodyLength === 0) {
+      this.responseComplete();
+    } else {
+      this.respRemaining = head.bodyLength;
+      this.respPhase = ResponsePhase.BodyLength;
+    }
+    return end;
+  }
+
+  private forwardResponseBytes(buf: Buffer, n: number): void {
+    if (n === 0) return;
+    if (this.exchange) this.exchange.bytesOut += n;
+    this.writeClient(n === buf.length ? buf : buf.subarray(0, n));
+  }
+
+  private writeClient(data: Buffer): void {
+    if (!this.client.write(data)) this.upstream?.pause();
+  }
+
+  /** The engine hijacked the connection: from now on bytes flow unparsed both ways. */
+  private enterRaw(buf: Buffer): void {
+    const exchange = this.exchange as Exchange;
+    this.respPhase = ResponsePhase.Raw;
+    this.reqPhase = RequestPhase.Raw;
+    exchange.hijacked = true;
+    this.options.observer.hijackStarted(exchange);
+    exchange.bytesOut += buf.length;
+    this.writeClient(buf);
+    const early = this.pending;
+    this.pending = null;
+    this.resumeClient(PAUSE_PENDING_FULL);
+    if (early !== null) {
+      exchange.bytesIn += early.length;
+      this.writeUpstream(early);
+    }
+    if (this.clientEnded) this.upstream?.end();
+  }
+
+  private responseComplete(): void {
+    this.respPhase = ResponsePhase.Idle;
+    this.respChunked = null;
+    this.responseDone = true;
+    if (this.reqPhase === RequestPhase.AwaitingResponse) this.finishExchange();
+  }
+
+  private finishExchange(): void {
+    const closeAfter = this.respCloses || (this.head?.wantsClose ?? false);
+    this.endExchange('completed');
+    this.head = null;
+    this.reqPhase = RequestPhase.Head;
+    if (closeAfter || this.draining || this.clientEnded || this.upstreamEnded) {
+      this.closeGracefully();
+      return;
+    }
+    this.processRequests();
+  }
+
+  private endExchange(outcome: Exchange['outcome'], error?: string): void {
+    const exchange = this.exchange;
+    if (exchange === null) return;
+    this.exchange = null;
+    if (exchange.outcome === 'completed') exchange.outcome = outcome;
+    if (error !== undefined && exchange.error === undefined) exchange.error = error;
+    this.options.observer.exchangeEnded(exchange);
+  }
+
+  private onUpstreamEnd(): void {
+    this.upstreamEnded = true;
+    if (this.closed) return;
+    switch (this.respPhase) {
+      case ResponsePhase.Raw:
+        this.client.end(); // half-close: the client may still be sending stdin
+        return;
+      case ResponsePhase.BodyUntilClose:
+        this.responseComplete();
+        if (this.reqPhase !== RequestPhase.Head) {
+          // The response is complete, but the request body was cut short by the engine.
+          this.closeGracefully();
+        }
+        return;
+      case ResponsePhase.Idle:
+        if (this.exchange === null) this.closeGracefully();
+        return;
+      default:
+        this.failUpstream('the engine closed the connection before its response was complete');
+    }
+  }
+
+  private onUpstreamError(err: Error): void {
+    if (this.closed) return;
+    const code = systemErrorCode(err);
+    if (this.respPhase === ResponsePhase.Raw) {
+      this.destroy('upstream-failed');
+      return;
+    }
+    this.failUpstream(`cannot reach the Docker engine at ${this.options.upstreamLabel}: ${code}`);
+  }
+
+  /**
+   * The engine failed or misbehaved. Before any response byte reached the client it gets a 502
+   * with the reason; after that, the only honest signal left is closing its connection.
+   */
+  private failUpstream(message: string): void {
+    const exchange = this.exchange;
+    if (exchange !== null && exchange.bytesOut === 0 && !exchange.hijacked) {
+      exchange.status = 502;
+      this.endExchange('upstream-failed', message);
+      this.upstream?.destroy();
+      this.answerAndClose(dockerErrorResponse(502, `dockgate: ${message}`, { close: true }));
+      return;
+    }
+    if (exchange !== null) exchange.error = message;
+    this.destroy('upstream-failed');
+  }
+
+  /** A request the gate will not relay: answer it and close, since framing cannot be trusted. */
+  private refuseRequest(err: HttpFramingError): void {
+    const inFlight = this.exchange !== null;
+    if (inFlight) {
+      // Part of this request already went to the engine; nothing sane can be answered.
+      (this.exchange as Exchange).error = err.message;
+      this.destroy('refused');
+      return;
+    }
+    this.reqPhase = RequestPhase.Closed;
+    this.pending = null;
+    this.options.observer.exchangeEnded({
+      method: '-',
+      target: '-',
+      status: err.status,
+      startedAt: performance.now(),
+      bytesIn: 0,
+      bytesOut: 0,
+      hijacked: false,
+      outcome: 'refused',
+      error: err.message,
+    });
+    this.upstream?.destroy();
+    this.answerAndClose(dockerErrorResponse(err.status, `dockgate: ${err.message}`, { close: true }));
+  }
+
+  /**
+   * Sends the gate's own final answer and half-closes. The client's remaining bytes are read and
+   * dropped for a moment, so that it reads the answer instead of a reset.
+   */
+  private answerAndClose(response: Buffer): void {
+    this.reqPhase = RequestPhase.Closed;
+    this.pending = null;
+    this.pauseReasons = 0;
+    this.client.end(response);
+    this.client.resume();
+    setTimeout(() => this.destroy('client-aborted'), LINGER_MS).unref();
+  }
+
+  private closeGracefully(): void {
+    if (this.closed) return;
+    this.reqPhase = RequestPhase.Closed;
+    this.client.end();
+    this.upstream?.end();
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * Strict HTTP/1.1 request-head parsing (RFC 9112). The gate parses request heads itself, rather
+ * than through node:http, for two reasons: the Docker API's attach/exec endpoints switch the same
+ * connection to a raw byte stream after a plain `200 OK` (SDKs send no Upgrade header), which
+ * node:http cannot hand over; and splicing bytes through one upstream connection per client is
+ * what keeps the gate close to the bare socket (docs/decisions.md).
+ *
+ * Anything ambiguous is refused rather than guessed, because the engine behind us may guess
+ * differently: bare LF, obs-fold, whitespace before the colon, Content-Length together with
+ * Transfer-Encoding, repeated or non-numeric Content-Length, transfer codings other than chunked.
+ */
+import { HttpFramingError } from './http-errors.js';
+
+export interface RequestHead {
+  readonly method: string;
+  /** The request-target as sent (origin-form: path and query). */
+  readonly target: string;
+  readonly httpMinor: 0 | 1;
+  /** Header fields in order, as [name, value] with the name as sent. */
+  readonly fields: ReadonlyArray<readonly [string, string]>;
+  /** Body length in bytes, or -1 when the body is chunked. */
+  readonly bodyLength: number;
+  readonly chunked: boolean;
+  /** The client asked to close the connection after this exchange. */
+  readonly wantsClose: boolean;
+  /** Value of the Upgrade header when the request is an upgrade (Connection: upgrade + Upgrade). */
+  readonly upgrade: string | undefined;
+  /** Size of the head in bytes, CRLFCRLF included. */
+  readonly headLength: number;
+}
+
+export interface HeadLimits {
+  readonly maxHeadBytes: number;
+  readonly maxFields: number;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// Field values: visible ASCII, obs-text, SP and HTAB; no other controls (CR, LF, NUL...).
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+// Origin-form or asterisk-form targets; no whitespace or control characters.
+const TARGET = /^(\/[\x21-\x7e\x80-\xff]*|\*)$/;
+const DIGITS = /^[0-9]{1,15}$/;
+
+/**
+ * Finds the end of a head (the index just past CRLFCRLF) in buf, or -1. Throws on a bare LF so a
+ * head that a lenient parser would split differently never reaches the engine.
+ */
+export function findHeadEnd(buf: Buffer, limits: HeadLimits): number {
+  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
+  const scanned = end === -1 ? buf.length : end + 4;
+  // A bare LF anywhere in the head makes it ambiguous.
+  let lf = buf.indexOf(10);
+  while (lf !== -1 && lf < scanned) {
+    if (lf === 0 || buf[lf - 1] !== 13) {
+      throw new HttpFramingError(400, 'E_HTTP_BARE_LF', 'request head contains a bare LF line ending');
+    }
+    lf = buf.indexOf(10, lf + 1);
+  }
+  if (end === -1) {
+    if (buf.length > limits.maxHeadBytes) {
+      throw new HttpFramingError(
+        431,
+        'E_HTTP_HEAD_TOO_LARGE',
+        `request head exceeds ${limits.maxHeadBytes} bytes`,
+      );
+    }
+    return -1;
+  }
+  if (end + 4 > limits.maxHeadBytes) {
+    throw new HttpFramingError(
+      431,
+      'E_HTTP_HEAD_TOO_LARGE',
+      `request head exceeds ${limits.maxHeadBytes} bytes`,
+    );
+  }
+  return end + 4;
+}
+
+/** Parses buf[0, headLength) which must end in CRLFCRLF (see findHeadEnd). */
+export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLimits): RequestHead {
+  const text = buf.toString('latin1', 0, headLength - 4);
+  const lines = text.split('\r\n');
+  const requestLine = lines[0] ?? '';
+  const parts = requestLine.split(' ');
+  if (parts.length !== 3) {
+    throw new HttpFramingError(400, 'E_HTTP_REQUEST_LINE', 'malformed request line');
+  }
+  const [method, target, version] = parts as [string, string, string];
+  if (!TOKEN.test(method)) throw new HttpFramingError(400, 'E_HTTP_METHOD', 'malformed request method');
+  if (!TARGET.test(target)) {
+    throw new HttpFramingError(400, 'E_HTTP_TARGET', 'request target must be a path starting with /');
+  }
+  let httpMinor: 0 | 1;
+  if (version === 'HTTP/1.1') httpMinor = 1;
+  else if (version === 'HTTP/1.0') httpMinor = 0;
+  else if (/^HTTP\/\d\.\d$/.test(version)) {
+    throw new HttpFramingError(505, 'E_HTTP_VERSION', `HTTP version ${version} is not supported`);
+  } else throw new HttpFramingError(400, 'E_HTTP_REQUEST_LINE', 'malformed request line');
+
+  if (lines.length - 1 > limits.maxFields) {
+    throw new HttpFramingError(
+      431,
+      'E_HTTP_TOO_MANY_FIELDS',
+      `request has more than ${limits.maxFields} header fields`,
+    );
+  }
+  const fields: Array<readonly [string, string]> = [];
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
+  let connection = '';
+  let upgrade: string | undefined;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i] as string;
+    const colon = line.indexOf(':');
+    if (colon <= 0) {
+      const code = line.startsWith(' ') || line.startsWith('\t') ? 'E_HTTP_OBS_FOLD' : 'E_HTTP_FIELD';
+      throw new HttpFramingError(400, code, 'malformed header field');
+    }
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name))
+      throw new HttpFramingError(400, 'E_HTTP_FIELD_NAME', 'malformed header field name');
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (!FIELD_VALUE.test(value)) {
+      throw new HttpFramingError(400, 'E_HTTP_FIELD_VALUE', `header ${name} has a control character`);
+    }
+    fields.push([name, value]);
+    switch (name.toLowerCase()) {
+      case 'content-length':
+        if (contentLength !== undefined) {
+          throw new HttpFramingError(
+            400,
+            'E_HTTP_CONTENT_LENGTH',
+            'request has more than one Content-Length',
+          );
+        }
+        contentLength = value;
+        break;
+      case 'transfer-encoding':
+        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
+        break;
+      case 'connection':
+        connection = connection === '' ? value.toLowerCase() : `${connection}, ${value.toLowerCase()}`;
+        break;
+      case 'upgrade':
+        upgrade = value;
+        break;
+    }
+  }
+
+  let bodyLength = 0;
+  let chunked = false;
+  if (transferEncoding !== undefined) {
+    if (contentLength !== undefined) {
+      throw new HttpFramingError(
+        400,
+        'E_HTTP_CL_AND_TE',
+        'request has both Content-Length and Transfer-Encoding',
+      );
+    }
+    if (httpMinor === 0) {
+      throw new HttpFramingError(400, 'E_HTTP_TE_HTTP10', 'Transfer-Encoding is not allowed in HTTP/1.0');
+    }
+    if (transferEncoding.toLowerCase() !== 'chunked') {
+      throw new HttpFramingError(
+        501,
+        'E_HTTP_TE',
+        `Transfer-Encoding "${transferEncoding}" is not supported`,
+      );
+    }
+    chunked = true;
+    bodyLength = -1;
+  } else if (contentLength !== undefined) {
+    if (!DIGITS.test(contentLength)) {
+      throw new HttpFramingError(400, 'E_HTTP_CONTENT_LENGTH', 'Content-Length is not a number');
+    }
+    bodyLength = Number(contentLength);
+  }
+
+  const tokens = connection.split(',').map((s) => s.trim());
+  const isUpgrade = upgrade !== undefined && tokens.includes('upgrade');
+  const wantsClose = tokens.includes('close') || (httpMinor === 0 && !tokens.includes('keep-alive'));
+  return {
+    method,
+    target,
+    httpMinor,
+    fields,
+    bodyLength,
+    chunked,
+    wantsClose,
+    upgrade: isUpgrade ? upgrade : undefined,
+    headLength,
+  };
+}
+
+/**
+ * Header fields that describe one hop (RFC 9110 §7.6.1) and are not passed to the engine. The
+ * gate pairs each client connection with one engine connection, so Connection's `close` and the
+ * Upgrade handshake keep their meaning and are passed on; everything else hop-by-hop is dropped,
+ * together with fields the Connection header names.
+ */
+const HOP_BY_HOP = new Set(['keep-alive', 'proxy-connection', 'te', 'trailer', 'proxy-authorization']);
+
+/**
+ * The head sent to the engine: the client's own bytes when nothing in them is hop-by-hop (the
+ * common case, no copy), else a rewritten head without those fields.
+ */
+export function upstreamRequestHead(raw: Buffer, head: RequestHead): Buffer {
+  for (const [name] of head.fields) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'connection') return serializeRequestHead(head);
+  }
+  return raw.subarray(0, head.headLength);
+}
+
+/** Serialises the head sent to the engine, dropping hop-by-hop fields. */
+export function serializeRequestHead(head: RequestHead): Buffer {
+  const named = new Set<string>();
+  for (const [name, value] of head.fields) {
+    if (name.toLowerCase() === 'connection') {
+      for (const token of value.split(',')) named.add(token.trim().toLowerCase());
+    }
+  }
+  let out = `${head.method} ${head.target} HTTP/1.${head.httpMinor}\r\n`;
+  for (const [name, value] of head.fields) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (lower === 'connection') {
+      const kept = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => /^(close|upgrade|keep-alive)$/i.test(s));
+      if (kept.length > 0) out += `Connection: ${kept.join(', ')}\r\n`;
+      continue;
+    }
+    if (named.has(lower) && lower !== 'upgrade') continue;
+    out += `${name}: ${value}\r\n`;
+  }
+  out += '\r\n';
+  return Buffer.from(out, 'latin1');
+}
