@@ -1,0 +1,80 @@
+/**
+ * Who a verified client is, taken from its certificate once per connection. Policy decides on
+ * it and every log line names it.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+
+export interface Identity {
+  /** Subject common name; the name `dockgate pki client NAME` gave it. */
+  readonly cn: string;
+  readonly o: readonly string[];
+  readonly ou: readonly string[];
+  readonly sans: {
+    readonly dns: readonly string[];
+    readonly email: readonly string[];
+    readonly uri: readonly string[];
+    readonly ip: readonly string[];
+  };
+  /** Serial number, upper-case hex as OpenSSL prints it. */
+  readonly serial: string;
+  /** SHA-256 fingerprint, colon-separated hex. */
+  readonly fingerprint: string;
+  readonly issuer: string;
+  readonly notAfter: string;
+}
+
+/** Splits "CN=a\nO=b\nOU=c\nOU=d" (node's X509Certificate.subject) into attribute lists. */
+export function parseDistinguishedName(dn: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of dn.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq <= 0) continue;
+    const key = line.slice(0, eq).trim();
+    const list = out.get(key) ?? [];
+    list.push(line.slice(eq + 1));
+    out.set(key, list);
+  }
+  return out;
+}
+
+/** Parses node's subjectAltName string: `DNS:a, IP Address:1.2.3.4, email:x@y, URI:spiffe://...`. */
+export function parseSubjectAltName(san: string | undefined): Identity['sans'] {
+  const dns: string[] = [];
+  const email: string[] = [];
+  const uri: string[] = [];
+  const ip: string[] = [];
+  if (san) {
+    // Values may be quoted JSON strings when they contain commas (node escapes them so).
+    const re = /(DNS|IP Address|email|URI):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
+    for (let m = re.exec(san); m !== null; m = re.exec(san)) {
+      const raw = m[2] ?? '';
+      const value = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
+      if (m[1] === 'DNS') dns.push(value);
+      else if (m[1] === 'email') email.push(value);
+      else if (m[1] === 'URI') uri.push(value);
+      else ip.push(value);
+    }
+  }
+  return { dns, email, uri, ip };
+}
+
+export function identityFromCertificate(cert: X509Certificate): Identity {
+  const subject = parseDistinguishedName(cert.subject);
+  return {
+    cn: subject.get('CN')?.[0] ?? '',
+    o: subject.get('O') ?? [],
+    ou: subject.get('OU') ?? [],
+    sans: parseSubjectAltName(cert.subjectAltName),
+    serial: cert.serialNumber.toUpperCase(),
+    fingerprint: cert.fingerprint256,
+    issuer: cert.issuer.replace(/\n/g, ', '),
+    notAfter: new Date(cert.validTo).toISOString(),
+  };
+}
+
+/** The identity of a connection whose certificate the TLS layer has verified. */
+export function identityOf(socket: TLSSocket): Identity | undefined {
+  const cert = socket.getPeerX509Certificate();
+  return cert ? identityFromCertificate(cert) : undefined;
+}

@@ -1,0 +1,175 @@
+/**
+ * The TLS front door. One tls.Server holds the secure context; plain net.Servers accept on each
+ * -H address, look at the first byte, and hand TLS connections to it. That first look is what lets
+ * the gate answer plain HTTP on the TLS port with a readable 400 instead of TLS garbage (the
+ * "malformed HTTP response \x15\x03\x01" of the seeds).
+ *
+ * Node completes the TLS handshake before it tells whether the client certificate verified, so a
+ * refused client gets a short Docker-style 403 over the fresh connection, naming what is wrong with
+ * its certificate, and nothing it sends is ever relayed.
+ */
+import net from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { constants as cryptoConstants } from 'node:crypto';
+import { ConfigError, systemErrorCode } from '../errors.js';
+import type { ListenAddress } from '../config/serve-config.js';
+import { identityOf, type Identity } from '../identity/identity.js';
+import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
+import type { TlsMaterial } from './tls-material.js';
+import { refusalFor, refusalMessage, type Refusal } from './refusal.js';
+
+export interface RefusedClient extends Refusal {
+  readonly remoteAddress: string;
+  /** CN the refused certificate claims, unverified; for the log only. */
+  readonly claimedCn: string | undefined;
+}
+
+export interface ListenerHandlers {
+  onClient(socket: TLSSocket, identity: Identity): void;
+  onRefused(refused: RefusedClient): void;
+}
+
+export interface ListenerOptions {
+  /** Time a new connection has to complete its TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+}
+
+/** TLS handshake record type: every TLS ClientHello starts with this byte. */
+const TLS_HANDSHAKE = 0x16;
+const LINGER_MS = 2000;
+
+export function secureContextOptions(material: TlsMaterial): tls.SecureContextOptions {
+  return {
+    ca: material.ca,
+    cert: material.cert,
+    key: material.key,
+    ...(material.crl === undefined ? {} : { crl: material.crl }),
+    minVersion: 'TLSv1.2',
+    // Renegotiation only serves attacks on a server like this one.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+  };
+}
+
+export class GateListener {
+  private readonly tlsServer: tls.Server;
+  private readonly servers: net.Server[] = [];
+
+  constructor(
+    material: TlsMaterial,
+    private readonly handlers: ListenerHandlers,
+    private readonly options: ListenerOptions,
+  ) {
+    this.tlsServer = tls.createServer({
+      ...secureContextOptions(material),
+      requestCert: true,
+      // Verification is checked in onSecure, where a refused client can be told why.
+      rejectUnauthorized: false,
+      handshakeTimeout: options.handshakeTimeoutMs,
+    });
+    this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
+    this.tlsServer.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.handlers.onRefused({
+        reason: 'tls-handshake-failed',
+        detail: systemErrorCode(err),
+        remoteAddress: remoteOf(socket),
+        claimedCn: undefined,
+      });
+      socket.destroy();
+    });
+  }
+
+  /** Swaps certificates, CA and CRL for new handshakes; open connections keep theirs. */
+  setMaterial(material: TlsMaterial): void {
+    this.tlsServer.setSecureContext(secureContextOptions(material));
+  }
+
+  /** Listens on every address; resolves to the bound addresses as tcp://HOST:PORT. */
+  async listen(addresses: readonly ListenAddress[]): Promise<string[]> {
+    const bound: string[] = [];
+    for (const address of addresses) {
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+        this.onConnection(socket),
+      );
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) => {
+          const code = systemErrorCode(err);
+          const why = code === 'EADDRINUSE' ? 'the port is already in use' : code;
+          reject(new ConfigError('E_LISTEN', `cannot listen on --host ${address.raw}: ${why}`, err));
+        });
+        server.listen({ host: address.host, port: address.port }, () => resolve());
+      });
+      server.on('error', () => undefined); // accept errors (EMFILE...) must not end the process
+      this.servers.push(server);
+      const info = server.address() as net.AddressInfo;
+      bound.push(`tcp://${info.family === 'IPv6' ? `[${info.address}]` : info.address}:${info.port}`);
+    }
+    return bound;
+  }
+
+  /** Stops accepting new connections; open ones are left to the caller. */
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+
+  private onConnection(socket: net.Socket): void {
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(this.options.handshakeTimeoutMs, () => socket.destroy());
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.removeAllListeners('timeout');
+      socket.setTimeout(0);
+      if (first[0] === TLS_HANDSHAKE) {
+        socket.unshift(first);
+        this.tlsServer.emit('connection', socket);
+        return;
+      }
+      const looksLikeHttp = /^[A-Z]{3,10} /.test(first.toString('latin1', 0, 11));
+      this.handlers.onRefused({
+        reason: looksLikeHttp ? 'plain-http' : 'not-tls',
+        detail: looksLikeHttp
+          ? first.toString('latin1', 0, first.indexOf(32))
+          : `first byte 0x${first[0]?.toString(16)}`,
+        remoteAddress: remoteOf(socket),
+        claimedCn: undefined,
+      });
+      if (looksLikeHttp) lingerThenClose(socket, plainHttpRefusal());
+      else socket.destroy();
+    });
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
+    socket.allowHalfOpen = true;
+    socket.setNoDelay(true);
+    const identity = socket.authorized ? identityOf(socket) : undefined;
+    if (identity === undefined) {
+      const peer = socket.getPeerX509Certificate();
+      const refusal = refusalFor(socket.authorizationError, peer !== undefined);
+      this.handlers.onRefused({
+        ...refusal,
+        remoteAddress: remoteOf(socket),
+        claimedCn: peer ? /(?:^|\n)CN=([^\n]*)/.exec(peer.subject)?.[1] : undefined,
+      });
+      lingerThenClose(socket, dockerErrorResponse(403, refusalMessage(refusal), { close: true }));
+      return;
+    }
+    this.handlers.onClient(socket, identity);
+  }
+}
+
+function remoteOf(socket: net.Socket): string {
+  const addr = socket.remoteAddress ?? '?';
+  return `${addr.includes(':') ? `[${addr}]` : addr}:${socket.remotePort ?? 0}`;
+}
+
+/**
+ * Writes a final answer and half-closes, then reads and drops what the client still sends for a
+ * moment: closing at once would make the client's next write fail with a reset before it reads
+ * the answer.
+ */
+function lingerThenClose(socket: net.Socket, answer: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  socket.end(answer);
+  socket.resume();
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+}

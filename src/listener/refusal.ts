@@ -1,0 +1,66 @@
+/**
+ * Why a client was refused, from OpenSSL's verification result, in words a user can act on.
+ * The reason codes are stable: they appear in logs, metrics and the audit log.
+ */
+export type RefusalReason =
+  | 'no-certificate'
+  | 'unknown-ca'
+  | 'expired'
+  | 'not-yet-valid'
+  | 'wrong-purpose'
+  | 'revoked'
+  | 'invalid-certificate'
+  | 'tls-handshake-failed'
+  | 'plain-http'
+  | 'not-tls';
+
+export interface Refusal {
+  readonly reason: RefusalReason;
+  /** OpenSSL's or node's own code, e.g. CERT_HAS_EXPIRED. */
+  readonly detail: string;
+}
+
+const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
+  UNABLE_TO_GET_ISSUER_CERT: 'unknown-ca',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unknown-ca',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unknown-ca',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'unknown-ca',
+  SELF_SIGNED_CERT_IN_CHAIN: 'unknown-ca',
+  CERT_SIGNATURE_FAILURE: 'unknown-ca',
+  CERT_HAS_EXPIRED: 'expired',
+  CERT_NOT_YET_VALID: 'not-yet-valid',
+  INVALID_PURPOSE: 'wrong-purpose',
+  CERT_REVOKED: 'revoked',
+};
+
+export function refusalFor(
+  authorizationError: string | Error | null | undefined,
+  hasCertificate: boolean,
+): Refusal {
+  const code =
+    authorizationError instanceof Error
+      ? ((authorizationError as NodeJS.ErrnoException).code ?? authorizationError.message)
+      : (authorizationError ?? 'UNKNOWN');
+  if (!hasCertificate) return { reason: 'no-certificate', detail: code };
+  return { reason: BY_OPENSSL_CODE[code] ?? 'invalid-certificate', detail: code };
+}
+
+const SENTENCES: Record<RefusalReason, string> = {
+  'no-certificate':
+    'a client certificate is required: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem',
+  'unknown-ca': 'the client certificate is not signed by the CA this gate trusts',
+  expired: 'the client certificate has expired',
+  'not-yet-valid': 'the client certificate is not valid yet',
+  'wrong-purpose':
+    'the client certificate is not made for client authentication (extendedKeyUsage lacks clientAuth)',
+  revoked: 'the client certificate has been revoked',
+  'invalid-certificate': 'the client certificate is not acceptable',
+  'tls-handshake-failed': 'the TLS handshake failed',
+  'plain-http': 'plain HTTP was sent to the TLS port',
+  'not-tls': 'the client did not speak TLS',
+};
+
+/** The message of the 403 the client reads, as the docker CLI shows it after "Error response from daemon: ". */
+export function refusalMessage(refusal: Refusal): string {
+  return `dockgate: ${SENTENCES[refusal.reason]} (${refusal.detail})`;
+}
