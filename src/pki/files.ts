@@ -1,0 +1,160 @@
+/**
+ * The PKI directory on disk: where each file lives, and writing them so that a crash never leaves a
+ * half-written key or certificate. Every file is written to a temporary name in its own directory
+ * (0600 while written), given its final mode, flushed, then linked (never overwriting) or renamed
+ * (replacing) into place.
+ */
+import { randomBytes } from 'node:crypto';
+import { link, lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { PkiError, systemErrorCode } from '../errors.js';
+
+export const MODE_PRIVATE_KEY = 0o400;
+export const MODE_CERTIFICATE = 0o444;
+/** index.json: read by list, rewritten by the commands that issue or revoke. */
+export const MODE_INDEX = 0o644;
+/** clients/NAME/ holds a private key. */
+export const MODE_BUNDLE_DIR = 0o700;
+
+export interface PkiPaths {
+  readonly dir: string;
+  readonly caCert: string;
+  readonly caKey: string;
+  readonly serverCert: string;
+  readonly serverKey: string;
+  readonly crl: string;
+  readonly index: string;
+  readonly clientsDir: string;
+}
+
+export function pkiPaths(dir: string): PkiPaths {
+  return {
+    dir,
+    caCert: join(dir, 'ca.pem'),
+    caKey: join(dir, 'ca-key.pem'),
+    serverCert: join(dir, 'server-cert.pem'),
+    serverKey: join(dir, 'server-key.pem'),
+    crl: join(dir, 'crl.pem'),
+    index: join(dir, 'index.json'),
+    clientsDir: join(dir, 'clients'),
+  };
+}
+
+/** clients/NAME, absolute: the directory a client uses as DOCKER_CERT_PATH. */
+export function clientBundleDir(paths: PkiPaths, name: string): string {
+  return resolve(paths.clientsDir, name);
+}
+
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+export async function readTextFile(file: string, what: string): Promise<string> {
+  return (await readBinaryFile(file, what)).toString('utf8');
+}
+
+export async function readBinaryFile(file: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    const code = systemErrorCode(err);
+    if (code === 'ENOENT') throw new PkiError('E_PKI_MISSING', `${file} (${what}) does not exist.`, err);
+    throw new PkiError('E_PKI_READ', `${file} (${what}) cannot be read: ${code}.`, err);
+  }
+}
+
+export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
+  await mkdir(dir, { recursive: true, mode });
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Makes the rename durable; some filesystems refuse fsync on a directory, which changes nothing here.
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
+function tempNameFor(file: string): string {
+  return join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Writes `data` to `file` atomically with `mode`. Without `replace`, an existing file is never
+ * touched and E_PKI_EXISTS names it.
+ */
+export async function writeFileAtomic(
+  file: string,
+  data: string,
+  options: { mode: number; replace?: boolean },
+): Promise<void> {
+  const tmp = tempNameFor(file);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    try {
+      await fh.writeFile(data, 'utf8');
+      await fh.chmod(options.mode);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (options.replace) {
+      await rename(tmp, file);
+    } else {
+      try {
+        await link(tmp, file);
+      } catch (err) {
+        if (systemErrorCode(err) === 'EEXIST') throw refuseOverwrite(file);
+        throw err;
+      }
+      await unlink(tmp);
+    }
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await syncDir(dirname(file));
+}
+
+export function refuseOverwrite(path: string): PkiError {
+  return new PkiError(
+    'E_PKI_EXISTS',
+    `${path} already exists; dockgate never overwrites PKI files, move it away first.`,
+  );
+}
+
+/**
+ * Builds a directory under a temporary name beside `finalDir`, then renames it into place, so that
+ * `finalDir` appears whole or not at all. Refuses when `finalDir` exists.
+ */
+export async function writeDirectoryAtomic(
+  finalDir: string,
+  mode: number,
+  fill: (tmpDir: string) => Promise<void>,
+): Promise<void> {
+  if (await pathExists(finalDir)) throw refuseOverwrite(finalDir);
+  const tmpDir = tempNameFor(finalDir);
+  await mkdir(tmpDir, { mode });
+  try {
+    await fill(tmpDir);
+    // rename() would replace an empty directory created meanwhile; check again just before.
+    if (await pathExists(finalDir)) throw refuseOverwrite(finalDir);
+    await rename(tmpDir, finalDir);
+  } catch (err) {
+    await rm(tmpDir, { recursive: true, force: true });
+    throw err;
+  }
+  await syncDir(dirname(finalDir));
+}

@@ -1,0 +1,180 @@
+/**
+ * index.json: the record of every certificate the CA issued, so that `pki list` can show them and
+ * `pki revoke NAME|SERIAL` can find one. The CRL is rebuilt from it. Rewritten atomically; dockgate
+ * assumes one operator runs pki commands on a directory at a time (no lock).
+ */
+import { X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { relative } from 'node:path';
+import { PkiError } from '../errors.js';
+import { MODE_INDEX, pathExists, readTextFile, writeFileAtomic, type PkiPaths } from './files.js';
+import { describeKeyAlgorithm, keyAlgorithmOf } from './keys.js';
+import { isSerialText, normalizeSerial } from './serial.js';
+
+export type CertificateKind = 'server' | 'client';
+
+/** RFC 5280 reason codes a dockgate user may give (CA compromise and holds are not revocations of a leaf here). */
+export const REVOCATION_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  privilegeWithdrawn: 9,
+} as const;
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+export interface Revocation {
+  readonly at: string;
+  readonly reason: RevocationReason;
+}
+
+export interface IssuedCertificate {
+  /** "server", the client NAME, or the CN of a signed CSR. */
+  readonly name: string;
+  readonly kind: CertificateKind;
+  /** Canonical serial (see serial.ts). */
+  readonly serial: string;
+  readonly subject: string;
+  /** "DNS:name" / "IP:addr". */
+  readonly sans: readonly string[];
+  readonly keyAlgorithm: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  /** SHA-256 fingerprint as openssl and Node print it (AB:CD:...). */
+  readonly fingerprint256: string;
+  /** Where the certificate was written, relative to the PKI directory when inside it; null for stdout. */
+  readonly file: string | null;
+  /** generated: dockgate made the key; csr: signed from a request, the key never came here. */
+  readonly source: 'generated' | 'csr';
+  readonly issuedAt: string;
+  revoked?: Revocation;
+}
+
+export interface PkiIndex {
+  readonly version: 1;
+  /** Number of the last CRL written; each new CRL takes the next one. */
+  crlNumber: number;
+  certificates: IssuedCertificate[];
+}
+
+export function emptyIndex(): PkiIndex {
+  return { version: 1, crlNumber: 0, certificates: [] };
+}
+
+export async function readIndex(paths: PkiPaths): Promise<PkiIndex> {
+  if (!(await pathExists(paths.index))) return emptyIndex();
+  const text = await readTextFile(paths.index, 'index of issued certificates');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new PkiError('E_PKI_INDEX', `${paths.index} is not valid JSON.`, err);
+  }
+  const index = parsed as Partial<PkiIndex> | null;
+  if (
+    !index ||
+    index.version !== 1 ||
+    !Array.isArray(index.certificates) ||
+    typeof index.crlNumber !== 'number'
+  ) {
+    throw new PkiError('E_PKI_INDEX', `${paths.index} is not a dockgate index (version 1).`);
+  }
+  return index as PkiIndex;
+}
+
+export async function writeIndex(paths: PkiPaths, index: PkiIndex): Promise<void> {
+  await writeFileAtomic(paths.index, JSON.stringify(index, null, 2) + '\n', {
+    mode: MODE_INDEX,
+    replace: true,
+  });
+}
+
+export async function writeIndexIfMissing(paths: PkiPaths, index: PkiIndex): Promise<void> {
+  if (!(await pathExists(paths.index))) await writeIndex(paths, index);
+}
+
+/** The index record of a certificate just issued. */
+export function recordFor(
+  pem: string,
+  info: {
+    name: string;
+    kind: CertificateKind;
+    source: 'generated' | 'csr';
+    file: string | null;
+    dir: string;
+  },
+): IssuedCertificate {
+  const cert = new NodeX509Certificate(pem);
+  const alg = keyAlgorithmOf(cert.publicKey);
+  const sans = (cert.subjectAltName ?? '')
+    .split(', ')
+    .filter(Boolean)
+    .map((s) => s.replace(/^IP Address:(.*)$/, (_, ip: string) => `IP:${compressIp(ip)}`));
+  let file = info.file;
+  if (file !== null) {
+    const rel = relative(info.dir, file);
+    if (!rel.startsWith('..')) file = rel;
+  }
+  return {
+    name: info.name,
+    kind: info.kind,
+    serial: normalizeSerial(cert.serialNumber),
+    subject: cert.subject.split('\n').join(', '),
+    sans,
+    keyAlgorithm: alg ? describeKeyAlgorithm(alg) : String(cert.publicKey.asymmetricKeyType),
+    notBefore: new Date(cert.validFrom).toISOString(),
+    notAfter: new Date(cert.validTo).toISOString(),
+    fingerprint256: cert.fingerprint256,
+    file,
+    source: info.source,
+    issuedAt: new Date().toISOString(),
+  };
+}
+
+/** Node prints IPv6 SANs uncompressed (0:0:0:0:0:0:0:1); the WHATWG URL parser gives the short form. */
+function compressIp(ip: string): string {
+  return ip.includes(':') ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip;
+}
+
+export async function recordIssued(paths: PkiPaths, record: IssuedCertificate): Promise<void> {
+  const index = await readIndex(paths);
+  index.certificates.push(record);
+  await writeIndex(paths, index);
+}
+
+/**
+ * The one certificate `pki revoke` means: by serial (any form normalizeSerial accepts) or by name
+ * when exactly one unrevoked certificate carries it.
+ */
+export function findForRevocation(
+  index: PkiIndex,
+  nameOrSerial: string,
+  indexFile: string,
+): IssuedCertificate {
+  const byName = index.certificates.filter((c) => c.name === nameOrSerial);
+  if (byName.length === 0 && isSerialText(nameOrSerial)) {
+    const serial = normalizeSerial(nameOrSerial);
+    const bySerial = index.certificates.find((c) => c.serial === serial);
+    if (bySerial) return bySerial;
+  }
+  if (byName.length === 0) {
+    throw new PkiError(
+      'E_PKI_NOT_FOUND',
+      `no certificate named or numbered '${nameOrSerial}' is recorded in ${indexFile}.`,
+    );
+  }
+  const active = byName.filter((c) => !c.revoked);
+  if (active.length === 1) return active[0]!;
+  if (active.length === 0) return byName[byName.length - 1]!;
+  throw new PkiError(
+    'E_PKI_AMBIGUOUS',
+    `${active.length} unrevoked certificates are named '${nameOrSerial}'; revoke one by serial (${active.map((c) => c.serial).join(', ')}).`,
+  );
+}
+
+export type CertificateStatus = 'valid' | 'revoked' | 'expired';
+
+export function statusOf(record: IssuedCertificate, now = new Date()): CertificateStatus {
+  if (record.revoked) return 'revoked';
+  return Date.parse(record.notAfter) < now.getTime() ? 'expired' : 'valid';
+}

@@ -1,0 +1,83 @@
+/**
+ * What a user may type for names that end up in certificates or paths: client names (a directory
+ * under clients/ and the certificate CN), organizational units, DNS names and IP addresses, and --days.
+ */
+import { isIP } from 'node:net';
+import { UsageError } from '../errors.js';
+
+export type SubjectAltName = { readonly type: 'dns' | 'ip'; readonly value: string };
+
+const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** A client name is a directory name under clients/ and a CN: letters, digits, '.', '_', '-', 1-64 chars. */
+export function validateClientName(name: string, what = 'NAME'): string {
+  if (!CLIENT_NAME.test(name)) {
+    throw new UsageError(
+      'E_USAGE_CLIENT_NAME',
+      `${what} '${name}' is not a valid client name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.`,
+    );
+  }
+  return name;
+}
+
+export function validateOrganizationalUnit(ou: string): string {
+  if (ou.length === 0 || ou.length > 64 || /[\u0000-\u001f\u007f]/.test(ou)) {
+    throw new UsageError('E_USAGE_OU', `--ou '${ou}' must be 1-64 printable characters.`);
+  }
+  return ou;
+}
+
+const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+export function validateDnsName(name: string, flag = '--dns'): SubjectAltName {
+  const lower = name.toLowerCase().replace(/\.$/, '');
+  const labels = lower.split('.');
+  const ok =
+    lower.length > 0 &&
+    lower.length <= 253 &&
+    labels.every((label, i) => DNS_LABEL.test(label) || (i === 0 && label === '*' && labels.length > 2));
+  if (!ok) throw new UsageError('E_USAGE_DNS', `${flag} '${name}' is not a valid DNS name.`);
+  return { type: 'dns', value: lower };
+}
+
+export function validateIpAddress(addr: string, flag = '--ip'): SubjectAltName {
+  const bare = addr.replace(/^\[(.*)\]$/, '$1');
+  if (isIP(bare) === 0)
+    throw new UsageError('E_USAGE_IP', `${flag} '${addr}' is not an IPv4 or IPv6 address.`);
+  return { type: 'ip', value: bare };
+}
+
+/** "DNS:name", "IP:addr", or a bare value (an address if it parses as one, a DNS name otherwise). */
+export function parseSubjectAltName(text: string, flag = '--san'): SubjectAltName {
+  const m = /^(dns|ip):(.*)$/i.exec(text);
+  if (m) return m[1]!.toLowerCase() === 'ip' ? validateIpAddress(m[2]!, flag) : validateDnsName(m[2]!, flag);
+  return isIP(text.replace(/^\[(.*)\]$/, '$1')) ? validateIpAddress(text, flag) : validateDnsName(text, flag);
+}
+
+/** Order kept, duplicates dropped (IPv6 compared as written after bracket removal). */
+export function uniqueSans(sans: readonly SubjectAltName[]): SubjectAltName[] {
+  const seen = new Set<string>();
+  return sans.filter((s) => {
+    const key = `${s.type}:${s.value}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+export function formatSan(san: SubjectAltName): string {
+  return `${san.type === 'dns' ? 'DNS' : 'IP'}:${san.value}`;
+}
+
+export const MAX_DAYS = 36500;
+
+export function parseDays(text: string, flag = '--days'): number {
+  const days = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(days) || days < 1 || days > MAX_DAYS) {
+    throw new UsageError(
+      'E_USAGE_DAYS',
+      `${flag} '${text}' must be a whole number of days from 1 to ${MAX_DAYS}.`,
+    );
+  }
+  return days;
+}
