@@ -9,9 +9,18 @@ import { packageVersion } from './version.js';
 type CommandModule = { run(argv: string[]): Promise<number> };
 
 const commands: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
-  serve: { summary: 'run the gate: mutual TLS in front of the Docker socket', load: () => import('./serve.js') },
-  pki: { summary: 'create the CA, server and client certificates; sign CSRs; revoke', load: () => import('./pki.js') },
-  client: { summary: 'help a client use its bundle (env lines for the docker CLI)', load: () => import('./client.js') },
+  serve: {
+    summary: 'run the gate: mutual TLS in front of the Docker socket',
+    load: () => import('./serve.js'),
+  },
+  pki: {
+    summary: 'create the CA, server and client certificates; sign CSRs; revoke',
+    load: () => import('./pki.js'),
+  },
+  client: {
+    summary: 'help a client use its bundle (env lines for the docker CLI)',
+    load: () => import('./client.js'),
+  },
 };
 
 export const mainUsage = `Usage: dockgate COMMAND [OPTIONS]
@@ -57,7 +66,9 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`dockgate: ${err.message}\n`);
       process.exitCode = err.exitCode;
     } else {
-      process.stderr.write(`dockgate: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(
+        `dockgate: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exitCode = 1;
     }
   },
