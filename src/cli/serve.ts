@@ -2,11 +2,10 @@
  * `dockgate serve`: load the configuration, make sure TLS material exists (bootstrapping a PKI
  * into an empty certs directory), start the gate, and stop it cleanly on SIGTERM/SIGINT.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadServeConfig } from '../config/load-serve-config.js';
 import type { ServeConfig } from '../config/serve-config.js';
-import { loadTlsMaterial } from '../listener/tls-material.js';
+import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
 import { createGateLog } from '../audit/gate-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
 import { Gate } from '../ops/gate.js';
@@ -25,9 +24,16 @@ export async function run(argv: string[]): Promise<number> {
   logger.info({ event: 'starting', version: packageVersion(), pid: process.pid }, 'dockgate starting');
 
   if (!config.tlsFilesExplicit) await bootstrap(config, logger);
-  const material = loadTlsMaterial(config.tls, crlFileOf(config));
-  const gate = new Gate(config, material, logger);
+  const source = tlsSourceOf(config);
+  const tls = await loadTls(source);
+  const gate = new Gate(config, tls, logger);
   await gate.start();
+  const reloader = new TlsReloader(source, tls, gate, logger);
+  reloader.start();
+  process.on('SIGHUP', () => {
+    logger.info({ event: 'reload', trigger: 'signal' }, 'SIGHUP: reloading certificates and CRL');
+    void reloader.reload('signal');
+  });
   logger.warn(
     { event: 'policy', mode: 'allow-all' },
     'no --policy given: every client with a certificate from this CA may do everything (as with dockerd --tlsverify)',
@@ -38,6 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
+      reloader.stop();
       logger.info(
         { event: 'shutdown', signal, openConnections: gate.openSessions, graceMs: config.shutdownTimeoutMs },
         `${signal}: no longer accepting; letting requests in flight finish`,
@@ -53,10 +60,13 @@ export async function run(argv: string[]): Promise<number> {
   });
 }
 
-function crlFileOf(config: ServeConfig): string | undefined {
-  if (config.tls.crlFile !== undefined) return config.tls.crlFile;
-  const candidate = join(config.certsDir, 'crl.pem');
-  return existsSync(candidate) ? candidate : undefined;
+function tlsSourceOf(config: ServeConfig): TlsSource {
+  const explicit = config.tls.crlFile;
+  return {
+    files: config.tls,
+    crlFile: explicit ?? join(config.certsDir, 'crl.pem'),
+    crlExplicit: explicit !== undefined,
+  };
 }
 
 async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {

@@ -9,6 +9,7 @@ export type RefusalReason =
   | 'not-yet-valid'
   | 'wrong-purpose'
   | 'revoked'
+  | 'revocation-unavailable'
   | 'invalid-certificate'
   | 'tls-handshake-failed'
   | 'plain-http'
@@ -31,6 +32,10 @@ const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
   CERT_NOT_YET_VALID: 'not-yet-valid',
   INVALID_PURPOSE: 'wrong-purpose',
   CERT_REVOKED: 'revoked',
+  // The gate's own CRL is stale or missing: OpenSSL then refuses everyone, fail closed.
+  CRL_HAS_EXPIRED: 'revocation-unavailable',
+  CRL_NOT_YET_VALID: 'revocation-unavailable',
+  UNABLE_TO_GET_CRL: 'revocation-unavailable',
 };
 
 export function refusalFor(
@@ -54,6 +59,8 @@ const SENTENCES: Record<RefusalReason, string> = {
   'wrong-purpose':
     'the client certificate is not made for client authentication (extendedKeyUsage lacks clientAuth)',
   revoked: 'the client certificate has been revoked',
+  'revocation-unavailable':
+    "the gate cannot check revocation (its CRL has expired or is missing); the operator must renew it with 'dockgate pki crl'",
   'invalid-certificate': 'the client certificate is not acceptable',
   'tls-handshake-failed': 'the TLS handshake failed',
   'plain-http': 'plain HTTP was sent to the TLS port',

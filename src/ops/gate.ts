@@ -6,30 +6,32 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/serve-config.js';
 import { GateListener } from '../listener/gate-listener.js';
-import type { TlsMaterial } from '../listener/tls-material.js';
+import { isRevoked } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
 import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { logRefusal, requestObserver } from '../audit/gate-log.js';
+import type { LoadedTls } from './tls-reload.js';
 
 /** dockerd (Go net/http) accepts heads up to 1 MiB; the gate must not refuse what dockerd takes. */
 const HEAD_LIMITS = { maxHeadBytes: 1 << 20, maxFields: 1000 } as const;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export class Gate {
-  private readonly sessions = new Set<ClientSession>();
+  /** Open client connections and who holds each, so a new CRL can close the revoked ones. */
+  private readonly sessions = new Map<ClientSession, Identity>();
   private readonly listener: GateListener;
   private readonly connectUpstream;
   private stopping = false;
 
   constructor(
     private readonly config: ServeConfig,
-    material: TlsMaterial,
+    tls: LoadedTls,
     private readonly logger: Logger,
   ) {
     this.connectUpstream = upstreamConnector(config.upstream);
     this.listener = new GateListener(
-      material,
+      tls.material,
       {
         onClient: (socket, identity) => this.accept(socket, identity),
         onRefused: (refused) => logRefusal(logger, refused),
@@ -49,9 +51,23 @@ export class Gate {
     return bound;
   }
 
-  /** New handshakes use the new material; connections already open are left as they are. */
-  setMaterial(material: TlsMaterial): void {
-    this.listener.setMaterial(material);
+  /**
+   * New handshakes use the new material. Connections already open keep their session, except
+   * those whose client certificate the new CRL revokes: they are closed now.
+   */
+  applyTls(tls: LoadedTls): number {
+    this.listener.setMaterial(tls.material);
+    let closed = 0;
+    for (const [session, identity] of this.sessions) {
+      if (!isRevoked(tls.crl, identity.serial)) continue;
+      closed++;
+      this.logger.warn(
+        { event: 'revoked-connection-closed', client: { cn: identity.cn, serial: identity.serial } },
+        `closed an open connection of client "${identity.cn}": its certificate is now revoked`,
+      );
+      session.destroy('revoked');
+    }
+    return closed;
   }
 
   get openSessions(): number {
@@ -65,13 +81,13 @@ export class Gate {
   async shutdown(graceMs: number): Promise<{ cut: number }> {
     this.stopping = true;
     const closing = this.listener.close();
-    for (const session of this.sessions) session.drain();
+    for (const session of this.sessions.keys()) session.drain();
     const deadline = Date.now() + graceMs;
     while (this.sessions.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     const cut = this.sessions.size;
-    for (const session of [...this.sessions]) session.destroy('shutdown');
+    for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
     await closing;
     return { cut };
   }
@@ -88,7 +104,7 @@ export class Gate {
       },
       (s) => this.sessions.delete(s),
     );
-    this.sessions.add(session);
+    this.sessions.set(session, identity);
     if (this.stopping) session.drain();
   }
 }

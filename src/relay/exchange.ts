@@ -11,7 +11,7 @@ export interface Exchange {
   /** The connection became a raw byte stream (attach, exec, BuildKit session). */
   hijacked: boolean;
   /** How it ended: completed normally, cut by either side, or answered by the gate. */
-  outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'shutdown';
+  outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'shutdown' | 'revoked';
   /** Set when the gate itself answered or the engine failed, for the log line. */
   error?: string;
 }

@@ -18,7 +18,9 @@ const STOP_TIMEOUT_MS = 10_000;
 export type LogLine = Record<string, unknown> & { event?: string; level?: string | number; msg?: string };
 
 export interface GateOptions {
-  readonly pki: OpensslPki;
+  /** The gate's TLS files; or certsDir, for a directory made by `dockgate pki` (serve --certs). */
+  readonly pki?: Pick<OpensslPki, 'caCert' | 'serverCert' | 'serverKey'>;
+  readonly certsDir?: string;
   /** Engine address; the shared test engine when left out. */
   readonly upstream?: string;
   /** More `serve` flags, e.g. ['--shutdown-timeout', '10']. */
@@ -68,12 +70,7 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
     'tcp://127.0.0.1:0',
     '--upstream',
     upstream,
-    '--tlscacert',
-    options.pki.caCert,
-    '--tlscert',
-    options.pki.serverCert,
-    '--tlskey',
-    options.pki.serverKey,
+    ...tlsArgs(options),
     ...(options.args ?? []),
   ];
   const child = spawn(process.execPath, args, { cwd, env: gateEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -168,6 +165,13 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
     stop,
     exited,
   };
+}
+
+function tlsArgs(options: GateOptions): string[] {
+  if (options.certsDir !== undefined) return ['--certs', options.certsDir];
+  if (options.pki === undefined) throw new Error('startGate needs pki or certsDir');
+  const { caCert, serverCert, serverKey } = options.pki;
+  return ['--tlscacert', caCert, '--tlscert', serverCert, '--tlskey', serverKey];
 }
 
 /** Request log lines (`"event":"request"`) whose path matches, e.g. /\/containers\/create$/. */

@@ -1,0 +1,151 @@
+/**
+ * Hot reload of the gate's TLS material: the CA, the server certificate and key, and the CRL.
+ * SIGHUP or a change of any of those files (polled by stat, which also sees files replaced by
+ * rename, created later, or swapped under a mounted volume) rebuilds the material; a file that
+ * fails to load or verify keeps the previous material in force and the log says why. A new CRL
+ * also closes the open connections of clients it revokes: revocation must bite at once, not at
+ * the client's next handshake.
+ */
+import { existsSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import type { Logger } from 'pino';
+import type { TlsFiles } from '../config/serve-config.js';
+import { loadTlsMaterial, type TlsMaterial } from '../listener/tls-material.js';
+import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
+
+/** How often watched files are stat'ed; revocation takes effect within about this long. */
+const POLL_INTERVAL_MS = 1000;
+/** Files written one after the other (cert, then key) are picked up together. */
+const SETTLE_MS = 250;
+const DAY_MS = 86_400_000;
+/** A CRL this close to its nextUpdate gets a warning: past it, OpenSSL refuses every client. */
+const CRL_WARN_BEFORE_MS = 7 * DAY_MS;
+
+export interface LoadedTls {
+  readonly material: TlsMaterial;
+  readonly crl: LoadedCrl | undefined;
+}
+
+export interface TlsSource {
+  readonly files: TlsFiles;
+  /** The CRL file to use: the explicit --tlscrl, or CERTS_DIR/crl.pem whenever it exists. */
+  readonly crlFile: string;
+  readonly crlExplicit: boolean;
+}
+
+/** Loads and verifies everything; throws ConfigError naming the first bad file. */
+export async function loadTls(source: TlsSource): Promise<LoadedTls> {
+  const crlFile = source.crlExplicit || existsSync(source.crlFile) ? source.crlFile : undefined;
+  const material = loadTlsMaterial(source.files, crlFile);
+  const crl = await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`);
+  return { material, crl };
+}
+
+/** Logs how long the CRL has left; past nextUpdate no client can connect. */
+export function checkCrlFreshness(crl: LoadedCrl | undefined, logger: Logger, now = Date.now()): void {
+  if (crl === undefined) return;
+  const left = crl.nextUpdate.getTime() - now;
+  if (left <= 0) {
+    logger.error(
+      { event: 'crl-expired', nextUpdate: crl.nextUpdate.toISOString() },
+      'the CRL is past its nextUpdate: every client is refused until it is renewed with `dockgate pki crl`',
+    );
+  } else if (left < CRL_WARN_BEFORE_MS) {
+    logger.warn(
+      {
+        event: 'crl-expiring',
+        nextUpdate: crl.nextUpdate.toISOString(),
+        daysLeft: Math.floor(left / DAY_MS),
+      },
+      'the CRL expires soon: renew it with `dockgate pki crl` (past nextUpdate every client is refused)',
+    );
+  }
+}
+
+export interface ReloadTarget {
+  /** Puts new material in force; returns how many open connections it closed as revoked. */
+  applyTls(loaded: LoadedTls): number;
+}
+
+export class TlsReloader {
+  private timer: NodeJS.Timeout | undefined;
+  private dailyCheck: NodeJS.Timeout | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+  private readonly watched: string[];
+  private readonly onChange = (curr: Stats, prev: Stats): void => {
+    if (curr.mtimeMs !== prev.mtimeMs || curr.ino !== prev.ino || curr.size !== prev.size) {
+      this.schedule('file-change');
+    }
+  };
+
+  constructor(
+    private readonly source: TlsSource,
+    private current: LoadedTls,
+    private readonly target: ReloadTarget,
+    private readonly logger: Logger,
+  ) {
+    const { caFile, certFile, keyFile } = source.files;
+    this.watched = [...new Set([caFile, certFile, keyFile, source.crlFile])];
+  }
+
+  start(): void {
+    for (const file of this.watched)
+      watchFile(file, { interval: POLL_INTERVAL_MS, persistent: false }, this.onChange);
+    checkCrlFreshness(this.current.crl, this.logger);
+    this.dailyCheck = setInterval(() => checkCrlFreshness(this.current.crl, this.logger), DAY_MS);
+    this.dailyCheck.unref();
+  }
+
+  stop(): void {
+    for (const file of this.watched) unwatchFile(file, this.onChange);
+    clearTimeout(this.timer);
+    clearInterval(this.dailyCheck);
+  }
+
+  /** Reloads now (SIGHUP); resolves when done. Reloads never overlap. */
+  reload(trigger: 'signal' | 'file-change'): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadOnce(trigger));
+    return this.reloading;
+  }
+
+  private schedule(trigger: 'file-change'): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.reload(trigger), SETTLE_MS);
+  }
+
+  private async reloadOnce(trigger: 'signal' | 'file-change'): Promise<void> {
+    let next: LoadedTls;
+    try {
+      next = await loadTls(this.source);
+    } catch (err) {
+      this.logger.error(
+        { event: 'reload-failed', trigger, error: err instanceof Error ? err.message : String(err) },
+        'TLS reload failed; the previous certificates and CRL stay in force',
+      );
+      return;
+    }
+    const changed = changedParts(this.current, next);
+    if (changed.length === 0) return;
+    this.current = next;
+    const closed = this.target.applyTls(next);
+    this.logger.info(
+      {
+        event: 'reloaded',
+        trigger,
+        changed,
+        revokedSerials: next.crl?.revokedSerials.size ?? 0,
+        closedRevoked: closed,
+      },
+      `reloaded ${changed.join(', ')}`,
+    );
+    checkCrlFreshness(next.crl, this.logger);
+  }
+}
+
+function changedParts(a: LoadedTls, b: LoadedTls): string[] {
+  const parts: string[] = [];
+  if (a.material.ca !== b.material.ca) parts.push('ca');
+  if (a.material.cert !== b.material.cert) parts.push('cert');
+  if (a.material.key !== b.material.key) parts.push('key');
+  if (a.material.crl !== b.material.crl) parts.push('crl');
+  return parts;
+}

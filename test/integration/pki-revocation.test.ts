@@ -1,0 +1,139 @@
+/**
+ * Revocation in a running gate: `dockgate pki revoke` while the gate serves must lock the client
+ * out within seconds, close the connection it has open (a running `docker events`), and leave
+ * every other client alone. A CRL that does not verify keeps the previous one in force; SIGHUP
+ * reloads too. Driven by the real docker CLI and curl through the real gate.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { testTmpDir } from '../helpers/engine.js';
+import { GATE_MAIN, startGate, sleep, type RunningGate } from '../helpers/gate.js';
+import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
+import { curl } from '../helpers/curl.js';
+import type { ClientBundle } from '../helpers/openssl-pki.js';
+
+const run = promisify(execFile);
+const KEY_TYPES = ['ec-p256', 'ec-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'] as const;
+
+async function dockgatePki(...args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [GATE_MAIN, 'pki', ...args], { timeout: 120_000 });
+  return stdout;
+}
+
+/** A PKI made by dockgate: CA and server of the given key type, clients alice and bob. */
+async function makePki(keyType: string): Promise<{ dir: string; alice: ClientBundle; bob: ClientBundle }> {
+  const dir = await mkdtemp(join(testTmpDir(), `dockgate-revoke-${keyType}-`));
+  await dockgatePki('init', '--dir', dir, '--key-type', keyType);
+  await dockgatePki('server', '--dir', dir);
+  const bundle = async (cn: string): Promise<ClientBundle> => {
+    await dockgatePki('client', cn, '--dir', dir);
+    const b = join(dir, 'clients', cn);
+    return { dir: b, ca: join(b, 'ca.pem'), cert: join(b, 'cert.pem'), key: join(b, 'key.pem'), cn };
+  };
+  return { dir, alice: await bundle('alice'), bob: await bundle('bob') };
+}
+
+function pingAs(gate: RunningGate, bundle: ClientBundle) {
+  return curl(`https://127.0.0.1:${gate.port}/_ping`, { bundle });
+}
+
+const isReload = (l: Record<string, unknown>): boolean =>
+  l.event === 'reloaded' || l.event === 'reload-failed';
+
+t.test(
+  'revoking a client in a running gate closes its open stream and refuses it; others go on',
+  async (t) => {
+    const cli = dockerClis()[0]!;
+    const { dir, alice, bob } = await makePki('ec-p256');
+    // No crl.pem yet: the gate must notice the file when `pki revoke` first creates it.
+    const gate = await startGate(t, { certsDir: dir });
+    const aliceEvents = spawnDocker(cli, { host: gate.host, certPath: alice.dir }, ['events']);
+    const bobEvents = spawnDocker(cli, { host: gate.host, certPath: bob.dir }, ['events']);
+    t.teardown(() => {
+      aliceEvents.kill('SIGKILL');
+      bobEvents.kill('SIGKILL');
+    });
+    const aliceExit = new Promise<number | null>((resolve) =>
+      aliceEvents.once('exit', (code) => resolve(code)),
+    );
+    let aliceErr = '';
+    aliceEvents.stderr.on('data', (c: Buffer) => (aliceErr += c.toString()));
+    exitsWith(
+      t,
+      await docker(cli, { host: gate.host, certPath: alice.dir }, ['ps']),
+      0,
+      'alice: docker ps before revocation:',
+    );
+    await sleep(1000); // both `docker events` streams are open by now
+
+    const mark = gate.logs().length;
+    await dockgatePki('revoke', 'alice', '--dir', dir, '--reason', 'key-compromise');
+    const closed = await gate.waitForLog((l) => l.event === 'revoked-connection-closed', 10_000, mark);
+    t.match(closed, { client: { cn: 'alice' } }, 'the gate logs that it closed alice’s connection');
+    const code = await Promise.race([aliceExit, sleep(10_000).then(() => 'still running' as const)]);
+    t.not(code, 'still running', 'alice’s `docker events` ended when her certificate was revoked', {
+      stderr: aliceErr,
+    });
+    t.equal(bobEvents.exitCode, null, 'bob’s `docker events` is still running');
+    t.match(
+      await gate.waitForLog((l) => l.event === 'reloaded', 10_000, mark),
+      { trigger: 'file-change', changed: ['crl'], closedRevoked: 1 },
+      'the reload was triggered by crl.pem appearing',
+    );
+
+    const refused = await docker(cli, { host: gate.host, certPath: alice.dir }, ['ps']);
+    t.not(refused.code, 0, 'alice: docker ps is refused');
+    t.match(refused.stderr, /certificate has been revoked/, 'and the CLI says her certificate is revoked');
+    t.ok(
+      gate
+        .logs()
+        .some((l) => l.event === 'handshake-refused' && l.reason === 'revoked' && l.claimedCn === 'alice'),
+      'the refused handshake is logged with reason revoked',
+    );
+    exitsWith(t, await docker(cli, { host: gate.host, certPath: bob.dir }, ['ps']), 0, 'bob: docker ps');
+
+    // A CRL that is not a CRL keeps the previous one in force.
+    const badMark = gate.logs().length;
+    await writeFile(join(dir, 'crl.pem'), '-----BEGIN X509 CRL-----\nnot a crl\n-----END X509 CRL-----\n');
+    const failed = await gate.waitForLog(isReload, 10_000, badMark);
+    t.match(failed, { event: 'reload-failed', level: 'error' }, 'a broken crl.pem is refused and logged');
+    t.match(String(failed.error), /crl\.pem/, 'the log names the file');
+    t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is still refused under the previous CRL');
+    t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+
+    // SIGHUP reloads: renew the CRL and signal at once, before the file poll would see it.
+    const hupMark = gate.logs().length;
+    await dockgatePki('crl', '--dir', dir);
+    gate.process.kill('SIGHUP');
+    t.ok(
+      await gate.waitForLog((l) => l.event === 'reload' && l.trigger === 'signal', 5000, hupMark),
+      'SIGHUP is logged as a reload',
+    );
+    t.match(await gate.waitForLog(isReload, 10_000, hupMark), { event: 'reloaded', changed: ['crl'] });
+    t.match((await pingAs(gate, alice)).body, /revoked/, 'alice stays refused after the renewed CRL');
+    t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+    t.equal(bobEvents.exitCode, null, 'bob’s `docker events` survived every reload');
+  },
+);
+
+for (const keyType of KEY_TYPES) {
+  t.test(`revocation bites at once with a ${keyType} CA and server`, async (t) => {
+    const { dir, alice, bob } = await makePki(keyType);
+    const gate = await startGate(t, { certsDir: dir });
+    t.equal((await pingAs(gate, alice)).body, 'OK', 'alice gets in before');
+    const mark = gate.logs().length;
+    await dockgatePki('revoke', alice.cn, '--dir', dir);
+    await gate.waitForLog((l) => l.event === 'reloaded', 10_000, mark);
+    const refused = await pingAs(gate, alice);
+    t.equal(refused.status, 403, 'alice gets a 403 after revocation');
+    t.match(
+      refused.body,
+      /"message":"dockgate: the client certificate has been revoked/,
+      'naming the reason',
+    );
+    t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+  });
+}
