@@ -70,7 +70,13 @@ function tlsSourceOf(config: ServeConfig): TlsSource {
 }
 
 async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {
-  const result = await bootstrapServeMaterial({ certsDir: config.certsDir, sans: [...config.sans] });
+  // The printed DOCKER_HOST must name the port the gate is about to listen on.
+  const port = config.listen[0]?.port ?? 2376;
+  const result = await bootstrapServeMaterial({
+    certsDir: config.certsDir,
+    sans: [...config.sans],
+    dockerHost: `tcp://localhost:${port}`,
+  });
   if (!result.created) return;
   logger.info(
     { event: 'pki-bootstrapped', certsDir: config.certsDir, adminBundle: result.adminBundleDir },
