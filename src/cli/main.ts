@@ -21,6 +21,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'help a client use its bundle (env lines for the docker CLI)',
     load: () => import('./client.js'),
   },
+  health: {
+    summary: "check a running gate's /healthz (for container HEALTHCHECKs)",
+    load: () => import('./health.js'),
+  },
 };
 
 export const mainUsage = `Usage: dockgate COMMAND [OPTIONS]

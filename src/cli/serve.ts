@@ -9,6 +9,10 @@ import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
 import { createGateLog } from '../audit/gate-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
 import { Gate } from '../ops/gate.js';
+import { createGateMetrics } from '../ops/metrics.js';
+import { startHealthServer, type HealthServer } from '../ops/health-server.js';
+import { preflight } from '../ops/preflight.js';
+import { upstreamConnector } from '../relay/upstream.js';
 import { packageVersion } from './version.js';
 import type { Logger } from 'pino';
 
@@ -19,6 +23,11 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loaded.config;
+  if (config.checkOnly) {
+    await preflight(config, tlsSourceOf(config), (line) => process.stdout.write(`${line}\n`));
+    process.stdout.write('dockgate serve --check: everything is in order\n');
+    return 0;
+  }
   const log = createGateLog(config.logLevel);
   const logger = log.logger;
   logger.info({ event: 'starting', version: packageVersion(), pid: process.pid }, 'dockgate starting');
@@ -26,9 +35,11 @@ export async function run(argv: string[]): Promise<number> {
   if (!config.tlsFilesExplicit) await bootstrap(config, logger);
   const source = tlsSourceOf(config);
   const tls = await loadTls(source);
-  const gate = new Gate(config, tls, logger);
+  const metrics = createGateMetrics();
+  const gate = new Gate(config, tls, logger, metrics);
   await gate.start();
-  const reloader = new TlsReloader(source, tls, gate, logger);
+  const health = await startOpsListener(config, metrics, logger);
+  const reloader = new TlsReloader(source, tls, gate, logger, metrics);
   reloader.start();
   process.on('SIGHUP', () => {
     logger.info({ event: 'reload', trigger: 'signal' }, 'SIGHUP: reloading certificates and CRL');
@@ -49,6 +60,7 @@ export async function run(argv: string[]): Promise<number> {
         { event: 'shutdown', signal, openConnections: gate.openSessions, graceMs: config.shutdownTimeoutMs },
         `${signal}: no longer accepting; letting requests in flight finish`,
       );
+      void health?.close();
       void gate.shutdown(config.shutdownTimeoutMs).then(({ cut }) => {
         logger.info({ event: 'stopped', cut }, 'dockgate stopped');
         log.flush();
@@ -58,6 +70,25 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+async function startOpsListener(
+  config: ServeConfig,
+  metrics: ReturnType<typeof createGateMetrics>,
+  logger: Logger,
+): Promise<HealthServer | undefined> {
+  if (config.metrics === undefined) return undefined;
+  const health = await startHealthServer(
+    config.metrics,
+    metrics,
+    upstreamConnector(config.upstream),
+    config.upstream.raw,
+  );
+  logger.info(
+    { event: 'metrics-listening', address: health.address },
+    `health and metrics on http://${health.address}/healthz and /metrics`,
+  );
+  return health;
 }
 
 function tlsSourceOf(config: ServeConfig): TlsSource {

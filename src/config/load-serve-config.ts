@@ -87,6 +87,16 @@ function buildConfig(
     sans: listOf(sanSetting).map((raw) => parseSan(raw, failWith(sanSetting, raw))),
     shutdownTimeoutMs: Math.round(secondsOf(pick('shutdown-timeout')) * 1000),
     logLevel: logLevelOf(pick('log-level')),
+    metrics: metricsAddressOf(pick('metrics-addr')),
+    limits: {
+      maxConnections: countOf(pick('max-connections')),
+      maxConnectionsPerClient: countOf(pick('max-connections-per-client')),
+      handshakeTimeoutMs: Math.round(secondsOf(pick('tls-handshake-timeout')) * 1000),
+      headerTimeoutMs: Math.round(secondsOf(pick('header-timeout')) * 1000),
+      idleTimeoutMs: Math.round(secondsOf(pick('idle-timeout')) * 1000),
+      maxHeaderBytes: headerSizeOf(pick('max-header-size')),
+    },
+    checkOnly: booleanOf(pick('check')),
     configFile,
   };
 }
@@ -125,6 +135,17 @@ function readFlags(tokens: ArgToken[], cwd: string): Settings {
     const flag = flagsByName.get(token.name);
     if (!flag || (token.rawName !== `--${flag.name}` && token.rawName !== `-${flag.short}`)) {
       throw new UsageError('E_FLAG_UNKNOWN', `unknown flag ${token.rawName}; ${seeHelp}`);
+    }
+    if (flag.kind === 'boolean') {
+      if (token.value !== undefined)
+        throw new UsageError('E_FLAG_VALUE', `flag --${flag.name} takes no value, got "${token.value}"`);
+      settings.set(flag.name as ServeFlagName, {
+        value: true,
+        source: 'flag',
+        label: `--${flag.name}`,
+        baseDir: cwd,
+      });
+      continue;
     }
     if (token.value === undefined)
       throw new UsageError('E_FLAG_NO_VALUE', `flag --${flag.name} needs a value`);
@@ -284,6 +305,46 @@ function secondsOf(setting: Setting): number {
   if (seconds > maxShutdownSeconds)
     throw invalidValue(setting, `at most ${maxShutdownSeconds} seconds`, value);
   return seconds;
+}
+
+/** A non-negative integer (connection counts, byte sizes). */
+function countOf(setting: Setting): number {
+  const { value } = setting;
+  const n =
+    typeof value === 'number'
+      ? value
+      : typeof value === 'string' && /^\d+$/.test(value)
+        ? Number(value)
+        : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw invalidValue(setting, 'a whole number, 0 or more', value);
+  return n;
+}
+
+/** Smaller heads than this would refuse what the docker CLI sends; Node's parser caps at 16 MiB. */
+const minHeaderBytes = 8192;
+const maxHeaderBytes = 16 << 20;
+function headerSizeOf(setting: Setting): number {
+  const n = countOf(setting);
+  if (n < minHeaderBytes || n > maxHeaderBytes)
+    throw invalidValue(setting, `a size from ${minHeaderBytes} to ${maxHeaderBytes} bytes`, setting.value);
+  return n;
+}
+
+function booleanOf(setting: Setting): boolean {
+  const { value } = setting;
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  throw invalidValue(setting, 'true or false', value);
+}
+
+/** HOST:PORT or [IPv6]:PORT for the metrics listener, or "off". */
+function metricsAddressOf(setting: Setting): { host: string; port: number } | undefined {
+  const text = stringOf(setting);
+  if (text === 'off') return undefined;
+  const { host, port } = parseTcp(`tcp://${text}`, -1, failWith(setting, text), '127.0.0.1:9323');
+  if (port < 0) throw invalidValue(setting, 'HOST:PORT, e.g. 127.0.0.1:9323, or off', text);
+  return { host, port };
 }
 
 function logLevelOf(setting: Setting): LogLevel {

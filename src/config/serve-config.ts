@@ -41,6 +41,24 @@ export interface ServeConfig {
   /** --shutdown-timeout SECONDS: grace period for in-flight requests on SIGTERM/SIGINT. */
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /** --metrics-addr: where /healthz and /metrics listen; undefined when "off". */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  readonly limits: ServeLimits;
+  /** --check: validate everything, then exit instead of serving. */
+  readonly checkOnly: boolean;
   /** The --config file that was read, if any (for messages and reload). */
   readonly configFile: string | undefined;
+}
+
+/** Limits that stop abuse without ending an active stream or hijacked session. */
+export interface ServeLimits {
+  /** 0: no limit. */
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  readonly handshakeTimeoutMs: number;
+  /** Time to finish a request head once its first byte arrived. */
+  readonly headerTimeoutMs: number;
+  /** Time a connection may sit with no request in progress; 0: no limit. */
+  readonly idleTimeoutMs: number;
+  readonly maxHeaderBytes: number;
 }

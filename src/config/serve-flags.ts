@@ -6,9 +6,10 @@
 
 /**
  * How a flag's value is read: one string, a repeatable string (comma-separated in the environment,
- * a list or a single string in a config file), a non-negative number of seconds, or a bare switch.
+ * a list or a single string in a config file), a non-negative number of seconds, a non-negative
+ * integer, or a bare switch (true/false, 1/0 in the environment and config file).
  */
-export type ServeFlagKind = 'string' | 'strings' | 'seconds' | 'boolean';
+export type ServeFlagKind = 'string' | 'strings' | 'seconds' | 'count' | 'boolean';
 
 export interface ServeFlag {
   /** Long name without dashes: `--shutdown-timeout` is 'shutdown-timeout'. */
@@ -131,6 +132,77 @@ export const serveFlags = [
     description: `Log level: ${logLevels.join(', ')}`,
     env: 'DOCKGATE_LOG_LEVEL',
     fileKey: 'log-level',
+  },
+  {
+    name: 'metrics-addr',
+    kind: 'string',
+    valueName: 'HOST:PORT',
+    default: '127.0.0.1:9323',
+    description: 'Plain-HTTP listener for /healthz and /metrics (Prometheus); "off" disables it',
+    env: 'DOCKGATE_METRICS_ADDR',
+    fileKey: 'metrics-addr',
+  },
+  {
+    name: 'max-connections',
+    kind: 'count',
+    valueName: 'N',
+    default: 4096,
+    description: 'Most client connections open at once; more are closed at accept (0: no limit)',
+    env: 'DOCKGATE_MAX_CONNECTIONS',
+    fileKey: 'max-connections',
+  },
+  {
+    name: 'max-connections-per-client',
+    kind: 'count',
+    valueName: 'N',
+    default: 512,
+    description: 'Most connections one client certificate may hold open (0: no limit)',
+    env: 'DOCKGATE_MAX_CONNECTIONS_PER_CLIENT',
+    fileKey: 'max-connections-per-client',
+  },
+  {
+    name: 'tls-handshake-timeout',
+    kind: 'seconds',
+    valueName: 'SECONDS',
+    default: 10,
+    description: 'Time a new connection has to complete its TLS handshake',
+    env: 'DOCKGATE_TLS_HANDSHAKE_TIMEOUT',
+    fileKey: 'tls-handshake-timeout',
+  },
+  {
+    name: 'header-timeout',
+    kind: 'seconds',
+    valueName: 'SECONDS',
+    default: 30,
+    description: 'Time a client has to send a whole request head once it started one (slowloris)',
+    env: 'DOCKGATE_HEADER_TIMEOUT',
+    fileKey: 'header-timeout',
+  },
+  {
+    name: 'idle-timeout',
+    kind: 'seconds',
+    valueName: 'SECONDS',
+    default: 120,
+    description: 'Time a keep-alive connection may sit idle between requests (0: no limit)',
+    env: 'DOCKGATE_IDLE_TIMEOUT',
+    fileKey: 'idle-timeout',
+  },
+  {
+    name: 'max-header-size',
+    kind: 'count',
+    valueName: 'BYTES',
+    default: 1048576,
+    description: 'Largest request head accepted, in bytes (dockerd takes up to 1 MiB)',
+    env: 'DOCKGATE_MAX_HEADER_SIZE',
+    fileKey: 'max-header-size',
+  },
+  {
+    name: 'check',
+    kind: 'boolean',
+    default: false,
+    description: 'Validate configuration, certificates, CRL and the engine, then exit 0 (or 2)',
+    env: 'DOCKGATE_CHECK',
+    fileKey: undefined,
   },
   {
     name: 'config',

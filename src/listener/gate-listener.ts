@@ -32,6 +32,8 @@ export interface ListenerHandlers {
 export interface ListenerOptions {
   /** Time a new connection has to complete its TLS handshake. */
   readonly handshakeTimeoutMs: number;
+  /** Most connections open at once, handshaking or not (0: no limit). */
+  readonly maxConnections: number;
 }
 
 /** TLS handshake record type: every TLS ClientHello starts with this byte. */
@@ -53,6 +55,7 @@ export function secureContextOptions(material: TlsMaterial): tls.SecureContextOp
 export class GateListener {
   private readonly tlsServer: tls.Server;
   private readonly servers: net.Server[] = [];
+  private openConnections = 0;
 
   constructor(
     material: TlsMaterial,
@@ -113,8 +116,27 @@ export class GateListener {
 
   private onConnection(socket: net.Socket): void {
     socket.on('error', () => socket.destroy());
+    const max = this.options.maxConnections;
+    if (max > 0 && this.openConnections >= max) {
+      // Refused before TLS: nothing readable can be said, and a handshake would cost the CPU
+      // the limit is there to protect.
+      this.handlers.onRefused({
+        reason: 'connection-limit',
+        detail: `limit ${max}`,
+        remoteAddress: remoteOf(socket),
+        claimedCn: undefined,
+      });
+      socket.destroy();
+      return;
+    }
+    this.openConnections++;
+    socket.once('close', () => this.openConnections--);
+    // Half-close is allowed for streams, but a client that ends before saying anything is gone.
+    const endedEarly = (): void => void socket.destroy();
+    socket.once('end', endedEarly);
     socket.setTimeout(this.options.handshakeTimeoutMs, () => socket.destroy());
     socket.once('data', (first: Buffer) => {
+      socket.removeListener('end', endedEarly);
       socket.pause();
       socket.removeAllListeners('timeout');
       socket.setTimeout(0);
@@ -167,7 +189,7 @@ function remoteOf(socket: net.Socket): string {
  * moment: closing at once would make the client's next write fail with a reset before it reads
  * the answer.
  */
-function lingerThenClose(socket: net.Socket, answer: Buffer): void {
+export function lingerThenClose(socket: net.Socket, answer: Buffer): void {
   socket.on('error', () => socket.destroy());
   socket.end(answer);
   socket.resume();

@@ -13,7 +13,8 @@ export type RefusalReason =
   | 'invalid-certificate'
   | 'tls-handshake-failed'
   | 'plain-http'
-  | 'not-tls';
+  | 'not-tls'
+  | 'connection-limit';
 
 export interface Refusal {
   readonly reason: RefusalReason;
@@ -65,6 +66,7 @@ const SENTENCES: Record<RefusalReason, string> = {
   'tls-handshake-failed': 'the TLS handshake failed',
   'plain-http': 'plain HTTP was sent to the TLS port',
   'not-tls': 'the client did not speak TLS',
+  'connection-limit': 'the gate has too many open connections (--max-connections)',
 };
 
 /** The message of the 403 the client reads, as the docker CLI shows it after "Error response from daemon: ". */

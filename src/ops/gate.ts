@@ -5,39 +5,50 @@
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/serve-config.js';
-import { GateListener } from '../listener/gate-listener.js';
+import { GateListener, lingerThenClose } from '../listener/gate-listener.js';
 import { isRevoked } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
 import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
+import { dockerErrorResponse } from '../relay/gate-response.js';
 import { logRefusal, requestObserver } from '../audit/gate-log.js';
 import type { LoadedTls } from './tls-reload.js';
+import type { GateMetrics } from './metrics.js';
+import { combineObservers, metricsObserver } from './metrics-observer.js';
 
-/** dockerd (Go net/http) accepts heads up to 1 MiB; the gate must not refuse what dockerd takes. */
-const HEAD_LIMITS = { maxHeadBytes: 1 << 20, maxFields: 1000 } as const;
-const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
+const MAX_HEAD_FIELDS = 1000;
 
 export class Gate {
   /** Open client connections and who holds each, so a new CRL can close the revoked ones. */
   private readonly sessions = new Map<ClientSession, Identity>();
   private readonly listener: GateListener;
+  /** Open connections per client CN, for --max-connections-per-client. */
+  private readonly perClient = new Map<string, number>();
   private readonly connectUpstream;
+  private readonly headLimits;
   private stopping = false;
 
   constructor(
     private readonly config: ServeConfig,
     tls: LoadedTls,
     private readonly logger: Logger,
+    private readonly metrics: GateMetrics,
   ) {
     this.connectUpstream = upstreamConnector(config.upstream);
+    this.headLimits = { maxHeadBytes: config.limits.maxHeaderBytes, maxFields: MAX_HEAD_FIELDS };
     this.listener = new GateListener(
       tls.material,
       {
         onClient: (socket, identity) => this.accept(socket, identity),
-        onRefused: (refused) => logRefusal(logger, refused),
+        onRefused: (refused) => {
+          metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
+          logRefusal(logger, refused);
+        },
       },
-      { handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS },
+      { handshakeTimeoutMs: config.limits.handshakeTimeoutMs, maxConnections: config.limits.maxConnections },
     );
+    this.recordExpiry(tls);
   }
 
   async start(): Promise<string[]> {
@@ -57,6 +68,7 @@ export class Gate {
    */
   applyTls(tls: LoadedTls): number {
     this.listener.setMaterial(tls.material);
+    this.recordExpiry(tls);
     let closed = 0;
     for (const [session, identity] of this.sessions) {
       if (!isRevoked(tls.crl, identity.serial)) continue;
@@ -67,7 +79,15 @@ export class Gate {
       );
       session.destroy('revoked');
     }
+    this.metrics.revokedClosed.inc(closed);
     return closed;
+  }
+
+  private recordExpiry(tls: LoadedTls): void {
+    const seconds = (d: Date): number => Math.floor(d.getTime() / 1000);
+    this.metrics.notAfter.set({ certificate: 'server' }, seconds(tls.material.serverNotAfter));
+    this.metrics.notAfter.set({ certificate: 'ca' }, seconds(tls.material.caNotAfter));
+    if (tls.crl) this.metrics.notAfter.set({ certificate: 'crl' }, seconds(tls.crl.nextUpdate));
   }
 
   get openSessions(): number {
@@ -94,17 +114,50 @@ export class Gate {
 
   private accept(socket: TLSSocket, identity: Identity): void {
     const remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    const limit = this.config.limits.maxConnectionsPerClient;
+    const held = this.perClient.get(identity.cn) ?? 0;
+    if (limit > 0 && held >= limit) {
+      this.metrics.limitRefusals.inc({ limit: 'max-connections-per-client' });
+      this.logger.warn(
+        {
+          event: 'connection-limit',
+          client: { cn: identity.cn, serial: identity.serial },
+          limit,
+          remoteAddress,
+        },
+        `client "${identity.cn}" reached --max-connections-per-client ${limit}`,
+      );
+      const message = `dockgate: client "${identity.cn}" has too many open connections (limit ${limit})`;
+      lingerThenClose(socket, dockerErrorResponse(429, message, { close: true }));
+      return;
+    }
+    this.perClient.set(identity.cn, held + 1);
+    this.metrics.handshakes.inc({ outcome: 'accepted', reason: '' });
+    this.metrics.openConnections.inc();
     const session = new ClientSession(
       socket,
       {
-        limits: HEAD_LIMITS,
+        limits: this.headLimits,
         connectUpstream: this.connectUpstream,
         upstreamLabel: this.config.upstream.raw,
-        observer: requestObserver(this.logger, identity, remoteAddress),
+        observer: combineObservers(
+          requestObserver(this.logger, identity, remoteAddress),
+          metricsObserver(this.metrics),
+        ),
+        headerTimeoutMs: this.config.limits.headerTimeoutMs,
+        idleTimeoutMs: this.config.limits.idleTimeoutMs,
       },
-      (s) => this.sessions.delete(s),
+      (s) => this.release(s, identity),
     );
     this.sessions.set(session, identity);
     if (this.stopping) session.drain();
+  }
+
+  private release(session: ClientSession, identity: Identity): void {
+    if (!this.sessions.delete(session)) return;
+    this.metrics.openConnections.dec();
+    const held = (this.perClient.get(identity.cn) ?? 1) - 1;
+    if (held <= 0) this.perClient.delete(identity.cn);
+    else this.perClient.set(identity.cn, held);
   }
 }

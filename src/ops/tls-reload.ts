@@ -11,14 +11,15 @@ import type { Logger } from 'pino';
 import type { TlsFiles } from '../config/serve-config.js';
 import { loadTlsMaterial, type TlsMaterial } from '../listener/tls-material.js';
 import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
+import type { GateMetrics } from './metrics.js';
 
 /** How often watched files are stat'ed; revocation takes effect within about this long. */
 const POLL_INTERVAL_MS = 1000;
 /** Files written one after the other (cert, then key) are picked up together. */
 const SETTLE_MS = 250;
 const DAY_MS = 86_400_000;
-/** A CRL this close to its nextUpdate gets a warning: past it, OpenSSL refuses every client. */
-const CRL_WARN_BEFORE_MS = 7 * DAY_MS;
+/** Server certificate and CA: warn from this long before they expire. */
+const CERT_WARN_BEFORE_MS = 30 * DAY_MS;
 
 export interface LoadedTls {
   readonly material: TlsMaterial;
@@ -40,23 +41,55 @@ export async function loadTls(source: TlsSource): Promise<LoadedTls> {
   return { material, crl };
 }
 
-/** Logs how long the CRL has left; past nextUpdate no client can connect. */
-export function checkCrlFreshness(crl: LoadedCrl | undefined, logger: Logger, now = Date.now()): void {
-  if (crl === undefined) return;
-  const left = crl.nextUpdate.getTime() - now;
+/**
+ * Logs a warning for anything that expires soon: the server certificate and the CA from 30 days
+ * ahead; the CRL from half its validity period ahead (at most 30 days), so a 30-day CRL renewed
+ * weekly never warns but one left to age does. Past expiry it is an error: an expired CRL or CA
+ * locks every client out.
+ */
+export function checkExpiry(loaded: LoadedTls, logger: Logger, now = Date.now()): void {
+  const { material, crl } = loaded;
+  warnIfExpiring(
+    logger,
+    'server certificate',
+    material.serverNotAfter,
+    CERT_WARN_BEFORE_MS,
+    now,
+    '`dockgate pki server --replace`',
+  );
+  warnIfExpiring(
+    logger,
+    'CA certificate',
+    material.caNotAfter,
+    CERT_WARN_BEFORE_MS,
+    now,
+    'a new CA (see docs/pki.md, Rotation)',
+  );
+  if (crl !== undefined) {
+    const window = Math.min(CERT_WARN_BEFORE_MS, (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 2);
+    warnIfExpiring(logger, 'CRL', crl.nextUpdate, window, now, '`dockgate pki crl`');
+  }
+}
+
+function warnIfExpiring(
+  logger: Logger,
+  what: 'server certificate' | 'CA certificate' | 'CRL',
+  at: Date,
+  windowMs: number,
+  now: number,
+  fix: string,
+): void {
+  const left = at.getTime() - now;
+  const fields = { certificate: what, notAfter: at.toISOString() };
   if (left <= 0) {
     logger.error(
-      { event: 'crl-expired', nextUpdate: crl.nextUpdate.toISOString() },
-      'the CRL is past its nextUpdate: every client is refused until it is renewed with `dockgate pki crl`',
+      { event: 'expired', ...fields },
+      `the ${what} has expired: every client is refused; renew it with ${fix}`,
     );
-  } else if (left < CRL_WARN_BEFORE_MS) {
+  } else if (left < windowMs) {
     logger.warn(
-      {
-        event: 'crl-expiring',
-        nextUpdate: crl.nextUpdate.toISOString(),
-        daysLeft: Math.floor(left / DAY_MS),
-      },
-      'the CRL expires soon: renew it with `dockgate pki crl` (past nextUpdate every client is refused)',
+      { event: 'expiring', ...fields, daysLeft: Math.floor(left / DAY_MS) },
+      `the ${what} expires in ${Math.floor(left / DAY_MS)} days; renew it with ${fix}`,
     );
   }
 }
@@ -82,6 +115,7 @@ export class TlsReloader {
     private current: LoadedTls,
     private readonly target: ReloadTarget,
     private readonly logger: Logger,
+    private readonly metrics?: GateMetrics,
   ) {
     const { caFile, certFile, keyFile } = source.files;
     this.watched = [...new Set([caFile, certFile, keyFile, source.crlFile])];
@@ -90,8 +124,8 @@ export class TlsReloader {
   start(): void {
     for (const file of this.watched)
       watchFile(file, { interval: POLL_INTERVAL_MS, persistent: false }, this.onChange);
-    checkCrlFreshness(this.current.crl, this.logger);
-    this.dailyCheck = setInterval(() => checkCrlFreshness(this.current.crl, this.logger), DAY_MS);
+    checkExpiry(this.current, this.logger);
+    this.dailyCheck = setInterval(() => checkExpiry(this.current, this.logger), DAY_MS);
     this.dailyCheck.unref();
   }
 
@@ -121,12 +155,14 @@ export class TlsReloader {
         { event: 'reload-failed', trigger, error: err instanceof Error ? err.message : String(err) },
         'TLS reload failed; the previous certificates and CRL stay in force',
       );
+      this.metrics?.reloads.inc({ outcome: 'failed' });
       return;
     }
     const changed = changedParts(this.current, next);
     if (changed.length === 0) return;
     this.current = next;
     const closed = this.target.applyTls(next);
+    this.metrics?.reloads.inc({ outcome: 'ok' });
     this.logger.info(
       {
         event: 'reloaded',
@@ -137,7 +173,7 @@ export class TlsReloader {
       },
       `reloaded ${changed.join(', ')}`,
     );
-    checkCrlFreshness(next.crl, this.logger);
+    checkExpiry(next, this.logger);
   }
 }
 

@@ -21,6 +21,7 @@ import { findHeadEnd, parseRequestHead, upstreamRequestHead } from './request-he
 import type { ResponseHead } from './response-head.js';
 import { BODY_UNTIL_CLOSE, findResponseHeadEnd, hasNoBody, parseResponseHead } from './response-head.js';
 import { systemErrorCode } from '../errors.js';
+import { SessionTimers } from './session-timers.js';
 
 export interface SessionOptions {
   readonly limits: HeadLimits;
@@ -29,6 +30,10 @@ export interface SessionOptions {
   /** The engine's address as the user configured it, for error messages. */
   readonly upstreamLabel: string;
   readonly observer: RelayObserver;
+  /** Time to finish a request head once it started (0: none). */
+  readonly headerTimeoutMs: number;
+  /** Time the connection may sit with no request in progress (0: none). */
+  readonly idleTimeoutMs: number;
 }
 
 const enum RequestPhase {
@@ -78,6 +83,7 @@ export class ClientSession {
   private clientEnded = false;
   private draining = false;
   private closed = false;
+  private readonly timers: SessionTimers;
 
   constructor(
     private readonly client: Socket,
@@ -91,6 +97,13 @@ export class ClientSession {
       this.destroy(this.exchange?.hijacked && this.upstreamEnded ? 'completed' : 'client-aborted'),
     );
     client.on('drain', () => this.upstream?.resume());
+    this.timers = new SessionTimers(
+      options.headerTimeoutMs,
+      options.idleTimeoutMs,
+      () => this.onHeadTimeout(),
+      () => this.closeGracefully(),
+    );
+    this.armTimers();
   }
 
   /** True when no request is being handled: the connection can be closed without losing anything. */
@@ -108,6 +121,7 @@ export class ClientSession {
   destroy(outcome: Exchange['outcome'] = 'client-aborted'): void {
     if (this.closed) return;
     this.closed = true;
+    this.timers.dispose();
     this.reqPhase = RequestPhase.Closed;
     if (this.exchange) this.endExchange(outcome);
     this.client.destroy();
@@ -126,6 +140,7 @@ export class ClientSession {
     }
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     this.processRequests();
+    this.armTimers();
     if (this.pending !== null && this.pending.length > MAX_PENDING) this.pauseClient(PAUSE_PENDING_FULL);
   }
 
@@ -404,6 +419,24 @@ export class ClientSession {
       return;
     }
     this.processRequests();
+    this.armTimers();
+  }
+
+  /**
+   * Between requests one clock runs: the header timeout while a head is incomplete, else the idle
+   * timeout. While a request or response (or a raw stream) is in progress, none does.
+   */
+  private armTimers(): void {
+    if (this.closed || this.reqPhase !== RequestPhase.Head || this.exchange !== null) this.timers.pause();
+    else if (this.pending !== null) this.timers.waitForHead();
+    else this.timers.waitIdle();
+  }
+
+  private onHeadTimeout(): void {
+    const seconds = this.options.headerTimeoutMs / 1000;
+    this.refuseRequest(
+      new HttpFramingError(408, 'E_HTTP_HEAD_TIMEOUT', `the request head did not arrive within ${seconds} s`),
+    );
   }
 
   private endExchange(outcome: Exchange['outcome'], error?: string): void {

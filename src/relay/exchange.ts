@@ -14,6 +14,8 @@ export interface Exchange {
   outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'shutdown' | 'revoked';
   /** Set when the gate itself answered or the engine failed, for the log line. */
   error?: string;
+  /** The Engine API operation (e.g. container.create), once the route table has resolved it. */
+  operation?: string;
 }
 
 export interface RelayObserver {

@@ -7,7 +7,7 @@ import { DockgateError } from '../errors.js';
  */
 export class HttpFramingError extends DockgateError {
   constructor(
-    readonly status: 400 | 413 | 414 | 431 | 501 | 505,
+    readonly status: 400 | 408 | 413 | 414 | 431 | 501 | 505,
     code: string,
     message: string,
   ) {

@@ -71,6 +71,8 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
     '--upstream',
     upstream,
     ...tlsArgs(options),
+    // Test files run in parallel: each gate's metrics listener gets a port of its own.
+    ...(options.args?.includes('--metrics-addr') ? [] : ['--metrics-addr', '127.0.0.1:0']),
     ...(options.args ?? []),
   ];
   const child = spawn(process.execPath, args, { cwd, env: gateEnv(), stdio: ['ignore', 'pipe', 'pipe'] });

@@ -32,7 +32,16 @@ t.test('empty certs dir: serve bootstraps, and its printed exports give a workin
   const port = await freePort();
   const gate = spawn(
     process.execPath,
-    [GATE_MAIN, 'serve', '-H', `tcp://127.0.0.1:${port}`, '--upstream', testEngine().host],
+    [
+      GATE_MAIN,
+      'serve',
+      '-H',
+      `tcp://127.0.0.1:${port}`,
+      '--upstream',
+      testEngine().host,
+      '--metrics-addr',
+      'off',
+    ],
     { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
   );
   t.teardown(() => void gate.kill('SIGTERM'));

@@ -28,7 +28,7 @@ function rejection(t: Test, argv: string[], env: NodeJS.ProcessEnv = {}, dir = c
 }
 
 t.test('with no flags the gate listens on tcp://0.0.0.0:2376 and relays to the docker socket', async (t) => {
-  t.same(config([]), {
+  t.match(config([]), {
     listen: [{ raw: 'tcp://0.0.0.0:2376', host: '0.0.0.0', port: 2376 }],
     upstream: { kind: 'unix', raw: 'unix:///var/run/docker.sock', path: '/var/run/docker.sock' },
     certsDir: '/work/gate/certs',
@@ -417,5 +417,51 @@ t.test('config file problems are config errors naming the file', async (t) => {
   if (process.getuid?.() !== 0) {
     chmodSync(join(dir, 'secret.yaml'), 0o000);
     t.match(rejection(t, ['--config', 'secret.yaml'], {}, dir).message, /permission denied \(EACCES\)$/);
+  }
+});
+
+t.test('limits, metrics address and --check have defaults and read flags, env and file', async (t) => {
+  const c = config([]);
+  t.same(c.metrics, { host: '127.0.0.1', port: 9323 });
+  t.same(c.limits, {
+    maxConnections: 4096,
+    maxConnectionsPerClient: 512,
+    handshakeTimeoutMs: 10_000,
+    headerTimeoutMs: 30_000,
+    idleTimeoutMs: 120_000,
+    maxHeaderBytes: 1 << 20,
+  });
+  t.equal(c.checkOnly, false);
+  const d = config(['--metrics-addr', 'off', '--max-connections', '10', '--idle-timeout', '0', '--check']);
+  t.equal(d.metrics, undefined, 'off disables the metrics listener');
+  t.equal(d.limits.maxConnections, 10);
+  t.equal(d.limits.idleTimeoutMs, 0);
+  t.equal(d.checkOnly, true);
+  const e = loadServeConfig(
+    [],
+    { DOCKGATE_METRICS_ADDR: '[::1]:9000', DOCKGATE_CHECK: 'true', DOCKGATE_MAX_HEADER_SIZE: '65536' },
+    '/',
+  );
+  if (e.kind !== 'config') throw new Error('expected a config');
+  t.same(e.config.metrics, { host: '::1', port: 9000 });
+  t.equal(e.config.checkOnly, true);
+  t.equal(e.config.limits.maxHeaderBytes, 65536);
+});
+
+t.test('bad limit values exit 2 naming the flag', async (t) => {
+  for (const argv of [
+    ['--max-connections', '-1'],
+    ['--max-connections', '1.5'],
+    ['--max-header-size', '100'],
+    ['--metrics-addr', 'nowhere'],
+    ['--check=yes'],
+    ['--header-timeout', '10s'],
+  ]) {
+    const flag = argv[0]!.replace(/=.*/, '');
+    t.throws(
+      () => loadServeConfig(argv, {}, '/'),
+      { exitCode: 2, message: new RegExp(flag) },
+      argv.join(' '),
+    );
   }
 });

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { bootstrapServeMaterial } from '../../src/pki/index.js';
 import { renewCrl } from '../../src/pki/crl.js';
 import { pkiPaths } from '../../src/pki/files.js';
-import { checkCrlFreshness, loadTls, type TlsSource } from '../../src/ops/tls-reload.js';
+import { checkExpiry, loadTls, type TlsSource } from '../../src/ops/tls-reload.js';
 import { ConfigError } from '../../src/errors.js';
 
 const CRL_OPTS = { days: 30, passphrase: undefined };
@@ -76,18 +76,28 @@ t.test('an explicit --tlscrl that is missing is an error naming the flag', async
   });
 });
 
-t.test('CRL freshness: silent when fresh, a warning within 7 days, an error once expired', async (t) => {
+t.test('expiry: silent when fresh; warnings ahead of time; errors once expired', async (t) => {
   const { dir, source } = await certsDir(t);
   await renewCrl(pkiPaths(dir), CRL_OPTS);
-  const { crl } = await loadTls(source);
-  const next = crl!.nextUpdate.getTime();
+  const loaded = await loadTls(source);
+  const crl = loaded.crl!;
+  const next = crl.nextUpdate.getTime();
   const fresh = recordingLogger();
-  checkCrlFreshness(crl, fresh.logger, next - 20 * 86_400_000);
-  t.same(fresh.lines, [], 'nothing logged 20 days before nextUpdate');
+  checkExpiry(loaded, fresh.logger, next - 20 * 86_400_000);
+  t.same(fresh.lines, [], 'nothing logged 20 days before a 30-day CRL expires');
   const soon = recordingLogger();
-  checkCrlFreshness(crl, soon.logger, next - 3 * 86_400_000 - 1000);
-  t.match(soon.lines, [{ level: 'warn', obj: { event: 'crl-expiring', daysLeft: 3 } }]);
+  checkExpiry(loaded, soon.logger, next - 3 * 86_400_000 - 1000);
+  t.match(soon.lines, [{ level: 'warn', obj: { event: 'expiring', certificate: 'CRL', daysLeft: 3 } }]);
   const late = recordingLogger();
-  checkCrlFreshness(crl, late.logger, next + 1000);
-  t.match(late.lines, [{ level: 'error', obj: { event: 'crl-expired' } }]);
+  checkExpiry(loaded, late.logger, next + 1000);
+  t.match(late.lines, [{ level: 'error', obj: { event: 'expired', certificate: 'CRL' } }]);
+  const server = loaded.material.serverNotAfter.getTime();
+  const serverSoon = recordingLogger();
+  checkExpiry({ ...loaded, crl: undefined }, serverSoon.logger, server - 29 * 86_400_000);
+  t.match(serverSoon.lines, [
+    { level: 'warn', obj: { event: 'expiring', certificate: 'server certificate' } },
+  ]);
+  const serverLater = recordingLogger();
+  checkExpiry({ ...loaded, crl: undefined }, serverLater.logger, server - 31 * 86_400_000);
+  t.same(serverLater.lines, [], 'no warning 31 days ahead');
 });

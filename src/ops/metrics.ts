@@ -1,0 +1,92 @@
+/**
+ * The gate's Prometheus metrics (prom-client), one registry per gate so that tests and embedders
+ * can run several. Counters with labels are looked up per event; prom-client keys them by a
+ * string built from the label values, which costs well under a microsecond per request.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface GateMetrics {
+  readonly registry: Registry;
+  readonly openConnections: Gauge;
+  readonly handshakes: Counter<'outcome' | 'reason'>;
+  readonly requests: Counter<'operation' | 'status'>;
+  readonly bytes: Counter<'direction'>;
+  readonly hijackedSessions: Counter;
+  readonly hijackedOpen: Gauge;
+  readonly upstreamErrors: Counter<'code'>;
+  readonly reloads: Counter<'outcome'>;
+  readonly limitRefusals: Counter<'limit'>;
+  readonly revokedClosed: Counter;
+  readonly notAfter: Gauge<'certificate'>;
+}
+
+export function createGateMetrics(): GateMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'dockgate_process_' });
+  const registers = [registry];
+  return {
+    registry,
+    openConnections: new Gauge({
+      name: 'dockgate_open_connections',
+      help: 'Client connections open now (verified clients)',
+      registers,
+    }),
+    handshakes: new Counter({
+      name: 'dockgate_handshakes_total',
+      help: 'TLS handshakes by outcome (accepted, refused) and refusal reason',
+      labelNames: ['outcome', 'reason'] as const,
+      registers,
+    }),
+    requests: new Counter({
+      name: 'dockgate_requests_total',
+      help: 'Requests relayed, by operation and response status',
+      labelNames: ['operation', 'status'] as const,
+      registers,
+    }),
+    bytes: new Counter({
+      name: 'dockgate_bytes_total',
+      help: 'Bytes relayed, from clients (in) and to clients (out)',
+      labelNames: ['direction'] as const,
+      registers,
+    }),
+    hijackedSessions: new Counter({
+      name: 'dockgate_hijacked_sessions_total',
+      help: 'Connections that became raw streams (attach, exec, BuildKit session)',
+      registers,
+    }),
+    hijackedOpen: new Gauge({
+      name: 'dockgate_hijacked_sessions_open',
+      help: 'Raw streams open now',
+      registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'dockgate_upstream_errors_total',
+      help: 'Failures to reach the Docker engine, by error code',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    reloads: new Counter({
+      name: 'dockgate_reloads_total',
+      help: 'TLS material reloads by outcome (ok, failed)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    limitRefusals: new Counter({
+      name: 'dockgate_limit_refusals_total',
+      help: 'Connections or requests stopped by a limit',
+      labelNames: ['limit'] as const,
+      registers,
+    }),
+    revokedClosed: new Counter({
+      name: 'dockgate_revoked_connections_closed_total',
+      help: 'Open connections closed because a new CRL revoked their certificate',
+      registers,
+    }),
+    notAfter: new Gauge({
+      name: 'dockgate_certificate_not_after_seconds',
+      help: 'Expiry (Unix time) of the server certificate, the CA, and the CRL nextUpdate',
+      labelNames: ['certificate'] as const,
+      registers,
+    }),
+  };
+}
