@@ -17,7 +17,15 @@ import { isHijackEndpoint } from './exchange.js';
 import { dockerErrorResponse } from './gate-response.js';
 import { HttpFramingError } from './http-errors.js';
 import type { HeadLimits, RequestHead } from './request-head.js';
-import { findHeadEnd, parseRequestHead, upstreamRequestHead } from './request-head.js';
+import {
+  findHeadEnd,
+  parseRequestHead,
+  rewrittenRequestHead,
+  serializeRequestHead,
+  upstreamRequestHead,
+} from './request-head.js';
+import type { GuardStep, GuardVerdict, RequestGuard } from './request-guard.js';
+import { BodyCollector } from './body-collector.js';
 import type { ResponseHead } from './response-head.js';
 import { BODY_UNTIL_CLOSE, findResponseHeadEnd, hasNoBody, parseResponseHead } from './response-head.js';
 import { systemErrorCode } from '../errors.js';
@@ -34,12 +42,18 @@ export interface SessionOptions {
   readonly headerTimeoutMs: number;
   /** Time the connection may sit with no request in progress (0: none). */
   readonly idleTimeoutMs: number;
+  /** Decides on each request before the engine sees it (policy); none relays everything. */
+  readonly guard?: RequestGuard | undefined;
 }
 
 const enum RequestPhase {
   Head,
   BodyLength,
   BodyChunked,
+  /** Reading a body whole for the guard. */
+  Collecting,
+  /** Waiting for the guard's verdict; the client's bytes wait in pending. */
+  Deciding,
   AwaitingResponse,
   Raw,
   Closed,
@@ -84,6 +98,8 @@ export class ClientSession {
   private draining = false;
   private closed = false;
   private readonly timers: SessionTimers;
+  private collector: BodyCollector | null = null;
+  private decideWithBody: ((body: Buffer) => GuardVerdict | Promise<GuardVerdict>) | null = null;
 
   constructor(
     private readonly client: Socket,
@@ -153,8 +169,9 @@ export class ClientSession {
             const end = findHeadEnd(buf, this.options.limits);
             if (end === -1) return;
             const head = parseRequestHead(buf, end, this.options.limits);
-            this.startExchange(head, buf);
+            // Consumed first: a refusal inside startExchange may close and drop what is pending.
             this.consumePending(end);
+            this.startExchange(head, buf);
             continue;
           }
           case RequestPhase.BodyLength: {
@@ -162,6 +179,18 @@ export class ClientSession {
             this.forwardRequestBytes(buf, n);
             this.reqRemaining -= n;
             if (this.reqRemaining === 0) this.requestComplete();
+            continue;
+          }
+          case RequestPhase.Collecting: {
+            const collector = this.collector as BodyCollector;
+            this.consumePending(collector.take(buf));
+            if (collector.tooLarge)
+              this.refuseExchange(
+                413,
+                'dockgate: the request body is too large for the policy to inspect',
+                true,
+              );
+            else if (collector.done) this.bodyCollected();
             continue;
           }
           case RequestPhase.BodyChunked: {
@@ -196,7 +225,128 @@ export class ClientSession {
     };
     this.respPhase = ResponsePhase.Head;
     this.respCloses = false;
-    this.writeUpstream(upstreamRequestHead(buf, head));
+    const guard = this.options.guard;
+    if (guard === undefined) {
+      this.relayHead(upstreamRequestHead(buf, head), head);
+      return;
+    }
+    this.follow(guard.inspect(head, this.exchange), head, buf);
+  }
+
+  /** Acts on the guard's first answer about a head. */
+  private follow(step: GuardStep, head: RequestHead, buf: Buffer): void {
+    switch (step.kind) {
+      case 'relay':
+        if (step.body !== undefined) throw new Error('a guard can replace a body only after reading it');
+        this.relayHead(
+          step.target === undefined ? upstreamRequestHead(buf, head) : rewrittenRequestHead(head, step),
+          head,
+        );
+        return;
+      case 'refuse':
+        this.refuseExchange(step.status, step.message, hasBody(head));
+        return;
+      case 'need-body':
+        this.collector = new BodyCollector(head, step.maxBytes);
+        this.decideWithBody = step.decide;
+        this.reqPhase = RequestPhase.Collecting;
+        if (this.collector.done) this.bodyCollected();
+        return;
+      case 'later':
+        this.reqPhase = RequestPhase.Deciding;
+        step.verdict.then(
+          (verdict) => this.decidedLater(verdict, head),
+          () =>
+            this.decidedLater(
+              { kind: 'refuse', status: 500, message: 'dockgate: the request could not be checked' },
+              head,
+            ),
+        );
+        return;
+    }
+  }
+
+  private decidedLater(verdict: GuardVerdict, head: RequestHead): void {
+    if (this.closed || this.reqPhase !== RequestPhase.Deciding) return;
+    if (verdict.kind === 'refuse') {
+      this.refuseExchange(verdict.status, verdict.message, hasBody(head));
+    } else {
+      this.relayHead(
+        verdict.target === undefined ? serializeRequestHead(head) : rewrittenRequestHead(head, verdict),
+        head,
+      );
+    }
+    this.processRequests();
+    this.armTimers();
+  }
+
+  private bodyCollected(): void {
+    const collector = this.collector as BodyCollector;
+    const decide = this.decideWithBody as NonNullable<typeof this.decideWithBody>;
+    this.collector = null;
+    this.decideWithBody = null;
+    if (this.exchange) this.exchange.bytesIn += collector.rawBytes;
+    const body = collector.body();
+    const head = this.head as RequestHead;
+    this.reqPhase = RequestPhase.Deciding;
+    const verdict = decide(body);
+    if (verdict instanceof Promise) {
+      verdict.then(
+        (v) => this.decidedWithBody(v, head, body, true),
+        () =>
+          this.decidedWithBody(
+            { kind: 'refuse', status: 500, message: 'dockgate: the request could not be checked' },
+            head,
+            body,
+            true,
+          ),
+      );
+    } else {
+      this.decidedWithBody(verdict, head, body, false);
+    }
+  }
+
+  /** `resumed`: called from a promise, so reading the client must be resumed here. */
+  private decidedWithBody(verdict: GuardVerdict, head: RequestHead, body: Buffer, resumed: boolean): void {
+    if (this.closed || this.reqPhase !== RequestPhase.Deciding) return;
+    if (verdict.kind === 'refuse') {
+      this.refuseExchange(verdict.status, verdict.message, false);
+    } else {
+      const sent = verdict.body ?? body;
+      this.writeUpstream(rewrittenRequestHead(head, { target: verdict.target, bodyLength: sent.length }));
+      if (sent.length > 0) this.writeUpstream(sent);
+      this.requestComplete();
+    }
+    if (resumed) {
+      this.processRequests();
+      this.armTimers();
+    }
+  }
+
+  /**
+   * The guard refused: answer with a Docker-style error. When none of the request's body is left
+   * unread the connection stays open for the next request; otherwise it is closed, since skipping
+   * an unwanted body would mean reading it all.
+   */
+  private refuseExchange(status: number, message: string, bodyUnread: boolean): void {
+    const head = this.head as RequestHead;
+    (this.exchange as Exchange).status = status;
+    this.endExchange('denied', message);
+    this.collector = null;
+    this.decideWithBody = null;
+    this.respPhase = ResponsePhase.Idle;
+    this.head = null;
+    if (bodyUnread || head.wantsClose || this.draining || this.clientEnded) {
+      this.answerAndClose(dockerErrorResponse(status, message, { close: true }));
+      return;
+    }
+    this.reqPhase = RequestPhase.Head;
+    const answer = dockerErrorResponse(status, message, { close: false });
+    this.writeClient(answer);
+  }
+
+  private relayHead(headBytes: Buffer, head: RequestHead): void {
+    this.writeUpstream(headBytes);
     if (head.chunked) {
       this.reqChunked = new ChunkedFraming();
       this.reqPhase = RequestPhase.BodyChunked;
@@ -542,4 +692,8 @@ export class ClientSession {
     this.client.end();
     this.upstream?.end();
   }
+}
+
+function hasBody(head: RequestHead): boolean {
+  return head.chunked || head.bodyLength > 0;
 }

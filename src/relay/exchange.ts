@@ -11,11 +11,13 @@ export interface Exchange {
   /** The connection became a raw byte stream (attach, exec, BuildKit session). */
   hijacked: boolean;
   /** How it ended: completed normally, cut by either side, or answered by the gate. */
-  outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'shutdown' | 'revoked';
+  outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'denied' | 'shutdown' | 'revoked';
   /** Set when the gate itself answered or the engine failed, for the log line. */
   error?: string;
   /** The Engine API operation (e.g. container.create), once the route table has resolved it. */
   operation?: string;
+  /** What the guard noted for the audit line (decision, rule, role, target...). */
+  audit?: unknown;
 }
 
 export interface RelayObserver {

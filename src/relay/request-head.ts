@@ -212,6 +212,24 @@ export function upstreamRequestHead(raw: Buffer, head: RequestHead): Buffer {
   return raw.subarray(0, head.headLength);
 }
 
+/**
+ * A head for a request the guard changed: another target (a list filter added) and/or a body of
+ * known length replacing the client's (a label added, or a chunked body read whole).
+ */
+export function rewrittenRequestHead(
+  head: RequestHead,
+  change: { target?: string | undefined; bodyLength?: number | undefined },
+): Buffer {
+  const fields =
+    change.bodyLength === undefined
+      ? head.fields
+      : [
+          ...head.fields.filter(([name]) => !/^(content-length|transfer-encoding)$/i.test(name)),
+          ['Content-Length', String(change.bodyLength)] as const,
+        ];
+  return serializeRequestHead({ ...head, target: change.target ?? head.target, fields });
+}
+
 /** Serialises the head sent to the engine, dropping hop-by-hop fields. */
 export function serializeRequestHead(head: RequestHead): Buffer {
   const named = new Set<string>();
