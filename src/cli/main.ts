@@ -21,9 +21,17 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'help a client use its bundle (env lines for the docker CLI)',
     load: () => import('./client.js'),
   },
+  policy: {
+    summary: 'check, lint and learn access policies; list operation names',
+    load: () => import('./policy.js'),
+  },
   health: {
     summary: "check a running gate's /healthz (for container HEALTHCHECKs)",
     load: () => import('./health.js'),
+  },
+  audit: {
+    summary: "check an audit log's hash chain (audit verify FILE)",
+    load: () => import('./audit.js'),
   },
 };
 

@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { loadServeConfig } from '../config/load-serve-config.js';
 import type { ServeConfig } from '../config/serve-config.js';
 import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
-import { createGateLog } from '../audit/gate-log.js';
+import { createAuditLog } from '../audit/audit-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
 import { Gate } from '../ops/gate.js';
 import { createGateMetrics } from '../ops/metrics.js';
 import { startHealthServer, type HealthServer } from '../ops/health-server.js';
 import { preflight } from '../ops/preflight.js';
+import { PolicyReloader } from '../ops/policy-reload.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { packageVersion } from './version.js';
 import type { Logger } from 'pino';
@@ -28,7 +29,11 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write('dockgate serve --check: everything is in order\n');
     return 0;
   }
-  const log = createGateLog(config.logLevel);
+  const log = createAuditLog({
+    level: config.logLevel,
+    file: config.audit.logFile,
+    failMode: config.audit.failMode,
+  });
   const logger = log.logger;
   logger.info({ event: 'starting', version: packageVersion(), pid: process.pid }, 'dockgate starting');
 
@@ -36,19 +41,26 @@ export async function run(argv: string[]): Promise<number> {
   const source = tlsSourceOf(config);
   const tls = await loadTls(source);
   const metrics = createGateMetrics();
-  const gate = new Gate(config, tls, logger, metrics);
+  const policy = new PolicyReloader(config.policyFile, config.policyMode, logger, metrics);
+  const refusing = (): string | undefined =>
+    log.refusesRequests
+      ? 'dockgate: the audit log cannot be written, so requests are refused until it can (--audit-fail closed)'
+      : undefined;
+  const gate = new Gate(config, tls, logger, metrics, log.audit, policy.current, refusing);
   await gate.start();
   const health = await startOpsListener(config, metrics, logger);
   const reloader = new TlsReloader(source, tls, gate, logger, metrics);
   reloader.start();
+  policy.start();
   process.on('SIGHUP', () => {
-    logger.info({ event: 'reload', trigger: 'signal' }, 'SIGHUP: reloading certificates and CRL');
+    logger.info({ event: 'reload', trigger: 'signal' }, 'SIGHUP: reloading certificates, CRL and policy');
     void reloader.reload('signal');
+    policy.reload('signal');
+    log.reopen();
   });
-  logger.warn(
-    { event: 'policy', mode: 'allow-all' },
-    'no --policy given: every client with a certificate from this CA may do everything (as with dockerd --tlsverify)',
-  );
+  // logrotate's postrotate may send either.
+  process.on('SIGUSR2', () => log.reopen());
+  logPolicy(config, logger);
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -56,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
       if (stopping) return;
       stopping = true;
       reloader.stop();
+      policy.stop();
       logger.info(
         { event: 'shutdown', signal, openConnections: gate.openSessions, graceMs: config.shutdownTimeoutMs },
         `${signal}: no longer accepting; letting requests in flight finish`,
@@ -63,13 +76,31 @@ export async function run(argv: string[]): Promise<number> {
       void health?.close();
       void gate.shutdown(config.shutdownTimeoutMs).then(({ cut }) => {
         logger.info({ event: 'stopped', cut }, 'dockgate stopped');
-        log.flush();
-        resolve(0);
+        void log.close().then(() => resolve(0));
       });
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
+}
+
+function logPolicy(config: ServeConfig, logger: Logger): void {
+  if (config.policyFile === undefined) {
+    logger.warn(
+      { event: 'policy', mode: 'allow-all' },
+      'no --policy given: every client with a certificate from this CA may do everything (as with dockerd --tlsverify)',
+    );
+  } else if (config.policyMode === 'audit') {
+    logger.warn(
+      { event: 'policy', mode: 'audit', file: config.policyFile },
+      `policy ${config.policyFile} in audit mode: decisions are logged, none is enforced`,
+    );
+  } else {
+    logger.info(
+      { event: 'policy', mode: 'enforce', file: config.policyFile },
+      `enforcing the policy ${config.policyFile}`,
+    );
+  }
 }
 
 async function startOpsListener(

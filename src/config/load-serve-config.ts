@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import { ConfigError, DockgateError, UsageError } from '../errors.js';
-import type { ListenAddress, LogLevel, ServeConfig, UpstreamAddress } from './serve-config.js';
+import type { AuditConfig, ListenAddress, LogLevel, ServeConfig, UpstreamAddress } from './serve-config.js';
 import {
   camelCaseKey,
   serveFlags,
@@ -87,6 +87,8 @@ function buildConfig(
     sans: listOf(sanSetting).map((raw) => parseSan(raw, failWith(sanSetting, raw))),
     shutdownTimeoutMs: Math.round(secondsOf(pick('shutdown-timeout')) * 1000),
     logLevel: logLevelOf(pick('log-level')),
+    policyFile: pick('policy').source === 'default' ? undefined : resolvePath(pick('policy')),
+    policyMode: choiceOf('policy-mode', pick('policy-mode')) as 'enforce' | 'audit',
     metrics: metricsAddressOf(pick('metrics-addr')),
     limits: {
       maxConnections: countOf(pick('max-connections')),
@@ -97,6 +99,11 @@ function buildConfig(
       maxHeaderBytes: headerSizeOf(pick('max-header-size')),
     },
     checkOnly: booleanOf(pick('check')),
+    audit: {
+      logFile: pick('audit-log').source === 'default' ? undefined : resolvePath(pick('audit-log')),
+      execCmd: booleanOf(pick('audit-exec-cmd')),
+      failMode: auditFailModeOf(pick('audit-fail')),
+    },
     configFile,
   };
 }
@@ -330,6 +337,13 @@ function headerSizeOf(setting: Setting): number {
   return n;
 }
 
+function auditFailModeOf(setting: Setting): AuditConfig['failMode'] {
+  const flag = flagsByName.get('audit-fail') as ServeFlag;
+  const mode = stringOf(setting);
+  if (!flag.choices?.includes(mode)) throw invalidValue(setting, `one of ${flag.choices?.join(', ')}`, mode);
+  return mode as AuditConfig['failMode'];
+}
+
 function booleanOf(setting: Setting): boolean {
   const { value } = setting;
   if (typeof value === 'boolean') return value;
@@ -345,6 +359,14 @@ function metricsAddressOf(setting: Setting): { host: string; port: number } | un
   const { host, port } = parseTcp(`tcp://${text}`, -1, failWith(setting, text), '127.0.0.1:9323');
   if (port < 0) throw invalidValue(setting, 'HOST:PORT, e.g. 127.0.0.1:9323, or off', text);
   return { host, port };
+}
+
+function choiceOf(name: ServeFlagName, setting: Setting): string {
+  const flag = flagsByName.get(name) as ServeFlag;
+  const value = stringOf(setting);
+  if (flag.choices && !flag.choices.includes(value))
+    throw invalidValue(setting, `one of ${flag.choices.join(', ')}`, value);
+  return value;
 }
 
 function logLevelOf(setting: Setting): LogLevel {

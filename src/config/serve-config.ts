@@ -28,6 +28,16 @@ export interface TlsFiles {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
+/** Where the audit log goes and what it may hold (docs/audit-log.md). */
+export interface AuditConfig {
+  /** --audit-log FILE (absolute); undefined: stdout. */
+  readonly logFile: string | undefined;
+  /** --audit-exec-cmd: log exec command lines as sent instead of redacted. */
+  readonly execCmd: boolean;
+  /** --audit-fail: refuse requests (closed) or serve unaudited (open) while the log cannot be written. */
+  readonly failMode: 'closed' | 'open';
+}
+
 export interface ServeConfig {
   readonly listen: readonly ListenAddress[];
   readonly upstream: UpstreamAddress;
@@ -41,11 +51,15 @@ export interface ServeConfig {
   /** --shutdown-timeout SECONDS: grace period for in-flight requests on SIGTERM/SIGINT. */
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
+  /** --policy FILE; undefined: every verified client may do everything. */
+  readonly policyFile: string | undefined;
+  readonly policyMode: 'enforce' | 'audit';
   /** --metrics-addr: where /healthz and /metrics listen; undefined when "off". */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly limits: ServeLimits;
   /** --check: validate everything, then exit instead of serving. */
   readonly checkOnly: boolean;
+  readonly audit: AuditConfig;
   /** The --config file that was read, if any (for messages and reload). */
   readonly configFile: string | undefined;
 }

@@ -8,13 +8,16 @@ import type { ServeConfig } from '../config/serve-config.js';
 import { GateListener, lingerThenClose } from '../listener/gate-listener.js';
 import { isRevoked } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
+import type { Exchange } from '../relay/exchange.js';
 import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { dockerErrorResponse } from '../relay/gate-response.js';
-import { logRefusal, requestObserver } from '../audit/gate-log.js';
+import { auditObserver, auditRefusal } from '../audit/audit-log.js';
+import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
+import { policyGuard, type PolicyState } from './policy-guard.js';
 
 /** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
 const MAX_HEAD_FIELDS = 1000;
@@ -34,6 +37,10 @@ export class Gate {
     tls: LoadedTls,
     private readonly logger: Logger,
     private readonly metrics: GateMetrics,
+    private readonly audit: AuditLogger,
+    private readonly policy: () => PolicyState = () => ({ policy: undefined, mode: 'enforce' }),
+    /** Why requests must be refused now (the audit log cannot be written), or undefined. */
+    private readonly refusing: () => string | undefined = () => undefined,
   ) {
     this.connectUpstream = upstreamConnector(config.upstream);
     this.headLimits = { maxHeadBytes: config.limits.maxHeaderBytes, maxFields: MAX_HEAD_FIELDS };
@@ -43,7 +50,7 @@ export class Gate {
         onClient: (socket, identity) => this.accept(socket, identity),
         onRefused: (refused) => {
           metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
-          logRefusal(logger, refused);
+          auditRefusal(audit, refused);
         },
       },
       { handshakeTimeoutMs: config.limits.handshakeTimeoutMs, maxConnections: config.limits.maxConnections },
@@ -141,9 +148,10 @@ export class Gate {
         connectUpstream: this.connectUpstream,
         upstreamLabel: this.config.upstream.raw,
         observer: combineObservers(
-          requestObserver(this.logger, identity, remoteAddress),
+          auditObserver(this.audit, identity, remoteAddress, auditOf),
           metricsObserver(this.metrics),
         ),
+        guard: policyGuard(this.policy, identity, this.connectUpstream, this.refusing),
         headerTimeoutMs: this.config.limits.headerTimeoutMs,
         idleTimeoutMs: this.config.limits.idleTimeoutMs,
       },
@@ -161,3 +169,5 @@ export class Gate {
     else this.perClient.set(identity.cn, held);
   }
 }
+
+const auditOf = (exchange: Exchange): RequestAudit | undefined => exchange.audit as RequestAudit | undefined;

@@ -336,12 +336,13 @@ export class ClientSession {
     this.decideWithBody = null;
     this.respPhase = ResponsePhase.Idle;
     this.head = null;
+    const headRequest = head.method === 'HEAD';
     if (bodyUnread || head.wantsClose || this.draining || this.clientEnded) {
-      this.answerAndClose(dockerErrorResponse(status, message, { close: true }));
+      this.answerAndClose(dockerErrorResponse(status, message, { close: true, headRequest }));
       return;
     }
     this.reqPhase = RequestPhase.Head;
-    const answer = dockerErrorResponse(status, message, { close: false });
+    const answer = dockerErrorResponse(status, message, { close: false, headRequest });
     this.writeClient(answer);
   }
 
@@ -640,7 +641,8 @@ export class ClientSession {
       exchange.status = 502;
       this.endExchange('upstream-failed', message);
       this.upstream?.destroy();
-      this.answerAndClose(dockerErrorResponse(502, `dockgate: ${message}`, { close: true }));
+      const headRequest = exchange.method === 'HEAD';
+      this.answerAndClose(dockerErrorResponse(502, `dockgate: ${message}`, { close: true, headRequest }));
       return;
     }
     if (exchange !== null) exchange.error = message;

@@ -17,7 +17,11 @@ const REASONS: Record<number, string> = {
   505: 'HTTP Version Not Supported',
 };
 
-export function dockerErrorResponse(status: number, message: string, options: { close: boolean }): Buffer {
+export function dockerErrorResponse(
+  status: number,
+  message: string,
+  options: { close: boolean; headRequest?: boolean },
+): Buffer {
   const body = JSON.stringify({ message }) + '\n';
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
@@ -25,7 +29,8 @@ export function dockerErrorResponse(status: number, message: string, options: { 
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       (options.close ? 'Connection: close\r\n' : '') +
       '\r\n' +
-      body,
+      // A response to HEAD has no body (RFC 9110 §9.3.2); sending one desynchronises the client.
+      (options.headRequest ? '' : body),
   );
 }
 

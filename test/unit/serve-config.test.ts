@@ -465,3 +465,37 @@ t.test('bad limit values exit 2 naming the flag', async (t) => {
     );
   }
 });
+
+t.test(
+  '--audit-log, --audit-exec-cmd and --audit-fail come from flags, environment or config file',
+  async (t) => {
+    t.same(config([]).audit, { logFile: undefined, execCmd: false, failMode: 'closed' });
+    t.same(config(['--audit-log', 'logs/audit.log', '--audit-exec-cmd', '--audit-fail', 'open']).audit, {
+      logFile: '/work/gate/logs/audit.log',
+      execCmd: true,
+      failMode: 'open',
+    });
+    t.same(
+      config([], {
+        DOCKGATE_AUDIT_LOG: '/var/log/dockgate.log',
+        DOCKGATE_AUDIT_EXEC_CMD: 'true',
+        DOCKGATE_AUDIT_FAIL: 'open',
+      }).audit,
+      { logFile: '/var/log/dockgate.log', execCmd: true, failMode: 'open' },
+    );
+    const dir = t.testdir({ 'serve.yaml': 'audit-log: audit.log\nauditExecCmd: true\naudit-fail: closed\n' });
+    t.same(config(['--config', join(dir, 'serve.yaml')]).audit, {
+      logFile: join(dir, 'audit.log'),
+      execCmd: true,
+      failMode: 'closed',
+    });
+    t.match(rejection(t, ['--audit-fail', 'maybe']), {
+      code: 'E_FLAG_VALUE',
+      message: '--audit-fail must be one of closed, open, got "maybe"',
+    });
+    t.match(rejection(t, [], { DOCKGATE_AUDIT_FAIL: 'shut' }), {
+      message: /^DOCKGATE_AUDIT_FAIL must be one of closed, open/,
+    });
+    t.match(rejection(t, ['--audit-exec-cmd=yes']), { message: /--audit-exec-cmd takes no value/ });
+  },
+);

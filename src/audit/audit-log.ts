@@ -1,0 +1,155 @@
+/**
+ * The gate's one log: operational lines (info/warn/error, filtered by --log-level) and audit lines
+ * (level `audit`, never filtered), all JSON through pino, all hash-chained, to stdout or
+ * --audit-log FILE. Replaces createGateLog(): `logger` for operational lines, `audit` for audit lines.
+ */
+import pino, { type Logger } from 'pino';
+import type { LogLevel } from '../config/serve-config.js';
+import type { Identity } from '../identity/identity.js';
+import type { RefusedClient } from '../listener/gate-listener.js';
+import type { Exchange, RelayObserver } from '../relay/exchange.js';
+import { AuditDestination } from './destination.js';
+import {
+  AUDIT_LEVEL,
+  connectionAuditLogger,
+  exchangeEndEvent,
+  handshakeRefusedEvent,
+  hijackStartEvent,
+  type AuditLogger,
+  type RequestAudit,
+} from './events.js';
+
+/** What happens to requests while the audit log cannot be written (issue 7). */
+export type AuditFailMode = 'closed' | 'open';
+
+export interface AuditLogOptions {
+  readonly level: LogLevel;
+  /** --audit-log FILE; stdout when absent. */
+  readonly file?: string;
+  /** --audit-fail: `closed` (default) refuses requests while lines cannot be written. */
+  readonly failMode?: AuditFailMode;
+  /** Descriptor for the stdout case (tests pass another). */
+  readonly fd?: number;
+  readonly maxBacklogBytes?: number;
+  readonly retryMs?: number;
+  /**
+   * Told when the audit log stops or starts being writable. The log itself cannot carry that
+   * news while it is broken, so the default writes one JSON line to stderr.
+   */
+  readonly onHealthChange?: (healthy: boolean, reason: string) => void;
+}
+
+export interface AuditLog {
+  /**
+   * For operational lines, typed as a plain pino Logger so that code taking `Logger` (gate.ts,
+   * tls-reload.ts...) takes it unchanged. The same instance as `audit`.
+   */
+  readonly logger: Logger;
+  /** For audit lines (`audit.audit(event)`), auditObserver() and auditRefusal(). */
+  readonly audit: AuditLogger;
+  /** False while lines cannot be written (disk full, file unwritable, backlog full). */
+  readonly healthy: boolean;
+  /** True when the gate must refuse requests now: unhealthy and --audit-fail closed. */
+  readonly refusesRequests: boolean;
+  /** Reopen --audit-log by name: call on SIGHUP and SIGUSR2 (logrotate's postrotate). */
+  reopen(): void;
+  /** Resolves once every line logged so far is written. */
+  flush(): Promise<void>;
+  /** Writes what is pending and closes; call last on shutdown. */
+  close(): Promise<{ lostBytes: number }>;
+}
+
+export function createAuditLog(options: AuditLogOptions): AuditLog {
+  const failMode = options.failMode ?? 'closed';
+  const file = options.file;
+  const destination = new AuditDestination({
+    ...(file === undefined ? {} : { file }),
+    ...(options.fd === undefined ? {} : { fd: options.fd }),
+    ...(options.maxBacklogBytes === undefined ? {} : { maxBacklogBytes: options.maxBacklogBytes }),
+    ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
+    onHealthChange:
+      options.onHealthChange ?? ((healthy, reason) => reportHealthOnStderr(healthy, reason, file, failMode)),
+    onRecovered: (lost) =>
+      logger.warn({ event: 'audit-log-recovered', file, ...lost }, 'the audit log can be written again'),
+  });
+  const logger: AuditLogger = pino<'audit'>(
+    {
+      level: options.level,
+      customLevels: AUDIT_LEVEL,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+  logger.info(
+    { event: 'audit-log-opened', file, continues: destination.chainStart.continues },
+    'audit log opened',
+  );
+  return {
+    // Logger<'audit'> only adds a method; pino's typings make it not assignable to Logger (onChild variance).
+    logger: logger as unknown as Logger,
+    audit: logger,
+    get healthy() {
+      return destination.healthy;
+    },
+    get refusesRequests() {
+      return failMode === 'closed' && !destination.healthy;
+    },
+    reopen() {
+      if (file === undefined) return;
+      destination.reopen();
+      logger.info({ event: 'audit-log-reopened', file, continues: 'previous-file' }, 'audit log reopened');
+    },
+    flush: () => destination.flush(),
+    close: () => destination.close(),
+  };
+}
+
+function reportHealthOnStderr(
+  healthy: boolean,
+  reason: string,
+  file: string | undefined,
+  failMode: AuditFailMode,
+): void {
+  const line = {
+    level: healthy ? 'warn' : 'error',
+    time: new Date().toISOString(),
+    event: healthy ? 'audit-log-recovered' : 'audit-log-unwritable',
+    file,
+    reason,
+    failMode,
+    msg: healthy
+      ? 'the audit log can be written again'
+      : failMode === 'closed'
+        ? `cannot write the audit log (${reason}): refusing requests until it can (--audit-fail closed)`
+        : `cannot write the audit log (${reason}): requests go on unaudited (--audit-fail open)`,
+  };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+}
+
+/**
+ * The relay observer writing the audit lines of one client connection: `hijack-start`, then
+ * `request` or `hijack-end` when the exchange ends. auditOf gives what the policy decided for an
+ * exchange (operation, target, decision, rule, role); without a policy it may return undefined.
+ */
+export function auditObserver(
+  logger: AuditLogger,
+  identity: Identity,
+  remoteAddress: string,
+  auditOf: (exchange: Exchange) => RequestAudit | undefined = () => undefined,
+): RelayObserver {
+  const connection = connectionAuditLogger(logger, identity, remoteAddress);
+  return {
+    exchangeEnded(exchange: Exchange): void {
+      connection.audit(exchangeEndEvent(exchange, auditOf(exchange)));
+    },
+    hijackStarted(exchange: Exchange): void {
+      connection.audit(hijackStartEvent(exchange, auditOf(exchange)));
+    },
+  };
+}
+
+export function auditRefusal(logger: AuditLogger, refused: RefusedClient): void {
+  logger.audit(handshakeRefusedEvent(refused));
+}

@@ -1,0 +1,195 @@
+/**
+ * Where audit lines go: stdout, or a file opened for appending and reopened after logrotate.
+ * pino writes each line into write(), which links it into the hash chain right there (main
+ * thread, in order) and hands it to sonic-boom, whose writes are asynchronous: the data path
+ * never waits on a disk. Failures (disk full, file unwritable) make the destination unhealthy;
+ * what the gate then does is the failure policy (--audit-fail): refuse requests, or carry on.
+ */
+import { closeSync, openSync } from 'node:fs';
+import pino from 'pino';
+import { ConfigError, systemErrorCode } from '../errors.js';
+import { GENESIS_HASH, HashChain, readChainStart, type ChainStart } from './hash-chain.js';
+
+/** Audit logs name users and what they did: owner read-write, group read (a log shipper's group). */
+export const AUDIT_FILE_MODE = 0o640;
+/** Lines waiting for a slow or failing disk are held up to this much, then dropped (and counted). */
+const DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
+const RETRY_MS = 1000;
+
+export interface AuditDestinationOptions {
+  /** --audit-log FILE; without it lines go to stdout. */
+  readonly file?: string;
+  /** The descriptor used when there is no file (default 1, stdout). */
+  readonly fd?: number;
+  readonly maxBacklogBytes?: number;
+  readonly retryMs?: number;
+  /** Called whenever healthy changes; `reason` is an OS code such as ENOSPC, or `backlog-full`. */
+  readonly onHealthChange?: (healthy: boolean, reason: string) => void;
+  /** Called once writing works again after a failure, with what was lost in between. */
+  readonly onRecovered?: (lost: { droppedLines: number; unhealthyMs: number }) => void;
+}
+
+/**
+ * The sonic-boom internals flush(), close() and the retry loop look at (bytes not yet written, a
+ * write or an open in flight). Pinned by test/unit/audit-destination.test.ts.
+ */
+interface SonicBoomState {
+  readonly _len: number;
+  readonly _writing: boolean;
+  readonly _opening: boolean;
+  readonly _reopening: boolean;
+}
+
+export class AuditDestination {
+  readonly chainStart: ChainStart;
+  private readonly chain: HashChain;
+  private readonly sink: ReturnType<typeof pino.destination>;
+  private isHealthy = true;
+  private unhealthySince = 0;
+  private droppedLines = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private reopenWanted = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: AuditDestinationOptions = {}) {
+    const file = options.file;
+    this.chainStart = file
+      ? openForAppend(file)
+      : { head: GENESIS_HASH, continues: 'genesis', endsMidLine: false };
+    this.chain = new HashChain(this.chainStart.head);
+    // pino.destination() is sonic-boom, the asynchronous writer pino itself uses.
+    this.sink = pino.destination({
+      ...(file ? { dest: file, mode: AUDIT_FILE_MODE, append: true } : { fd: options.fd ?? 1 }),
+      sync: false,
+      minLength: 0,
+      maxLength: options.maxBacklogBytes ?? DEFAULT_MAX_BACKLOG_BYTES,
+    });
+    this.sink.on('error', (err: unknown) => this.failed(systemErrorCode(err)));
+    this.sink.on('drop', () => {
+      this.droppedLines++;
+      this.failed('backlog-full');
+    });
+    // A crash left half a line: end it, so the first new line is whole (verify reports the torn one).
+    if (this.chainStart.endsMidLine) this.sink.write('\n');
+  }
+
+  /** What pino calls with each serialized line. */
+  write(line: string): boolean {
+    return this.sink.write(this.chain.link(line));
+  }
+
+  /** False while lines cannot be written (they are held, up to the backlog limit, and retried). */
+  get healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  /** The hash of the last line linked: the next line's `prev`. */
+  get head(): string {
+    return this.chain.head;
+  }
+
+  get file(): string | undefined {
+    return this.options.file;
+  }
+
+  /**
+   * Reopens --audit-log by name (after logrotate renamed it); lines not yet written go to the new
+   * file, and the chain continues across the two. A no-op on stdout.
+   */
+  reopen(): void {
+    if (this.options.file === undefined || this.closing) return;
+    // sonic-boom forgets a reopen asked for while a failing write is in flight; the retry loop asks again.
+    this.reopenWanted = !this.isHealthy;
+    this.sink.reopen();
+  }
+
+  /** Resolves when every line written so far has reached the file descriptor. */
+  flush(): Promise<void> {
+    return new Promise((resolve) => {
+      const state = this.sink as unknown as SonicBoomState;
+      if (!state._writing && state._len === 0) {
+        resolve();
+        return;
+      }
+      this.sink.once('drain', () => resolve());
+    });
+  }
+
+  /**
+   * Writes what is pending and closes the file (stdout stays open). If the destination cannot be
+   * written, gives up after timeoutMs and resolves with the number of bytes that were lost.
+   */
+  close(timeoutMs = 5000): Promise<{ lostBytes: number }> {
+    this.stopRetrying();
+    this.closing ??= new Promise<void>((resolve) => {
+      this.sink.once('close', () => resolve());
+      // sonic-boom drops a pending reopen once end() was called, and then never closes: end after it.
+      const state = this.sink as unknown as SonicBoomState;
+      if (state._reopening || state._opening) this.sink.once('ready', () => this.sink.end());
+      else this.sink.end();
+    });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const lostBytes = (this.sink as unknown as SonicBoomState)._len;
+        this.sink.destroy();
+        resolve({ lostBytes });
+      }, timeoutMs);
+      void this.closing?.then(() => {
+        clearTimeout(timer);
+        resolve({ lostBytes: 0 });
+      });
+    });
+  }
+
+  private failed(reason: string): void {
+    if (!this.isHealthy || this.closing) return;
+    this.isHealthy = false;
+    this.unhealthySince = performance.now();
+    this.options.onHealthChange?.(false, reason);
+    this.sink.once('write', () => this.recovered());
+    // sonic-boom keeps the failed bytes and retries them on the next write; nudge it while idle.
+    this.retryTimer = setInterval(() => this.retry(), this.options.retryMs ?? RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  private retry(): void {
+    if ((this.sink as unknown as SonicBoomState)._writing) return;
+    if (this.reopenWanted) this.sink.reopen();
+    else this.sink.write('');
+  }
+
+  private recovered(): void {
+    this.reopenWanted = false;
+    this.stopRetrying();
+    this.isHealthy = true;
+    const lost = {
+      droppedLines: this.droppedLines,
+      unhealthyMs: Math.round(performance.now() - this.unhealthySince),
+    };
+    this.droppedLines = 0;
+    this.options.onHealthChange?.(true, 'recovered');
+    this.options.onRecovered?.(lost);
+  }
+
+  private stopRetrying(): void {
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+}
+
+/**
+ * Creates the file if needed (mode 0640) and checks now that it can be appended to, so a bad
+ * --audit-log stops the gate at start with the file named instead of failing on the first request.
+ */
+function openForAppend(file: string): ChainStart {
+  try {
+    closeSync(openSync(file, 'a', AUDIT_FILE_MODE));
+    return readChainStart(file);
+  } catch (err) {
+    throw new ConfigError(
+      'E_AUDIT_LOG_UNWRITABLE',
+      `cannot open audit log ${file} for appending (${systemErrorCode(err)}); check --audit-log and the directory's permissions`,
+      err,
+    );
+  }
+}

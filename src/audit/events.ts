@@ -1,0 +1,288 @@
+/**
+ * The audit events and their fields: the one table docs/audit-log.md mirrors (a unit test checks
+ * that they agree), and typed builders the relay calls once per request, stream or refusal.
+ *
+ * Builders return one flat object literal with every key always present (undefined when unknown):
+ * pino leaves undefined keys out of the line, and one object shape per event keeps V8's property
+ * access monomorphic on the hot path. The client identity is not in these objects: it is bound
+ * once per connection with connectionAuditLogger(), and pino serializes bindings only once.
+ */
+import type { Logger } from 'pino';
+import type { Identity } from '../identity/identity.js';
+import type { RefusedClient } from '../listener/gate-listener.js';
+import type { Exchange } from '../relay/exchange.js';
+import { targetPath } from '../relay/exchange.js';
+
+/**
+ * Audit lines use their own pino level, above fatal, so that --log-level never filters them out:
+ * an audit trail with holes chosen by a verbosity flag would not be one.
+ */
+export const AUDIT_LEVEL = { audit: 70 } as const;
+export type AuditLogger = Logger<'audit'>;
+
+/** Every field an audit line may carry, with its meaning (docs/audit-log.md lists each). */
+export const auditFields = {
+  level: '`audit` for audit events (never filtered by --log-level); info/warn/error for the rest',
+  time: 'ISO 8601 time, UTC, with milliseconds, when the line was written',
+  event: 'what happened; one of the events below',
+  client:
+    'the verified client certificate: `cn`, `o`, `ou`, `sans` (`dns`, `email`, `uri`, `ip`), `serial` (hex), `fingerprint` (SHA-256), `issuer`',
+  remoteAddress: "the client's address and port",
+  operation: 'the operation name from the policy route table, e.g. `container.create`',
+  method: 'the HTTP method of the request line',
+  path: 'the path of the request line, without the query (which may hold build args or filters)',
+  target: 'the container, image, exec, network, volume... id or name the request acts on',
+  decision: '`allowed`, `denied`, or `audit-only` (learning mode: denied by policy, let through)',
+  rule: 'the policy rule that matched the client (its name or index)',
+  role: 'the role the rule gave the client',
+  reason: 'why: the constraint a denial names, or the refusal reason of a handshake',
+  status: "the engine's HTTP status, or the gate's own (403, 502...); 0 if none was sent",
+  outcome: '`completed`, `client-aborted`, `upstream-failed`, `refused`, `shutdown`, `revoked`',
+  error: 'present when the gate answered itself or the engine failed',
+  bytesIn: 'bytes from the client, head included; for a stream: everything the client sent',
+  bytesOut: 'bytes to the client, head included; for a stream: everything the client received',
+  durationMs: 'from the request head to the end of the response or stream, in milliseconds',
+  detail: "OpenSSL's or node's code for a refused handshake, e.g. `CERT_HAS_EXPIRED`",
+  claimedCn: 'the CN a refused certificate claims: unverified, for investigation only',
+  file: 'the audit log file (audit-log-* events)',
+  continues: 'how the chain of a newly opened file begins: `genesis`, `file-tail`, `previous-file`',
+  droppedLines: 'lines that could not be written while the audit log was unhealthy',
+  unhealthyMs: 'how long the audit log could not be written',
+  prev: 'the `hash` of the line before (64 zeros for the first line of a new chain)',
+  hash: 'SHA-256 of this line without its `hash` field; see "Hash chain"',
+} as const;
+
+export type AuditFieldName = keyof typeof auditFields;
+
+interface AuditEventSpec {
+  readonly level: 'audit' | 'info' | 'warn' | 'error';
+  readonly when: string;
+  readonly fields: readonly AuditFieldName[];
+}
+
+const exchangeFields = ['client', 'remoteAddress', 'operation', 'method', 'path', 'target'] as const;
+const decisionFields = ['decision', 'rule', 'role', 'reason'] as const;
+
+/** The events of the audit log. Every line also has `level`, `time`, `event`, `prev` and `hash`. */
+export const auditEvents = {
+  request: {
+    level: 'audit',
+    when: 'a request that did not become a stream ended (or was refused by policy)',
+    fields: [
+      ...exchangeFields,
+      ...decisionFields,
+      'status',
+      'outcome',
+      'error',
+      'bytesIn',
+      'bytesOut',
+      'durationMs',
+    ],
+  },
+  'hijack-start': {
+    level: 'audit',
+    when: 'a request became a raw stream (attach, exec start, BuildKit session)',
+    fields: [...exchangeFields, ...decisionFields, 'status'],
+  },
+  'hijack-end': {
+    level: 'audit',
+    when: 'that stream closed; replaces the `request` line of a hijacked request',
+    fields: [
+      ...exchangeFields,
+      ...decisionFields,
+      'status',
+      'outcome',
+      'error',
+      'bytesIn',
+      'bytesOut',
+      'durationMs',
+    ],
+  },
+  'handshake-refused': {
+    level: 'audit',
+    when: 'a TLS client was refused before any request',
+    fields: ['remoteAddress', 'reason', 'detail', 'claimedCn'],
+  },
+  'policy-decision': {
+    level: 'audit',
+    when: 'the policy decided something worth its own line (e.g. a denial in audit-only mode)',
+    fields: [...exchangeFields, ...decisionFields],
+  },
+  'audit-log-opened': {
+    level: 'info',
+    when: 'the gate opened the audit destination at start',
+    fields: ['file', 'continues'],
+  },
+  'audit-log-reopened': {
+    level: 'info',
+    when: 'SIGHUP/SIGUSR2 made the gate reopen --audit-log (logrotate); first line of the new file',
+    fields: ['file', 'continues'],
+  },
+  'audit-log-recovered': {
+    level: 'warn',
+    when: 'the audit log is writable again after a failure',
+    fields: ['file', 'droppedLines', 'unhealthyMs'],
+  },
+} as const satisfies Record<string, AuditEventSpec>;
+
+export type AuditEventName = keyof typeof auditEvents;
+export type AuditDecision = 'allowed' | 'denied' | 'audit-only';
+
+/** The identity fields every line of a connection carries (Identity minus notAfter). */
+export interface AuditClient {
+  readonly cn: string;
+  readonly o: readonly string[];
+  readonly ou: readonly string[];
+  readonly sans: Identity['sans'];
+  readonly serial: string;
+  readonly fingerprint: string;
+  readonly issuer: string;
+}
+
+export function auditClient(identity: Identity): AuditClient {
+  const { cn, o, ou, sans, serial, fingerprint, issuer } = identity;
+  return { cn, o, ou, sans, serial, fingerprint, issuer };
+}
+
+/** A logger for one client connection: `client` and `remoteAddress` are serialized once, here. */
+export function connectionAuditLogger(
+  logger: AuditLogger,
+  identity: Identity,
+  remoteAddress: string,
+): AuditLogger {
+  return logger.child({ client: auditClient(identity), remoteAddress });
+}
+
+/** What the policy said about one request; computed once when its head is read. */
+export interface RequestAudit {
+  readonly operation?: string;
+  readonly target?: string;
+  readonly decision?: AuditDecision;
+  readonly rule?: string;
+  readonly role?: string;
+  /** For a denial: the constraint, in the words the 403 used. */
+  readonly reason?: string;
+}
+
+export interface ExchangeEvent {
+  readonly event: 'request' | 'hijack-end';
+  readonly operation: string | undefined;
+  readonly method: string;
+  readonly path: string;
+  readonly target: string | undefined;
+  readonly decision: AuditDecision | undefined;
+  readonly rule: string | undefined;
+  readonly role: string | undefined;
+  readonly reason: string | undefined;
+  readonly status: number;
+  readonly outcome: Exchange['outcome'];
+  readonly error: string | undefined;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+}
+
+/**
+ * The line for an exchange that ended: `request`, or `hijack-end` for a stream. The path never
+ * includes the query (build args, filters); see redact.ts for what else is kept out.
+ */
+export function exchangeEndEvent(
+  exchange: Exchange,
+  audit: RequestAudit | undefined,
+  now: number = performance.now(),
+): ExchangeEvent {
+  return {
+    event: exchange.hijacked ? 'hijack-end' : 'request',
+    operation: audit?.operation,
+    method: exchange.method,
+    path: targetPath(exchange.target),
+    target: audit?.target,
+    decision: audit?.decision,
+    rule: audit?.rule,
+    role: audit?.role,
+    reason: audit?.reason,
+    status: exchange.status,
+    outcome: exchange.outcome,
+    error: exchange.error,
+    bytesIn: exchange.bytesIn,
+    bytesOut: exchange.bytesOut,
+    // Microsecond resolution is plenty and keeps lines short.
+    durationMs: Math.round((now - exchange.startedAt) * 1000) / 1000,
+  };
+}
+
+export interface HijackStartEvent {
+  readonly event: 'hijack-start';
+  readonly operation: string | undefined;
+  readonly method: string;
+  readonly path: string;
+  readonly target: string | undefined;
+  readonly decision: AuditDecision | undefined;
+  readonly rule: string | undefined;
+  readonly role: string | undefined;
+  readonly reason: string | undefined;
+  readonly status: number;
+}
+
+export function hijackStartEvent(exchange: Exchange, audit: RequestAudit | undefined): HijackStartEvent {
+  return {
+    event: 'hijack-start',
+    operation: audit?.operation,
+    method: exchange.method,
+    path: targetPath(exchange.target),
+    target: audit?.target,
+    decision: audit?.decision,
+    rule: audit?.rule,
+    role: audit?.role,
+    reason: audit?.reason,
+    status: exchange.status,
+  };
+}
+
+export interface PolicyDecisionEvent {
+  readonly event: 'policy-decision';
+  readonly operation: string | undefined;
+  readonly method: string;
+  readonly path: string;
+  readonly target: string | undefined;
+  readonly decision: AuditDecision | undefined;
+  readonly rule: string | undefined;
+  readonly role: string | undefined;
+  readonly reason: string | undefined;
+}
+
+export function policyDecisionEvent(
+  method: string,
+  target: string,
+  audit: RequestAudit,
+): PolicyDecisionEvent {
+  return {
+    event: 'policy-decision',
+    operation: audit.operation,
+    method,
+    path: targetPath(target),
+    target: audit.target,
+    decision: audit.decision,
+    rule: audit.rule,
+    role: audit.role,
+    reason: audit.reason,
+  };
+}
+
+export interface HandshakeRefusedEvent {
+  readonly event: 'handshake-refused';
+  readonly remoteAddress: string;
+  readonly reason: RefusedClient['reason'];
+  readonly detail: string;
+  readonly claimedCn: string | undefined;
+}
+
+export function handshakeRefusedEvent(refused: RefusedClient): HandshakeRefusedEvent {
+  return {
+    event: 'handshake-refused',
+    remoteAddress: refused.remoteAddress,
+    reason: refused.reason,
+    detail: refused.detail,
+    claimedCn: refused.claimedCn,
+  };
+}

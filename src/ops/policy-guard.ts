@@ -1,0 +1,155 @@
+/**
+ * The policy at work on each request: names it (route table), decides (policy), rewrites what
+ * ownership scope asks for, checks ownership at the engine when an action names a container, and
+ * notes everything on the exchange for the audit line. The relay only sees a RequestGuard.
+ */
+import type { Socket } from 'node:net';
+import type { Identity } from '../identity/identity.js';
+import type { Exchange } from '../relay/exchange.js';
+import type { RequestHead } from '../relay/request-head.js';
+import { RELAY, type GuardStep, type GuardVerdict, type RequestGuard } from '../relay/request-guard.js';
+import { bodyNeeded, decide, type Decision, type OwnershipCheck } from '../policy/decide.js';
+import type { Policy } from '../policy/policy-model.js';
+import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
+import { OWNER_LABEL, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
+import type { RequestAudit } from '../audit/events.js';
+import { engineGetJson } from './engine-client.js';
+
+export type PolicyMode = 'enforce' | 'audit';
+
+/** The policy in force; swapped whole on reload, read once per request. */
+export interface PolicyState {
+  readonly policy: Policy | undefined;
+  readonly mode: PolicyMode;
+}
+
+/** Create bodies are small; anything near this is not a request a policy should guess about. */
+export const MAX_INSPECTED_BODY = 8 << 20;
+
+export function policyGuard(
+  state: () => PolicyState,
+  identity: Identity,
+  connectUpstream: () => Socket,
+  refusing: () => string | undefined = () => undefined,
+): RequestGuard {
+  return {
+    inspect(head: RequestHead, exchange: Exchange): GuardStep {
+      const route = resolveOperation(head.method, head.target);
+      exchange.operation = route.operation;
+      // Fail closed: what cannot be audited is not done.
+      const outage = refusing();
+      if (outage !== undefined) return { kind: 'refuse', status: 503, message: outage };
+      const { policy, mode } = state();
+      if (policy === undefined) {
+        exchange.audit = {
+          operation: route.operation,
+          target: route.target,
+          decision: 'allowed',
+        } satisfies RequestAudit;
+        return RELAY;
+      }
+      const request = {
+        method: head.method,
+        target: head.target,
+        route,
+        contentType: headerOf(head, 'content-type'),
+      };
+      if (bodyNeeded(policy, identity, route)) {
+        return {
+          kind: 'need-body',
+          maxBytes: MAX_INSPECTED_BODY,
+          decide: (body) =>
+            settled(enact(decide(policy, identity, { ...request, body }), mode, route, exchange, head, body)),
+        };
+      }
+      return enact(
+        decide(policy, identity, { ...request, body: undefined }),
+        mode,
+        route,
+        exchange,
+        head,
+        undefined,
+      );
+    },
+  };
+
+  function enact(
+    decision: Decision,
+    mode: PolicyMode,
+    route: ResolvedRoute,
+    exchange: Exchange,
+    head: RequestHead,
+    body: Buffer | undefined,
+  ): GuardVerdict | { kind: 'later'; verdict: Promise<GuardVerdict> } {
+    exchange.audit = {
+      operation: decision.operation,
+      target: route.target,
+      decision: decision.allowed ? 'allowed' : mode === 'audit' ? 'audit-only' : 'denied',
+      rule: decision.rule,
+      role: decision.role,
+      reason: decision.reason,
+    } satisfies RequestAudit;
+    // Learning mode decides and logs, and changes nothing.
+    if (mode === 'audit') return RELAY;
+    if (!decision.allowed) return { kind: 'refuse', status: 403, message: decision.message };
+    let rewritten: GuardVerdict;
+    try {
+      rewritten = scoped(decision, head, body);
+    } catch (err) {
+      if (err instanceof ScopeError) return { kind: 'refuse', status: 403, message: err.message };
+      throw err;
+    }
+    if (decision.ownershipCheck === undefined) return rewritten;
+    return {
+      kind: 'later',
+      verdict: checkOwnership(decision.ownershipCheck).then((refusal) => refusal ?? rewritten),
+    };
+  }
+
+  function scoped(decision: Decision, head: RequestHead, body: Buffer | undefined): GuardVerdict {
+    if (decision.scope === 'create-label' && body !== undefined)
+      return { kind: 'relay', body: scopeCreateBody(body, identity.cn) };
+    if (decision.scope === 'list-filter')
+      return { kind: 'relay', target: scopeListTarget(head.target, identity.cn) };
+    return body === undefined ? RELAY : { kind: 'relay', body };
+  }
+
+  /** Undefined when the client owns the container; else the refusal. */
+  async function checkOwnership(check: OwnershipCheck): Promise<GuardVerdict | undefined> {
+    const notOwned = (what: string): GuardVerdict => ({
+      kind: 'refuse',
+      status: 403,
+      message: `dockgate: client ${JSON.stringify(identity.cn)} may act only on its own containers, and ${what} was not created by it`,
+    });
+    if (check.ref === '') return notOwned('the container named by this request');
+    let containerRef = check.ref;
+    if (check.kind === 'exec') {
+      const exec = await engineGetJson(connectUpstream, `/exec/${encodeURIComponent(check.ref)}/json`);
+      const id = (exec.json as { ContainerID?: unknown } | undefined)?.ContainerID;
+      if (exec.status !== 200 || typeof id !== 'string')
+        return { kind: 'refuse', status: 404, message: `No such exec instance: ${check.ref}` };
+      containerRef = id;
+    }
+    const inspect = await engineGetJson(
+      connectUpstream,
+      `/containers/${encodeURIComponent(containerRef)}/json`,
+    );
+    if (inspect.status === 404)
+      return { kind: 'refuse', status: 404, message: `No such container: ${containerRef}` };
+    if (inspect.status !== 200)
+      return notOwned(`container ${containerRef} (the engine answered ${inspect.status})`);
+    const labels = (inspect.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config?.Labels;
+    return labels?.[OWNER_LABEL] === identity.cn ? undefined : notOwned(`container ${containerRef}`);
+  }
+}
+
+function settled(
+  step: GuardVerdict | { kind: 'later'; verdict: Promise<GuardVerdict> },
+): GuardVerdict | Promise<GuardVerdict> {
+  return step.kind === 'later' ? step.verdict : step;
+}
+
+function headerOf(head: RequestHead, name: string): string | undefined {
+  for (const [field, value] of head.fields) if (field.toLowerCase() === name) return value;
+  return undefined;
+}

@@ -1,0 +1,326 @@
+/**
+ * Checks of decoded request bodies against a role's constraints. Each check returns the first
+ * thing the role may not ask for, as a Violation whose sentence completes
+ * `client "x" (role r) may not ...`.
+ */
+import {
+  asBool,
+  asList,
+  asMap,
+  asString,
+  asStrings,
+  isSlice,
+  structField,
+  type GoDecoded,
+} from './go-decode.js';
+import { goPathClean } from './go-url.js';
+import {
+  DEFAULT_CAPABILITIES,
+  matchesAny,
+  normalizeCapability,
+  type ConstraintName,
+  type NamespaceName,
+  type RoleConstraints,
+} from './policy-model.js';
+
+export interface Violation {
+  readonly constraint: ConstraintName;
+  /** The offending value (a path, capability, option...), '' when the constraint is a switch. */
+  readonly value: string;
+  readonly sentence: string;
+}
+
+type Check = Violation | undefined;
+
+const violation = (constraint: ConstraintName, value: string, sentence: string): Violation => ({
+  constraint,
+  value,
+  sentence,
+});
+
+function first(...checks: Array<() => Check>): Check {
+  for (const check of checks) {
+    const v = check();
+    if (v) return v;
+  }
+  return undefined;
+}
+
+function each<T>(items: readonly T[], check: (item: T) => Check): Check {
+  for (const item of items) {
+    const v = check(item);
+    if (v) return v;
+  }
+  return undefined;
+}
+
+const NAMESPACE_FIELDS: ReadonlyArray<readonly [string, NamespaceName, string]> = [
+  ['NetworkMode', 'network', '--network'],
+  ['PidMode', 'pid', '--pid'],
+  ['IpcMode', 'ipc', '--ipc'],
+  ['UTSMode', 'uts', '--uts'],
+  ['UsernsMode', 'userns', '--userns'],
+  ['CgroupnsMode', 'cgroup', '--cgroupns'],
+];
+const JOIN_FIELDS = ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup'];
+
+/** A HostConfig (or the fields older engines read from the top level of a create body). */
+export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
+  if (hc === null || hc === undefined) return undefined;
+  const field = (name: string) => structField(hc, name);
+  return first(
+    () =>
+      asBool(field('Privileged')) && !c.privileged
+        ? violation('privileged', '', 'create a privileged container')
+        : undefined,
+    () =>
+      each(NAMESPACE_FIELDS, ([name, ns, flag]) =>
+        asString(field(name)).toLowerCase() === 'host' && !c.hostNamespaces.includes(ns)
+          ? violation('hostNamespaces', ns, `use the host's ${ns} namespace (${flag} host)`)
+          : undefined,
+      ),
+    () =>
+      each(JOIN_FIELDS, (name) =>
+        /^container:/i.test(asString(field(name))) && !c.joinContainerNamespaces
+          ? violation(
+              'joinContainerNamespaces',
+              asString(field(name)),
+              `join the namespaces of another container (${name} ${asString(field(name))})`,
+            )
+          : undefined,
+      ),
+    () => checkCapabilities([...asStrings(field('CapAdd')), ...asStrings(field('Capabilities'))], c),
+    () => checkDevices(hc, c),
+    () => checkSecurityOptions(asStrings(field('SecurityOpt')), c),
+    () =>
+      isSlice(field('MaskedPaths')) || isSlice(field('ReadonlyPaths'))
+        ? checkSecurityOptions(['systempaths=unconfined'], c)
+        : undefined,
+    () => checkSysctls(asMap(field('Sysctls')), c),
+    () => each(asStrings(field('Binds')), (bind) => checkBind(bind, c)),
+    () => each(asList(field('Mounts')), (m) => checkMount(m, c)),
+    () =>
+      asList(field('VolumesFrom')).length > 0 && !c.volumesFrom
+        ? violation(
+            'volumesFrom',
+            asStrings(field('VolumesFrom')).join(','),
+            "use another container's volumes (--volumes-from)",
+          )
+        : undefined,
+  );
+}
+
+/** Devices, DeviceCgroupRules and DeviceRequests of a HostConfig or container update. */
+export function checkDevices(resources: GoDecoded, c: RoleConstraints): Check {
+  const field = (name: string) => structField(resources, name);
+  return first(
+    () =>
+      each(asList(field('Devices')), (d) => {
+        const path = asString(structField(d, 'PathOnHost'));
+        return matchesAny(c.devices, goPathClean(path))
+          ? undefined
+          : violation('devices', path, `map the host device ${path}`);
+      }),
+    () =>
+      each(asStrings(field('DeviceCgroupRules')), (rule) =>
+        c.devices.includes('*')
+          ? undefined
+          : violation('devices', rule, `add the device cgroup rule '${rule}'`),
+      ),
+    () =>
+      asList(field('DeviceRequests')).length > 0 && !c.deviceRequests
+        ? violation('deviceRequests', '', 'request host devices (--gpus)')
+        : undefined,
+  );
+}
+
+export function checkCapabilities(caps: readonly string[], c: RoleConstraints): Check {
+  return each(caps, (raw) => {
+    const cap = normalizeCapability(raw);
+    if (DEFAULT_CAPABILITIES.has(cap)) return undefined;
+    if (cap === 'ALL' ? c.capabilities.includes('*') : matchesAny(c.capabilities, cap)) return undefined;
+    return violation('capabilities', cap, `add the capability ${cap}`);
+  });
+}
+
+/** `key:value` (the old form) is read as `key=value`, as the daemon does. */
+export function checkSecurityOptions(opts: readonly string[], c: RoleConstraints): Check {
+  return each(opts, (raw) => {
+    const eq = raw.indexOf('=');
+    const colon = raw.indexOf(':');
+    const opt = eq === -1 && colon !== -1 ? `${raw.slice(0, colon)}=${raw.slice(colon + 1)}` : raw;
+    if (/^no-new-privileges(=(true|false))?$/.test(opt)) return undefined;
+    if (matchesAny(c.securityOpt, opt)) return undefined;
+    // A custom seccomp profile is JSON: say what it is, not all of it.
+    const shown = opt.startsWith('seccomp=') && opt.length > 40 ? 'seccomp=<custom profile>' : opt;
+    return violation('securityOpt', shown, `use the security option ${shown}`);
+  });
+}
+
+export function checkSysctls(sysctls: ReadonlyMap<string, unknown>, c: RoleConstraints): Check {
+  return each([...sysctls.keys()], (name) =>
+    matchesAny(c.sysctls, name) ? undefined : violation('sysctls', name, `set the sysctl ${name}`),
+  );
+}
+
+/**
+ * A host path a mount would come from. It must be absolute and already canonical: the kernel
+ * resolves `..` after following symlinks, so `/allowed/link/..` is not `/allowed`; refusing
+ * anything path.Clean would change keeps lexical checks honest.
+ */
+export function checkHostPath(path: string, c: RoleConstraints, what: string): Check {
+  const shown = path === '' ? '(empty path)' : path;
+  if (!path.startsWith('/'))
+    return violation('bindPaths', path, `${what} ${shown}, which is not an absolute path`);
+  const clean = goPathClean(path);
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  if (trimmed !== clean)
+    return violation('bindPaths', path, `${what} ${shown}, which is not in canonical form (use ${clean})`);
+  const inside = c.bindPaths.some((dir) => dir === '/' || clean === dir || clean.startsWith(dir + '/'));
+  return inside ? undefined : violation('bindPaths', clean, `${what} ${clean} from the host`);
+}
+
+/**
+ * One Binds entry as the daemon's Linux parser splits it: `DEST`, `SRC:DEST` or `SRC:DEST:MODE`;
+ * an absolute SRC is a host path, anything else a named volume.
+ */
+export function checkBind(bind: string, c: RoleConstraints): Check {
+  const parts = bind.split(':');
+  if (parts.length > 3 || parts[0] === '')
+    return violation('bindPaths', bind, `use the malformed bind '${bind}'`);
+  if (parts.length === 1) return undefined;
+  const source = parts[0]!;
+  return source.startsWith('/') ? checkHostPath(source, c, 'bind-mount') : undefined;
+}
+
+const SAFE_MOUNT_TYPES = new Set(['tmpfs', 'npipe', 'cluster', 'image']);
+
+export function checkMount(m: GoDecoded, c: RoleConstraints): Check {
+  const type = asString(structField(m, 'Type'));
+  if (type === 'bind') return checkHostPath(asString(structField(m, 'Source')), c, 'bind-mount');
+  if (type === 'volume') {
+    const driver = structField(structField(m, 'VolumeOptions'), 'DriverConfig');
+    return checkLocalVolume(asString(structField(driver, 'Name')), asMap(structField(driver, 'Options')), c);
+  }
+  if (SAFE_MOUNT_TYPES.has(type)) return undefined;
+  return violation('bindPaths', type, `use the mount type '${type}'`);
+}
+
+/** The local driver mounts `device` with `o`/`type`: an absolute device is a host path or block device. */
+export function checkLocalVolume(
+  driver: string,
+  opts: ReadonlyMap<string, GoDecoded>,
+  c: RoleConstraints,
+): Check {
+  if (driver !== '' && driver !== 'local') return undefined;
+  const device = asString(opts.get('device'));
+  return device.startsWith('/') ? checkHostPath(device, c, 'mount the volume device') : undefined;
+}
+
+export function checkExec(body: GoDecoded, c: RoleConstraints): Check {
+  const user = asString(structField(body, 'User'));
+  return first(
+    () =>
+      asBool(structField(body, 'Privileged')) && !c.execPrivileged
+        ? violation('exec.privileged', '', 'run a privileged exec')
+        : undefined,
+    () =>
+      c.execUsers !== undefined && !matchesAny(c.execUsers, user)
+        ? violation(
+            'exec.users',
+            user,
+            user === '' ? "exec as the container's default user" : `exec as user ${user}`,
+          )
+        : undefined,
+  );
+}
+
+/** swarm ServiceSpec: container spec privileges, mounts, sysctls, capabilities, host network, plugins. */
+export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
+  const task = structField(spec, 'TaskTemplate');
+  const cs = structField(task, 'ContainerSpec');
+  const priv = structField(cs, 'Privileges');
+  const seccomp = asString(structField(structField(priv, 'Seccomp'), 'Mode'));
+  const apparmor = asString(structField(structField(priv, 'AppArmor'), 'Mode'));
+  const selinux = structField(priv, 'SELinuxContext');
+  const opts: string[] = [];
+  if (seccomp !== '' && seccomp !== 'default')
+    opts.push(seccomp === 'unconfined' ? 'seccomp=unconfined' : 'seccomp=<custom profile>');
+  if (apparmor !== '' && apparmor !== 'default') opts.push('apparmor=unconfined');
+  if (asBool(structField(selinux, 'Disable'))) opts.push('label=disable');
+  for (const key of ['User', 'Role', 'Type', 'Level']) {
+    const v = asString(structField(selinux, key));
+    if (v !== '') opts.push(`label=${key.toLowerCase()}:${v}`);
+  }
+  const networks = [...asList(structField(task, 'Networks')), ...asList(structField(spec, 'Networks'))];
+  const plugin = structField(task, 'PluginSpec');
+  return first(
+    () =>
+      (plugin !== null && plugin !== undefined) || asString(structField(task, 'Runtime')) === 'plugin'
+        ? c.privileged
+          ? undefined
+          : violation('privileged', 'plugin', 'create a plugin service (plugins run with host privileges)')
+        : undefined,
+    () =>
+      each(networks, (n) =>
+        asString(structField(n, 'Target')).toLowerCase() === 'host' && !c.hostNamespaces.includes('network')
+          ? violation('hostNamespaces', 'network', "attach a service to the host's network")
+          : undefined,
+      ),
+    () => checkSecurityOptions(opts, c),
+    () => checkCapabilities(asStrings(structField(cs, 'CapabilityAdd')), c),
+    () => checkSysctls(asMap(structField(cs, 'Sysctls')), c),
+    () => each(asList(structField(cs, 'Mounts')), (m) => checkMount(m, c)),
+  );
+}
+
+/** The privileges a client accepts for a plugin (plugin install/upgrade body). */
+export function checkPluginPrivileges(privileges: GoDecoded, c: RoleConstraints): Check {
+  return each(asList(privileges), (p) => {
+    const name = asString(structField(p, 'Name'));
+    const values = asStrings(structField(p, 'Value'));
+    switch (name) {
+      case 'network':
+        return values.some((v) => v.toLowerCase() === 'host') && !c.hostNamespaces.includes('network')
+          ? violation('hostNamespaces', 'network', "install a plugin on the host's network")
+          : undefined;
+      case 'host pid namespace':
+        return c.hostNamespaces.includes('pid')
+          ? undefined
+          : violation('hostNamespaces', 'pid', "install a plugin in the host's pid namespace");
+      case 'host ipc namespace':
+        return c.hostNamespaces.includes('ipc')
+          ? undefined
+          : violation('hostNamespaces', 'ipc', "install a plugin in the host's ipc namespace");
+      case 'mount':
+        return each(values, (v) => checkHostPath(v, c, 'give a plugin the host path'));
+      case 'device':
+        return each(values, (v) =>
+          matchesAny(c.devices, v) ? undefined : violation('devices', v, `give a plugin the device ${v}`),
+        );
+      case 'allow-all-devices':
+        return c.devices.includes('*')
+          ? undefined
+          : violation('devices', '*', 'give a plugin all host devices');
+      case 'capabilities':
+        return checkCapabilities(values, c);
+      default:
+        return violation('privileged', name, `grant a plugin the privilege '${name}'`);
+    }
+  });
+}
+
+/** `plugin set`: `NAME.source=PATH` moves a plugin mount, `NAME.path=DEV` a device. */
+export function checkPluginSettings(settings: GoDecoded, c: RoleConstraints): Check {
+  return each(asStrings(settings), (s) => {
+    const eq = s.indexOf('=');
+    const key = eq === -1 ? s : s.slice(0, eq);
+    const value = eq === -1 ? '' : s.slice(eq + 1);
+    if (key.endsWith('.source')) return checkHostPath(value, c, 'point a plugin mount at');
+    if (key.endsWith('.path'))
+      return matchesAny(c.devices, value)
+        ? undefined
+        : violation('devices', value, `point a plugin device at ${value}`);
+    return undefined;
+  });
+}

@@ -1,0 +1,325 @@
+/**
+ * The decision for one request: which rule and role let the client do it, or why not, in a
+ * sentence the docker CLI prints as "Error response from daemon: dockgate: ...". Pure: the relay
+ * resolves the route, buffers the body when bodyNeeded() says so, and acts on the Decision
+ * (including the ownership check and scope rewrites it asks for).
+ */
+import type { Identity } from '../identity/identity.js';
+import {
+  checkDevices,
+  checkExec,
+  checkHostConfig,
+  checkLocalVolume,
+  checkPluginPrivileges,
+  checkPluginSettings,
+  checkServiceSpec,
+  type Violation,
+} from './constraints.js';
+import {
+  CONTAINER_CREATE,
+  CONTAINER_UPDATE,
+  EXEC_CREATE,
+  HOST_CONFIG,
+  PLUGIN_PRIVILEGES,
+  PLUGIN_SET,
+  SERVICE_SPEC,
+  VOLUME_CREATE,
+} from './engine-bodies.js';
+import { asMap, asString, decodeGoJson, structField, type GoDecoded, type GoType } from './go-decode.js';
+import { GoJsonError, parseGoJson } from './go-json.js';
+import {
+  roleGrants,
+  type ConstraintName,
+  type Policy,
+  type Role,
+  type RoleConstraints,
+} from './policy-model.js';
+import { firstValue, type ResolvedRoute } from './resolve-operation.js';
+import { OPERATIONS, type OperationName } from './route-table.js';
+import { grantsFor, type RoleGrant } from './rule-match.js';
+import { OWNER_LABEL, ownerLabelOf, scopeListTarget, ScopeError } from './scope.js';
+
+export interface PolicyRequest {
+  readonly method: string;
+  /** The request target as sent: path and query. */
+  readonly target: string;
+  readonly route: ResolvedRoute;
+  /** The whole body when bodyNeeded() said so (an empty Buffer for none); else undefined. */
+  readonly body: Buffer | undefined;
+  /**
+   * The Content-Type header, if any. dockerd's ParseForm reads a form-encoded POST body as query
+   * arguments (taking precedence over the URL's), which would hide e.g. `networkmode=host` from a
+   * check of the URL; such requests are refused for constrained roles.
+   */
+  readonly contentType?: string | undefined;
+}
+
+export interface OwnershipCheck {
+  readonly kind: 'container' | 'exec';
+  /** The name or id as the client gave it. */
+  readonly ref: string;
+}
+
+export interface Decision {
+  readonly allowed: boolean;
+  readonly operation: OperationName;
+  readonly role?: string;
+  readonly rule?: string;
+  /**
+   * Short and stable, for the audit line: `allowed`, `no rule matches`, `not granted`,
+   * `constraint NAME` or `constraint NAME: VALUE`, `unreadable: WHY`.
+   */
+  readonly reason: string;
+  /** For a denial, the 403 message; for an allow, what allowed it. */
+  readonly message: string;
+  readonly constraint?: { readonly name: ConstraintName; readonly value: string };
+  /** The relay must check the container (or exec's container) carries dockgate.owner=<CN> first. */
+  readonly ownershipCheck?: OwnershipCheck;
+  /** The relay must rewrite the request: add the owner label to a create, or the owner filter to a list. */
+  readonly scope?: 'create-label' | 'list-filter';
+}
+
+type BodyCheck = { readonly type: GoType; check(body: GoDecoded, c: RoleConstraints): Violation | undefined };
+
+const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
+  'container.create': {
+    type: CONTAINER_CREATE,
+    check: (b, c) => checkHostConfig(b, c) ?? checkHostConfig(structField(b, 'HostConfig'), c),
+  },
+  'container.start': { type: HOST_CONFIG, check: checkHostConfig },
+  'container.exec': { type: EXEC_CREATE, check: checkExec },
+  'container.update': { type: CONTAINER_UPDATE, check: checkDevices },
+  'service.create': { type: SERVICE_SPEC, check: checkServiceSpec },
+  'service.update': { type: SERVICE_SPEC, check: checkServiceSpec },
+  'volume.create': {
+    type: VOLUME_CREATE,
+    check: (b, c) =>
+      checkLocalVolume(asString(structField(b, 'Driver')), asMap(structField(b, 'DriverOpts')), c),
+  },
+  'plugin.install': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
+  'plugin.upgrade': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
+  'plugin.set': { type: PLUGIN_SET, check: checkPluginSettings },
+};
+
+const LIST_FILTERED = new Set(['container.list', 'container.prune', 'system.events']);
+
+/** moby's versions.LessThan: dotted numbers, missing or non-numeric parts count as 0. */
+export function apiVersionLess(a: string, b: string): boolean {
+  const pa = a.split('.');
+  const pb = b.split('.');
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = /^\d+$/.test(pa[i] ?? '') ? Number(pa[i]) : 0;
+    const y = /^\d+$/.test(pb[i] ?? '') ? Number(pb[i]) : 0;
+    if (x !== y) return x < y;
+  }
+  return false;
+}
+
+/** Whether a body check applies: container start took a HostConfig body only before API 1.24. */
+function bodyCheckFor(route: ResolvedRoute): BodyCheck | undefined {
+  if (route.operation === 'container.start')
+    return route.apiVersion !== undefined && apiVersionLess(route.apiVersion, '1.24')
+      ? BODY_CHECKS['container.start']
+      : undefined;
+  return BODY_CHECKS[route.operation];
+}
+
+function roleNeedsBody(role: Role, route: ResolvedRoute): boolean {
+  if (route.operation === 'container.create' && role.scope === 'own') return true;
+  return !role.unrestricted && bodyCheckFor(route) !== undefined;
+}
+
+/** Whether the relay must buffer the request body before calling decide(). */
+export function bodyNeeded(policy: Policy, identity: Identity, route: ResolvedRoute): boolean {
+  return grantsFor(policy, identity).some(
+    (g) => roleGrants(g.role, route.operation) && roleNeedsBody(g.role, route),
+  );
+}
+
+function does(route: ResolvedRoute, method: string): string {
+  const info = OPERATIONS.get(route.operation);
+  if (info) return `${info.does} (${info.name})`;
+  if (route.outcome === 'redirect') return `use the non-canonical path ${route.path}`;
+  if (route.outcome === 'bad-target') return 'send a malformed request target';
+  return `call ${method} ${route.path}, which is not an Engine API route dockgate knows`;
+}
+
+const who = (identity: Identity, roles: readonly string[]) =>
+  `client ${JSON.stringify(identity.cn)}` +
+  (roles.length === 0 ? '' : ` (${roles.length === 1 ? 'role' : 'roles'} ${roles.join(', ')})`);
+
+export function decide(policy: Policy, identity: Identity, request: PolicyRequest): Decision {
+  const { route } = request;
+  const operation = route.operation;
+  const grants = grantsFor(policy, identity);
+  if (grants.length === 0)
+    return {
+      allowed: false,
+      operation,
+      reason: 'no rule matches',
+      message: `dockgate: ${who(identity, [])} matches no rule of the policy and may not ${does(route, request.method)}`,
+    };
+  const granting = grants.filter((g) => roleGrants(g.role, operation));
+  if (granting.length === 0) {
+    const names = [...new Set(grants.map((g) => g.role.name))];
+    return {
+      allowed: false,
+      operation,
+      rule: grants[0]!.rule.name,
+      role: names.join(', '),
+      reason: 'not granted',
+      message: `dockgate: ${who(identity, names)} may not ${does(route, request.method)}`,
+    };
+  }
+  const body = new LazyBody(request.body);
+  let denial: Decision | undefined;
+  for (const grant of granting) {
+    const d = decideForRole(grant, identity, request, body);
+    if (d.allowed) return d;
+    denial ??= d;
+  }
+  return denial!;
+}
+
+function decideForRole(
+  grant: RoleGrant,
+  identity: Identity,
+  request: PolicyRequest,
+  body: LazyBody,
+): Decision {
+  const { role, rule } = grant;
+  const { route } = request;
+  const operation = route.operation;
+  const base = { operation, role: role.name, rule: rule.name };
+  const refuse = (why: string): Decision => ({
+    ...base,
+    allowed: false,
+    reason: `unreadable: ${why}`,
+    message: `dockgate: ${who(identity, [role.name])}: ${why}, so the request cannot be checked and is refused`,
+  });
+  const deny = (v: Violation): Decision => ({
+    ...base,
+    allowed: false,
+    reason: `constraint ${v.constraint}${v.value ? `: ${v.value}` : ''}`,
+    message: `dockgate: ${who(identity, [role.name])} may not ${v.sentence}`,
+    constraint: { name: v.constraint, value: v.value },
+  });
+  const scoped = role.scope === 'own';
+  if (!role.unrestricted || scoped) {
+    if (route.query.malformed)
+      return refuse('the query string is malformed (a pair with ";" or a bad escape)');
+    if (/^(POST|PUT|PATCH)$/.test(request.method) && /x-www-form-urlencoded/i.test(request.contentType ?? ''))
+      return refuse('the body is form-encoded, which the engine would read as query arguments');
+  }
+  let decoded: GoDecoded;
+  const check = bodyCheckFor(route);
+  if (check && roleNeedsBody(role, route)) {
+    const read = body.decode(check.type);
+    if (read.error !== undefined) return refuse(read.error);
+    decoded = read.value;
+    if (!role.unrestricted) {
+      const v = check.check(decoded, role.constraints);
+      if (v) return deny(v);
+    }
+  }
+  if (operation === 'image.build' && !role.unrestricted) {
+    const v = checkBuildQuery(route, role.constraints);
+    if (v) return deny(v);
+  }
+  const allowed: Decision = {
+    ...base,
+    allowed: true,
+    reason: 'allowed',
+    message: `allowed by rule ${JSON.stringify(rule.name)}, role ${role.name}`,
+  };
+  return scoped ? applyScope(allowed, identity, request, decoded, deny) : allowed;
+}
+
+/** docker build --network: host (or another container's namespace) reaches beyond the build. */
+function checkBuildQuery(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
+  const mode = firstValue(route.query, 'networkmode');
+  const lower = mode.toLowerCase();
+  if (lower === 'host' && !c.buildNetworkHost)
+    return {
+      constraint: 'build.networkHost',
+      value: 'host',
+      sentence: 'build with the host network (--network host)',
+    };
+  if (lower.startsWith('container:') && !c.joinContainerNamespaces)
+    return {
+      constraint: 'joinContainerNamespaces',
+      value: mode,
+      sentence: `build in the network namespace of another container (--network ${mode})`,
+    };
+  return undefined;
+}
+
+function applyScope(
+  allowed: Decision,
+  identity: Identity,
+  request: PolicyRequest,
+  decoded: GoDecoded,
+  deny: (v: Violation) => Decision,
+): Decision {
+  const { route } = request;
+  const op = route.operation;
+  if (op === 'container.create') {
+    const owner = ownerLabelOf(decoded);
+    if (owner !== undefined && owner !== identity.cn)
+      return deny({
+        constraint: 'scope',
+        value: `${OWNER_LABEL}=${owner}`,
+        sentence: `create a container labelled ${OWNER_LABEL}=${owner} (the label names its owner)`,
+      });
+    return { ...allowed, scope: 'create-label' };
+  }
+  if (LIST_FILTERED.has(op)) {
+    try {
+      scopeListTarget(request.target, identity.cn);
+    } catch (err) {
+      if (!(err instanceof ScopeError)) throw err;
+      return {
+        ...allowed,
+        allowed: false,
+        reason: `unreadable: ${err.message}`,
+        message: `dockgate: ${who(identity, [allowed.role!])}: ${err.message}, so the list cannot be limited to the client's own containers`,
+      };
+    }
+    return { ...allowed, scope: 'list-filter' };
+  }
+  const ref =
+    op === 'container.commit'
+      ? firstValue(route.query, 'container')
+      : (route.params.name ?? route.params.id ?? '');
+  const kind = op.startsWith('container.') ? 'container' : op.startsWith('exec.') ? 'exec' : undefined;
+  if (!kind) return allowed;
+  return { ...allowed, ownershipCheck: { kind, ref } };
+}
+
+/** The body parsed once, decoded per Go type on demand. */
+class LazyBody {
+  private parsed: ReturnType<typeof parseGoJson> | GoJsonError | undefined;
+  constructor(private readonly raw: Buffer | undefined) {}
+
+  decode(type: GoType): { value: GoDecoded; error?: undefined } | { value?: undefined; error: string } {
+    if (this.raw === undefined) return { error: 'the request body was not made available to the policy' };
+    // dockerd treats an empty body as "no settings" (or fails the request): nothing to check.
+    if (this.raw.length === 0) return { value: undefined };
+    if (this.parsed === undefined) {
+      try {
+        this.parsed = parseGoJson(this.raw);
+      } catch (err) {
+        if (!(err instanceof GoJsonError)) throw err;
+        this.parsed = err;
+      }
+    }
+    if (this.parsed instanceof GoJsonError)
+      return { error: `the request body is not JSON dockgate can read (${this.parsed.message})` };
+    try {
+      return { value: decodeGoJson(type, this.parsed) };
+    } catch (err) {
+      if (!(err instanceof GoJsonError)) throw err;
+      return { error: `the request body cannot be read with certainty (${err.message})` };
+    }
+  }
+}

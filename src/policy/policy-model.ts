@@ -1,0 +1,276 @@
+/**
+ * What a loaded policy is: roles (operations granted, constraints on what creates may ask for,
+ * ownership scope) and rules binding client identities to roles. Built-in roles live here too.
+ */
+import { OPERATIONS, UNKNOWN_OPERATION, type OperationName } from './route-table.js';
+
+export const NAMESPACES = ['network', 'pid', 'ipc', 'uts', 'userns', 'cgroup'] as const;
+export type NamespaceName = (typeof NAMESPACES)[number];
+
+/** What a role may ask of the engine beyond plain containers. Absent in a file means "nothing". */
+export interface RoleConstraints {
+  readonly privileged: boolean;
+  /** Namespaces the role may share with the host (`--network host`, `--pid host`...). */
+  readonly hostNamespaces: readonly NamespaceName[];
+  /** `--network container:X`, `--pid container:X`, `--ipc container:X`, a cgroup of another container. */
+  readonly joinContainerNamespaces: boolean;
+  /** Capabilities beyond Docker's default set that may be added (globs over `SYS_ADMIN`...; `*` any). */
+  readonly capabilities: readonly string[];
+  /** Host device paths that may be mapped (globs; `*` also allows device cgroup rules). */
+  readonly devices: readonly string[];
+  /** `--gpus` and other device requests. */
+  readonly deviceRequests: boolean;
+  /** Security options beyond `no-new-privileges` (globs over `seccomp=unconfined`, `label=disable`...). */
+  readonly securityOpt: readonly string[];
+  /** Sysctl names that may be set (globs). */
+  readonly sysctls: readonly string[];
+  /** Host directories that bind mounts (and local volumes with a device) may come from; `/` = any. */
+  readonly bindPaths: readonly string[];
+  /** `--volumes-from`: takes over another container's mounts, host binds included. */
+  readonly volumesFrom: boolean;
+  readonly execPrivileged: boolean;
+  /** Users an exec may run as (globs; '' is the container's default); undefined = any. */
+  readonly execUsers: readonly string[] | undefined;
+  /** `docker build --network host` (and a container's network namespace). */
+  readonly buildNetworkHost: boolean;
+}
+
+export type ConstraintName =
+  | 'privileged'
+  | 'hostNamespaces'
+  | 'joinContainerNamespaces'
+  | 'capabilities'
+  | 'devices'
+  | 'deviceRequests'
+  | 'securityOpt'
+  | 'sysctls'
+  | 'bindPaths'
+  | 'volumesFrom'
+  | 'exec.privileged'
+  | 'exec.users'
+  | 'build.networkHost'
+  /** Ownership: a create asking for another client's owner label. */
+  | 'scope';
+
+export const STRICT_CONSTRAINTS: RoleConstraints = {
+  privileged: false,
+  hostNamespaces: [],
+  joinContainerNamespaces: false,
+  capabilities: [],
+  devices: [],
+  deviceRequests: false,
+  securityOpt: [],
+  sysctls: [],
+  bindPaths: [],
+  volumesFrom: false,
+  execPrivileged: false,
+  execUsers: undefined,
+  buildNetworkHost: false,
+};
+
+export const UNRESTRICTED_CONSTRAINTS: RoleConstraints = {
+  privileged: true,
+  hostNamespaces: [...NAMESPACES],
+  joinContainerNamespaces: true,
+  capabilities: ['*'],
+  devices: ['*'],
+  deviceRequests: true,
+  securityOpt: ['*'],
+  sysctls: ['*'],
+  bindPaths: ['/'],
+  volumesFrom: true,
+  execPrivileged: true,
+  execUsers: undefined,
+  buildNetworkHost: true,
+};
+
+export type Scope = 'all' | 'own';
+
+export interface Role {
+  readonly name: string;
+  readonly description: string | undefined;
+  /** Operation names and globs (`container.*`); `*` never covers `unknown`. */
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  readonly scope: Scope;
+  readonly constraints: RoleConstraints;
+  /** True when constraints are UNRESTRICTED: bodies need not be read (except for scope). */
+  readonly unrestricted: boolean;
+  readonly builtin: boolean;
+}
+
+export interface IdentityMatch {
+  readonly cn?: readonly string[];
+  readonly o?: readonly string[];
+  readonly ou?: readonly string[];
+  readonly dns?: readonly string[];
+  readonly email?: readonly string[];
+  readonly uri?: readonly string[];
+  readonly ip?: readonly string[];
+}
+
+export interface PolicyRule {
+  /** Its `name`, or `rule N` (1-based) when it has none. */
+  readonly name: string;
+  readonly match: IdentityMatch;
+  readonly roles: readonly string[];
+  readonly line: number | undefined;
+}
+
+export interface Policy {
+  readonly file: string;
+  readonly roles: ReadonlyMap<string, Role>;
+  readonly rules: readonly PolicyRule[];
+}
+
+/**
+ * Glob over a whole string: `*` any run of characters, `?` one, a backslash takes the next character
+ * literally; everything else is literal.
+ */
+export function globToRegExp(glob: string): RegExp {
+  let source = '^';
+  let escaped = false;
+  for (const ch of glob) {
+    if (!escaped && ch === '\\') escaped = true;
+    else {
+      if (!escaped && ch === '*') source += '[\\s\\S]*';
+      else if (!escaped && ch === '?') source += '[\\s\\S]';
+      else source += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      escaped = false;
+    }
+  }
+  return new RegExp(source + (escaped ? '\\\\' : '') + '$', 'u');
+}
+
+/** A string as a glob matching exactly itself. */
+export function literalGlob(s: string): string {
+  return s.replace(/[*?\\]/g, '\\$&');
+}
+
+const globCache = new Map<string, RegExp>();
+export function globMatch(glob: string, value: string): boolean {
+  let re = globCache.get(glob);
+  if (!re) {
+    re = globToRegExp(glob);
+    if (globCache.size > 10_000) globCache.clear();
+    globCache.set(glob, re);
+  }
+  return re.test(value);
+}
+
+export function matchesAny(globs: readonly string[], value: string): boolean {
+  return globs.some((g) => globMatch(g, value));
+}
+
+/** Whether a pattern of a role's allow/deny list covers an operation. */
+export function patternCovers(pattern: string, operation: OperationName): boolean {
+  if (operation === UNKNOWN_OPERATION) return pattern === UNKNOWN_OPERATION;
+  return globMatch(pattern, operation);
+}
+
+export function roleGrants(role: Role, operation: OperationName): boolean {
+  if (role.builtin && role.name === 'admin') return true;
+  return (
+    role.allow.some((p) => patternCovers(p, operation)) && !role.deny.some((p) => patternCovers(p, operation))
+  );
+}
+
+const readOnlyOperations = [...OPERATIONS.values()].filter((o) => o.readOnly).map((o) => o.name);
+
+const deployerOperations = [
+  'container.*',
+  'exec.*',
+  'image.*',
+  'build.prune',
+  'build.cancel',
+  'build.session',
+  'volume.*',
+  'network.list',
+  'network.inspect',
+  'network.connect',
+  'network.disconnect',
+  'system.ping',
+  'system.version',
+  'system.info',
+  'system.events',
+  'system.df',
+  'system.auth',
+  'system.options',
+  'distribution.inspect',
+  'plugin.list',
+  'plugin.inspect',
+];
+
+function builtin(
+  name: string,
+  description: string,
+  allow: string[],
+  constraints: RoleConstraints,
+): [string, Role] {
+  return [
+    name,
+    {
+      name,
+      description,
+      allow,
+      deny: [],
+      scope: 'all',
+      constraints,
+      unrestricted: constraints === UNRESTRICTED_CONSTRAINTS,
+      builtin: true,
+    },
+  ];
+}
+
+export const BUILTIN_ROLES: ReadonlyMap<string, Role> = new Map([
+  builtin('admin', 'everything, as a plain dockerd --tlsverify client', ['*'], UNRESTRICTED_CONSTRAINTS),
+  builtin(
+    'read-only',
+    'list, inspect, logs, events, version, info, df, ping; no exec, attach, file reads, creates or changes',
+    readOnlyOperations,
+    STRICT_CONSTRAINTS,
+  ),
+  builtin(
+    'deployer',
+    'run and manage containers, images, volumes; nothing privileged or reaching the host',
+    deployerOperations,
+    STRICT_CONSTRAINTS,
+  ),
+]);
+
+/** Docker's default capability set: adding one of these changes nothing. */
+export const DEFAULT_CAPABILITIES = new Set([
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FSETID',
+  'FOWNER',
+  'MKNOD',
+  'NET_RAW',
+  'SETGID',
+  'SETUID',
+  'SETFCAP',
+  'SETPCAP',
+  'NET_BIND_SERVICE',
+  'SYS_CHROOT',
+  'KILL',
+  'AUDIT_WRITE',
+]);
+
+/** `cap_sys_admin`, `CAP_SYS_ADMIN`, `sys_admin` → `SYS_ADMIN`, as the daemon normalises them. */
+export function normalizeCapability(cap: string): string {
+  const upper = goToUpper(cap);
+  return upper.startsWith('CAP_') ? upper.slice(4) : upper;
+}
+
+/**
+ * Go's strings.ToUpper: one rune to one rune. JS's toUpperCase expands some (ß → SS), which could
+ * make a capability name read differently from the daemon's.
+ */
+export function goToUpper(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const up = ch.toUpperCase();
+    out += [...up].length === 1 ? up : ch;
+  }
+  return out;
+}

@@ -1,0 +1,115 @@
+/**
+ * Ownership scope (`scope: own`): containers created through the gate carry the label
+ * `dockgate.owner=<CN>`, lists, prunes and events of a scoped client are filtered to that label,
+ * and actions on a named container need the relay to check its label upstream first.
+ */
+import { CONTAINER_CREATE } from './engine-bodies.js';
+import { asMap, asString, asStrings, decodeGoJson, structField, T, type GoDecoded } from './go-decode.js';
+import { GoJsonError, isGoObject, parseGoJson } from './go-json.js';
+import { parseGoQuery, unescapeBytes } from './go-url.js';
+
+export const OWNER_LABEL = 'dockgate.owner';
+
+/** A body or query the gate cannot scope with certainty: the request is refused. */
+export class ScopeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ScopeError';
+  }
+}
+
+/** The owner label a create body already asks for, as dockerd would read it ('' when none). */
+export function ownerLabelOf(body: GoDecoded): string | undefined {
+  const labels = asMap(structField(body, 'Labels'));
+  return labels.has(OWNER_LABEL) ? asString(labels.get(OWNER_LABEL)) : undefined;
+}
+
+/**
+ * The create body with `"Labels": {"dockgate.owner": CN}` appended as the last member of the
+ * top-level object. Go merges a repeated map field into the earlier one, so every label the client
+ * set stays and the owner label is the last word. A client-set owner label for someone else is
+ * refused rather than overwritten, so the client learns why.
+ */
+export function scopeCreateBody(body: Buffer, cn: string): Buffer {
+  let parsed;
+  try {
+    parsed = parseGoJson(body);
+  } catch (err) {
+    throw new ScopeError(
+      `the create body cannot be read: ${err instanceof GoJsonError ? err.message : String(err)}`,
+    );
+  }
+  if (!isGoObject(parsed)) throw new ScopeError('the create body is not a JSON object');
+  const existing = ownerLabelOf(decodeGoJson(CONTAINER_CREATE, parsed));
+  if (existing !== undefined && existing !== cn)
+    throw new ScopeError(
+      `the create body sets the label ${OWNER_LABEL}=${existing}, which names another client`,
+    );
+  let end = body.length - 1;
+  while (end >= 0 && (body[end] === 0x20 || body[end] === 0x0a || body[end] === 0x0d || body[end] === 0x09))
+    end--;
+  if (body[end] !== 0x7d) throw new ScopeError('the create body does not end with its object');
+  const member = `"Labels":${JSON.stringify({ [OWNER_LABEL]: cn })}`;
+  const insert = parsed.entries.length > 0 ? `,${member}` : member;
+  return Buffer.concat([body.subarray(0, end), Buffer.from(insert, 'utf8'), body.subarray(end)]);
+}
+
+const FILTERS = T.map(T.map(T.bool));
+const LEGACY_FILTERS = T.map(T.slice(T.string));
+
+/**
+ * The `filters` argument as the engine's filters.FromJSON reads it (map of maps, or the legacy map
+ * of lists), turned into the map-of-maps form.
+ */
+export function readFilters(json: string): Map<string, Map<string, boolean>> {
+  if (json === '') return new Map();
+  let parsed;
+  try {
+    parsed = parseGoJson(Buffer.from(json, 'utf8'));
+  } catch (err) {
+    throw new ScopeError(
+      `the filters argument cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const out = new Map<string, Map<string, boolean>>();
+  try {
+    for (const [key, inner] of asMap(decodeGoJson(FILTERS, parsed)))
+      out.set(key, new Map([...asMap(inner)].map(([k, v]) => [k, v === true])));
+    return out;
+  } catch {
+    try {
+      for (const [key, list] of asMap(decodeGoJson(LEGACY_FILTERS, parsed))) {
+        const inner = new Map<string, boolean>();
+        for (const item of asStrings(list)) inner.set(item, true);
+        out.set(key, inner);
+      }
+      return out;
+    } catch {
+      throw new ScopeError('the filters argument is neither of the forms the engine accepts');
+    }
+  }
+}
+
+/**
+ * The request target with `label=dockgate.owner=<CN>` added to its `filters` (container list and
+ * prune, events). Label filters must all match, so the client's own filters only narrow further.
+ * Every other query pair is kept byte for byte; the client's `filters` pairs are replaced by one.
+ */
+export function scopeListTarget(target: string, cn: string): string {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const rawQuery = q === -1 ? '' : target.slice(q + 1);
+  const query = parseGoQuery(rawQuery);
+  if (query.malformed) throw new ScopeError('the query string is malformed');
+  const filters = readFilters(query.values.get('filters')?.[0] ?? '');
+  const labels = filters.get('label') ?? new Map<string, boolean>();
+  labels.set(`${OWNER_LABEL}=${cn}`, true);
+  filters.set('label', labels);
+  const json = JSON.stringify(
+    Object.fromEntries([...filters].map(([k, inner]) => [k, Object.fromEntries(inner)])),
+  );
+  const kept = rawQuery
+    .split('&')
+    .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'filters');
+  return `${path}?${[...kept, `filters=${encodeURIComponent(json)}`].join('&')}`;
+}

@@ -1,0 +1,241 @@
+/**
+ * The policy at work in a running gate, driven by the real docker CLI and hand-written requests:
+ * each built-in role's allowed and denied commands, create constraints (with the CLI and with
+ * bodies written to slip past a naive reader), ownership scope between two clients, audit mode,
+ * and a bad policy file on reload keeping the previous policy.
+ */
+import t from 'tap';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
+import {
+  containerExists,
+  containersToRemove,
+  runDetached,
+  testEngine,
+  testTmpDir,
+  uniqueName,
+} from '../helpers/engine.js';
+import { startGate, type RunningGate } from '../helpers/gate.js';
+import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
+import { connectTls, gateRequest } from '../helpers/tls-client.js';
+
+const cli = dockerClis()[0]!;
+const image = testEngine().image;
+const pki = await makeOpensslPki(t);
+// The seed PKI has two clients: CN=client and CN=client-two. Give them different roles.
+const dir = await mkdtemp(join(testTmpDir(), 'dockgate-policy-'));
+const policyFile = join(dir, 'policy.yaml');
+
+const POLICY = `
+roles:
+  ci:
+    extends: deployer
+    scope: own
+    constraints:
+      bindPaths: [/tmp/dockgate-allowed]
+rules:
+  - name: ci runners
+    match: { cn: client }
+    role: ci
+  - name: dashboards
+    match: { cn: client-two }
+    role: read-only
+`;
+await writeFile(policyFile, POLICY);
+const gate: RunningGate = await startGate(t, { pki, args: ['--policy', policyFile] });
+const as = (bundle: ClientBundle) => ({ host: gate.host, certPath: bundle.dir });
+const run = (bundle: ClientBundle, args: string[]) => docker(cli, as(bundle), args);
+
+t.test('read-only: lists and inspects, may not create, exec or read files', async (t) => {
+  exitsWith(t, await run(pki.client2, ['ps', '-a']), 0, 'docker ps:');
+  exitsWith(t, await run(pki.client2, ['images']), 0, 'docker images:');
+  exitsWith(t, await run(pki.client2, ['version']), 0, 'docker version:');
+  const name = uniqueName('ro');
+  containersToRemove(t, name);
+  const created = await run(pki.client2, ['create', '--name', name, '--network', 'none', image, 'true']);
+  t.not(created.code, 0, 'docker create is refused');
+  t.match(
+    created.stderr,
+    /Error response from daemon: dockgate: client "client-two" \(role read-only\) may not/,
+    'with a sentence naming the client and role',
+  );
+  t.notOk(await containerExists(name), 'and no container was created');
+  const running = uniqueName('ro-target');
+  await runDetached(t, running, ['sh', '-c', 'echo from-the-container; sleep 60']);
+  const logs = await run(pki.client2, ['logs', running]);
+  exitsWith(t, logs, 0, 'docker logs is allowed:');
+  t.match(logs.out, /from-the-container/);
+  const exec = await run(pki.client2, ['exec', running, 'true']);
+  t.not(exec.code, 0, 'docker exec is refused');
+  t.match(exec.stderr, /\(container\.exec\)/, 'naming the operation');
+  const cp = await run(pki.client2, ['cp', `${running}:/etc/hostname`, '-']);
+  t.not(cp.code, 0, 'docker cp out of a container is refused');
+  t.ok(
+    gate.logs().some((l) => l.event === 'request' && l.status === 403 && l.outcome === 'denied'),
+    'the denial is logged',
+  );
+});
+
+t.test(
+  'deployer-based role: runs containers; privileged, host namespaces and foreign binds refused',
+  async (t) => {
+    const ok = await run(pki.client, ['run', '--rm', '--network', 'none', image, 'echo', 'hi']);
+    exitsWith(t, ok, 0, 'docker run:');
+    t.equal(ok.out, 'hi\n');
+    const refusals: Array<[string[], RegExp]> = [
+      [['--privileged'], /privileged/],
+      [['--pid', 'host'], /pid|namespace/i],
+      [['--cap-add', 'SYS_ADMIN'], /SYS_ADMIN|capabilit/i],
+      [['-v', '/etc:/host-etc'], /\/etc/],
+      [['--security-opt', 'seccomp=unconfined'], /seccomp|security/i],
+    ];
+    for (const [flags, why] of refusals) {
+      const name = uniqueName('deny');
+      containersToRemove(t, name);
+      const r = await run(pki.client, [
+        'run',
+        '--rm',
+        '--name',
+        name,
+        '--network',
+        'none',
+        ...flags,
+        image,
+        'true',
+      ]);
+      t.not(r.code, 0, `docker run ${flags.join(' ')} is refused`);
+      t.match(r.stderr, /dockgate: client "client" \(role ci\)/, 'naming client and role');
+      t.match(r.stderr, why, 'and the setting');
+      t.notOk(await containerExists(name), 'no container was created');
+    }
+    const allowed = await run(pki.client, [
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '-v',
+      '/tmp/dockgate-allowed:/data',
+      image,
+      'true',
+    ]);
+    exitsWith(t, allowed, 0, 'a bind from the allowed path:');
+  },
+);
+
+t.test('bodies written to slip past a naive reader are refused, through the real gate', async (t) => {
+  const send = async (body: string, path = '/v1.41/containers/create', chunked = false) => {
+    const socket = await connectTls(gate.port, pki.client);
+    const payload = Buffer.from(body);
+    const framing = chunked
+      ? `Transfer-Encoding: chunked\r\n\r\n${payload.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`
+      : `Content-Length: ${payload.length}\r\n\r\n${body}`;
+    socket.write(
+      `POST ${path} HTTP/1.1\r\nHost: gate\r\nContent-Type: application/json\r\nConnection: close\r\n${framing}`,
+    );
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString()));
+      socket.on('end', () => resolve(text));
+      socket.on('close', () => resolve(text));
+    });
+    socket.destroy();
+    return answer;
+  };
+  const tricks: Array<[string, string, boolean?]> = [
+    ['lower-case keys', `{"Image":"${image}","hostconfig":{"privileged":true}}`],
+    [
+      'duplicate key, the later wins',
+      `{"Image":"${image}","HostConfig":{"Privileged":false,"Privileged":true}}`,
+    ],
+    ['unicode escape in a key', `{"Image":"${image}","HostConfig":{"Privil\\u0065ged":true}}`],
+    ['top-level Privileged (old engines)', `{"Image":"${image}","Privileged":true}`],
+    ['chunked body', `{"Image":"${image}","HostConfig":{"Privileged":true}}`, true],
+    [
+      'bind via Mounts',
+      `{"Image":"${image}","HostConfig":{"Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]}}`,
+    ],
+    ['.. in a bind', `{"Image":"${image}","HostConfig":{"Binds":["/tmp/dockgate-allowed/../../etc:/e"]}}`],
+  ];
+  for (const [what, body, chunked] of tricks) {
+    const answer = await send(body, '/v1.41/containers/create', chunked ?? false);
+    t.match(answer, /^HTTP\/1\.1 403 /, `${what}: 403`);
+  }
+  const paths: Array<[string, string]> = [
+    ['double slash', '//containers/create'],
+    ['encoded slash', '/v1.41/containers%2Fcreate'],
+    ['dot segment', '/v1.41/images/../containers/create'],
+  ];
+  for (const [what, path] of paths) {
+    const answer = await send(`{"Image":"${image}","HostConfig":{"Privileged":true}}`, path);
+    t.notMatch(answer, /^HTTP\/1\.1 201 /, `${what}: never created`);
+  }
+});
+
+t.test(
+  'ownership scope: two clients with scope own cannot see or touch each other’s containers',
+  async (t) => {
+    // Same role for both: make client2 a ci too, through a reload of the policy file.
+    await writeFile(policyFile, POLICY.replace('role: read-only', 'role: ci'));
+    await gate.waitForLog((l) => l.event === 'policy-reloaded', 10_000);
+    const mine = uniqueName('mine');
+    const theirs = uniqueName('theirs');
+    containersToRemove(t, mine, theirs);
+    exitsWith(
+      t,
+      await run(pki.client, ['create', '--name', mine, '--network', 'none', image, 'sleep', '30']),
+      0,
+      'client creates:',
+    );
+    exitsWith(
+      t,
+      await run(pki.client2, ['create', '--name', theirs, '--network', 'none', image, 'sleep', '30']),
+      0,
+      'client2 creates:',
+    );
+    const list = await run(pki.client, ['ps', '-a', '--format', '{{.Names}}']);
+    t.match(list.out, mine, 'client sees its own container');
+    t.notMatch(list.out, theirs, 'but not client2’s');
+    const touch = await run(pki.client, ['start', theirs]);
+    t.not(touch.code, 0, 'client may not start client2’s container');
+    t.match(touch.stderr, /may act only on its own containers/);
+    const logs = await run(pki.client, ['logs', theirs]);
+    t.not(logs.code, 0, 'nor read its logs');
+    const rm = await run(pki.client, ['rm', '-f', theirs]);
+    t.not(rm.code, 0, 'nor remove it');
+    t.ok(await containerExists(theirs), 'client2’s container is untouched');
+    exitsWith(t, await run(pki.client, ['rm', '-f', mine]), 0, 'client removes its own:');
+    const forged = await gateRequest(gate.port, pki.client, 'POST', '/containers/create', {
+      Image: image,
+      Labels: { 'dockgate.owner': 'client2' },
+    });
+    t.equal(forged.status, 403, 'a create claiming another owner is refused');
+  },
+);
+
+t.test('a policy file with an error on reload keeps the previous policy', async (t) => {
+  const mark = gate.logs().length;
+  await writeFile(policyFile, 'roles:\n  ci:\n    allow: [no.such.operation]\nrules: []\n');
+  const failed = await gate.waitForLog((l) => l.event === 'policy-reload-failed', 10_000, mark);
+  t.match(String(failed.error), /policy\.yaml/, 'the log names the file');
+  t.match(String(failed.error), /line \d+/, 'and the line');
+  exitsWith(t, await run(pki.client, ['ps']), 0, 'the previous policy still lets client list:');
+});
+
+t.test('audit mode decides and logs but enforces nothing', async (t) => {
+  await writeFile(policyFile, POLICY);
+  const auditGate = await startGate(t, { pki, args: ['--policy', policyFile, '--policy-mode', 'audit'] });
+  const name = uniqueName('audit');
+  containersToRemove(t, name);
+  const r = await docker(cli, { host: auditGate.host, certPath: pki.client2.dir }, [
+    'create',
+    '--name',
+    name,
+    '--network',
+    'none',
+    image,
+    'true',
+  ]);
+  exitsWith(t, r, 0, 'read-only client may create in audit mode:');
+  t.ok(await containerExists(name), 'the container exists');
+});

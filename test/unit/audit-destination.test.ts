@@ -1,0 +1,240 @@
+import t from 'tap';
+import {
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { createAuditLog } from '../../src/audit/audit-log.js';
+import { verifyChain } from '../../src/audit/chain-verify.js';
+import { GENESIS_HASH } from '../../src/audit/hash-chain.js';
+import { ConfigError } from '../../src/errors.js';
+
+interface Line {
+  level: string;
+  event: string;
+  i?: number;
+  continues?: string;
+  droppedLines?: number;
+  prev: string;
+  hash: string;
+}
+
+function linesOf(file: string): Line[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Line);
+}
+
+const requests = (lines: Line[]) => lines.filter((l) => l.event === 'request').map((l) => l.i);
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => from + k);
+
+async function until(condition: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+t.test('100 000 lines written then close(): every line is in the file and the chain verifies', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'info', file });
+  for (let i = 0; i < 100_000; i++) log.audit.audit({ event: 'request', i });
+  t.same(await log.close(), { lostBytes: 0 });
+  const lines = linesOf(file);
+  t.equal(lines.length, 100_001, 'the audit-log-opened line and 100 000 requests');
+  t.same(requests(lines), range(0, 100_000), 'in order, none missing');
+  t.match(await verifyChain([file]), { ok: true, lines: 100_001, restarts: [] });
+});
+
+t.test('the file is created 0640 and an existing file is appended to, never truncated', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'info', file });
+  await log.close();
+  t.equal(statSync(file).mode & 0o777, 0o640);
+  t.equal(linesOf(file).length, 1);
+});
+
+t.test('a gate restarting on the same file continues the chain from its last line', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  for (let run = 0; run < 3; run++) {
+    const log = createAuditLog({ level: 'info', file });
+    for (let i = 0; i < 100; i++) log.audit.audit({ event: 'request', i: run * 100 + i });
+    await log.close();
+  }
+  const lines = linesOf(file);
+  t.same(
+    lines.filter((l) => l.event === 'audit-log-opened').map((l) => l.continues),
+    ['genesis', 'file-tail', 'file-tail'],
+  );
+  t.same(requests(lines), range(0, 300));
+  t.match(await verifyChain([file]), { ok: true, lines: 303, anchor: GENESIS_HASH, restarts: [] });
+});
+
+t.test(
+  'a restart after a crash mid-line starts on a new line and verify points at the torn one',
+  async (t) => {
+    const file = join(t.testdir(), 'audit.log');
+    const first = createAuditLog({ level: 'info', file });
+    first.audit.audit({ event: 'request', i: 0 });
+    await first.close();
+    writeFileSync(file, readFileSync(file, 'utf8') + '{"level":"audit","event":"requ', { flag: 'w' });
+    const second = createAuditLog({ level: 'info', file });
+    second.audit.audit({ event: 'request', i: 1 });
+    await second.close();
+    const text = readFileSync(file, 'utf8').split('\n');
+    t.equal(text[2], '{"level":"audit","event":"requ', 'the torn line stays as it was, alone on its line');
+    t.match(JSON.parse(text[3]!), { event: 'audit-log-opened', continues: 'file-tail' });
+    t.match(await verifyChain([file]), { ok: false, kind: 'unchained', at: { line: 3 } });
+  },
+);
+
+t.test(
+  'reopen() after logrotate renamed the file: new lines go to a new file, none lost, one chain',
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const rotated = join(dir, 'audit.log.1');
+    const log = createAuditLog({ level: 'info', file });
+    for (let i = 0; i < 20_000; i++) log.audit.audit({ event: 'request', i });
+    // Rotate while writes are still in flight, as logrotate does under load.
+    await until(() => statSync(file).size > 0, 'the first lines to reach the file');
+    renameSync(file, rotated);
+    log.reopen();
+    for (let i = 20_000; i < 40_000; i++) log.audit.audit({ event: 'request', i });
+    await log.close();
+    t.ok(existsSync(file), 'a new file was created');
+    const newLines = linesOf(file);
+    t.ok(
+      newLines.some((l) => l.event === 'audit-log-reopened' && l.continues === 'previous-file'),
+      'the new file says where its chain comes from',
+    );
+    t.ok(newLines.length > 20_000, 'at least everything logged after the rotation is in the new file');
+    t.ok(linesOf(rotated).length > 0, 'the rotated file kept what was written before');
+    t.same(requests([...linesOf(rotated), ...newLines]), range(0, 40_000), 'nothing lost or reordered');
+    t.match(await verifyChain([rotated, file]), { ok: true, anchor: GENESIS_HASH, restarts: [] });
+    t.match(await verifyChain([file]), { ok: true, anchor: linesOf(rotated).at(-1)?.hash });
+  },
+);
+
+t.test('--log-level error filters operational lines but never audit lines', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'error', file });
+  log.logger.info({ event: 'listening' }, 'filtered');
+  log.audit.audit({ event: 'request', i: 1 });
+  log.logger.error({ event: 'reload-failed' }, 'kept');
+  await log.close();
+  t.same(
+    linesOf(file).map((l) => [l.level, l.event]),
+    [
+      ['audit', 'request'],
+      ['error', 'reload-failed'],
+    ],
+  );
+});
+
+t.test('an audit log that cannot be opened stops the gate at start, naming the file', async (t) => {
+  const file = join(t.testdir(), 'missing-dir', 'audit.log');
+  t.throws(() => createAuditLog({ level: 'info', file }), {
+    constructor: ConfigError,
+    code: 'E_AUDIT_LOG_UNWRITABLE',
+    exitCode: 2,
+    message: new RegExp(`cannot open audit log ${file.replace(/[.]/g, '\\.')} for appending \\(ENOENT\\)`),
+  });
+});
+
+t.test(
+  'a full disk makes the log unhealthy (fail closed refuses requests), and nothing is lost once it recovers',
+  { skip: existsSync('/dev/full') ? false : 'no /dev/full on this system' },
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const target = join(dir, 'disk.log');
+    symlinkSync('/dev/full', file);
+    const changes: [boolean, string][] = [];
+    const log = createAuditLog({
+      level: 'info',
+      file,
+      retryMs: 20,
+      onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
+    });
+    for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
+    await until(() => !log.healthy, 'unhealthy');
+    t.same(changes, [[false, 'ENOSPC']]);
+    t.equal(log.refusesRequests, true, '--audit-fail closed: the gate must refuse requests');
+    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    t.equal(log.healthy, false, 'still unhealthy while the disk is full');
+
+    // Space again: logrotate-style, the name now points at a writable file and the gate reopens.
+    unlinkSync(file);
+    symlinkSync(target, file);
+    log.reopen();
+    await until(() => log.healthy, 'healthy again');
+    t.same(changes, [
+      [false, 'ENOSPC'],
+      [true, 'recovered'],
+    ]);
+    t.equal(log.refusesRequests, false);
+    await log.close();
+    const lines = linesOf(target);
+    t.same(requests(lines), range(0, 20), 'lines held while the disk was full were written after it');
+    t.match(lines.at(-1), { event: 'audit-log-recovered', droppedLines: 0 });
+    t.match(await verifyChain([target]), { ok: true, anchor: GENESIS_HASH });
+  },
+);
+
+t.test(
+  '--audit-fail open keeps serving; lines beyond the backlog are dropped, counted, and show as a gap',
+  { skip: existsSync('/dev/full') ? false : 'no /dev/full on this system' },
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const target = join(dir, 'disk.log');
+    symlinkSync('/dev/full', file);
+    const log = createAuditLog({
+      level: 'info',
+      file,
+      failMode: 'open',
+      retryMs: 20,
+      maxBacklogBytes: 4096,
+      onHealthChange: () => {},
+    });
+    for (let i = 0; i < 100; i++) log.audit.audit({ event: 'request', i });
+    await until(() => !log.healthy, 'unhealthy');
+    t.equal(log.refusesRequests, false, '--audit-fail open: requests go on');
+    unlinkSync(file);
+    symlinkSync(target, file);
+    log.reopen();
+    await until(() => log.healthy, 'healthy again');
+    await log.close();
+    const lines = linesOf(target);
+    const recovered = lines.find((l) => l.event === 'audit-log-recovered');
+    t.ok(recovered && (recovered.droppedLines ?? 0) > 0, 'the recovery line counts the dropped lines');
+    t.ok(requests(lines).length < 100, 'some request lines were dropped');
+    t.match(await verifyChain([target]), { ok: false, kind: 'deleted' }, 'the gap shows in the chain');
+  },
+);
+
+t.test('without --audit-log lines go to the given descriptor (stdout by default)', async (t) => {
+  const file = join(t.testdir(), 'stdout.txt');
+  const fd = openSync(file, 'w');
+  const log = createAuditLog({ level: 'info', fd });
+  log.audit.audit({ event: 'request', i: 7 });
+  log.reopen();
+  await log.flush();
+  t.same(requests(linesOf(file)), [7], 'flush() resolves once the line is written');
+  await log.close();
+  t.same(
+    linesOf(file).map((l) => l.event),
+    ['audit-log-opened', 'request'],
+    'reopen() is a no-op on a descriptor',
+  );
+  t.match(await verifyChain([file]), { ok: true, lines: 2 });
+});

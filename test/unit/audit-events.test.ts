@@ -1,0 +1,127 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { auditObserver, auditRefusal, createAuditLog } from '../../src/audit/audit-log.js';
+import { auditEvents, exchangeEndEvent } from '../../src/audit/events.js';
+import type { Identity } from '../../src/identity/identity.js';
+import type { Exchange } from '../../src/relay/exchange.js';
+
+const identity: Identity = {
+  cn: 'ci-runner',
+  o: ['example'],
+  ou: ['ci'],
+  sans: { dns: ['runner.example'], email: [], uri: ['spiffe://example.org/ci'], ip: [] },
+  serial: '5F0C2A9E71D3',
+  fingerprint: 'AB:CD:EF',
+  issuer: 'CN=dockgate CA',
+  notAfter: '2030-01-01T00:00:00.000Z',
+};
+
+function exchange(fields: Partial<Exchange>): Exchange {
+  return {
+    method: 'POST',
+    target: '/v1.47/containers/create?name=web',
+    status: 201,
+    startedAt: performance.now() - 12,
+    bytesIn: 1893,
+    bytesOut: 88,
+    hijacked: false,
+    outcome: 'completed',
+    ...fields,
+  };
+}
+
+const readLines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+t.test('request, hijack-start/-end and handshake-refused lines carry the documented fields', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'error', file });
+  const observer = auditObserver(log.audit, identity, '10.0.0.7:51234', () => ({
+    operation: 'container.create',
+    target: 'web',
+    decision: 'allowed',
+    rule: 'ci',
+    role: 'deployer',
+  }));
+  observer.exchangeEnded(exchange({}));
+  const stream = exchange({ target: '/containers/web/attach?stream=1', status: 101, hijacked: true });
+  observer.hijackStarted(stream);
+  observer.exchangeEnded({ ...stream, bytesIn: 412, bytesOut: 9120 });
+  auditRefusal(log.audit, {
+    reason: 'expired',
+    detail: 'CERT_HAS_EXPIRED',
+    remoteAddress: '127.0.0.1:40112',
+    claimedCn: 'old-laptop',
+  });
+  await log.close();
+  const [request, start, end, refused] = readLines(file);
+  const client = {
+    cn: 'ci-runner',
+    o: ['example'],
+    ou: ['ci'],
+    sans: identity.sans,
+    serial: '5F0C2A9E71D3',
+    fingerprint: 'AB:CD:EF',
+    issuer: 'CN=dockgate CA',
+  };
+  t.match(request, {
+    level: 'audit',
+    event: 'request',
+    client,
+    remoteAddress: '10.0.0.7:51234',
+    operation: 'container.create',
+    method: 'POST',
+    path: '/v1.47/containers/create',
+    target: 'web',
+    decision: 'allowed',
+    rule: 'ci',
+    role: 'deployer',
+    status: 201,
+    outcome: 'completed',
+    bytesIn: 1893,
+    bytesOut: 88,
+    durationMs: Number,
+    prev: /^[0-9a-f]{64}$/,
+    hash: /^[0-9a-f]{64}$/,
+  });
+  t.notOk('notAfter' in (request!.client as object), 'only the documented identity fields');
+  t.notOk('error' in request!, 'fields that do not apply are left out');
+  t.match(start, { event: 'hijack-start', path: '/containers/web/attach', status: 101, client });
+  t.notOk('bytesIn' in start!);
+  t.match(end, { event: 'hijack-end', bytesIn: 412, bytesOut: 9120, durationMs: Number, client });
+  t.match(refused, {
+    level: 'audit',
+    event: 'handshake-refused',
+    remoteAddress: '127.0.0.1:40112',
+    reason: 'expired',
+    detail: 'CERT_HAS_EXPIRED',
+    claimedCn: 'old-laptop',
+  });
+  for (const line of [request, start, end, refused]) {
+    const spec = auditEvents[line!.event as keyof typeof auditEvents];
+    const allowed = new Set<string>([...spec.fields, 'level', 'time', 'event', 'prev', 'hash']);
+    t.same(
+      Object.keys(line!).filter((k) => !allowed.has(k)),
+      [],
+      `${String(line!.event)} has only fields its table entry lists`,
+    );
+  }
+});
+
+t.test('without a policy the request line still names method, path, status and bytes', async (t) => {
+  const event = exchangeEndEvent(
+    exchange({ status: 0, outcome: 'upstream-failed', error: 'ECONNREFUSED' }),
+    undefined,
+  );
+  t.match(event, {
+    event: 'request',
+    operation: undefined,
+    decision: undefined,
+    status: 0,
+    error: 'ECONNREFUSED',
+  });
+});

@@ -1,0 +1,418 @@
+import t from 'tap';
+import type { Identity } from '../../src/identity/identity.js';
+import { bodyNeeded, decide, type Decision } from '../../src/policy/decide.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
+import { resolveOperation } from '../../src/policy/resolve-operation.js';
+import { scopeCreateBody, scopeListTarget, ScopeError, readFilters } from '../../src/policy/scope.js';
+import { decodeGoJson, structField, asMap } from '../../src/policy/go-decode.js';
+import { parseGoJson } from '../../src/policy/go-json.js';
+import { CONTAINER_CREATE } from '../../src/policy/engine-bodies.js';
+import { parseGoQuery } from '../../src/policy/go-url.js';
+
+const policy = parsePolicy(
+  `
+roles:
+  ci:
+    extends: deployer
+    constraints:
+      bindPaths: [/srv/ci]
+      capabilities: [NET_ADMIN]
+      sysctls: ["net.ipv4.*"]
+      exec: { users: ["", "app"] }
+  tenant:
+    extends: deployer
+    scope: own
+  gpu:
+    allow: [container.create]
+    constraints: { deviceRequests: true, devices: [/dev/nvidia*] }
+rules:
+  - name: ci runners
+    match: { cn: "ci-*" }
+    role: ci
+  - name: dashboards
+    match: { ou: dashboards }
+    role: read-only
+  - name: deployers
+    match: { san: { uri: "spiffe://example.org/deploy/*" } }
+    role: deployer
+  - name: tenants
+    match: { o: tenants }
+    role: tenant
+  - name: ml
+    match: { cn: ml }
+    roles: [read-only, gpu]
+  - name: ops
+    match: { cn: alice, ou: ops }
+    role: admin
+`,
+  'test-policy.yaml',
+);
+
+function id(cn: string, extra: Partial<Identity> = {}): Identity {
+  return {
+    cn,
+    o: [],
+    ou: [],
+    sans: { dns: [], email: [], uri: [], ip: [] },
+    serial: '01',
+    fingerprint: 'AA',
+    issuer: 'CN=test',
+    notAfter: '',
+    ...extra,
+  };
+}
+
+function ask(who: Identity, method: string, target: string, body?: unknown, contentType?: string): Decision {
+  const route = resolveOperation(method, target);
+  const raw =
+    body === undefined
+      ? undefined
+      : Buffer.isBuffer(body)
+        ? body
+        : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  const needed = bodyNeeded(policy, who, route);
+  return decide(policy, who, {
+    method,
+    target,
+    route,
+    body: needed ? (raw ?? Buffer.alloc(0)) : raw,
+    contentType,
+  });
+}
+
+const ci = id('ci-runner');
+const create = (hostConfig: unknown, extra: Record<string, unknown> = {}) => ({
+  Image: 'bb',
+  HostConfig: hostConfig,
+  ...extra,
+});
+
+t.test('built-in roles: read-only reads, deployer deploys, admin does anything', async (t) => {
+  const dash = id('grafana', { ou: ['dashboards'] });
+  for (const [m, p] of [
+    ['GET', '/containers/json'],
+    ['GET', '/v1.41/containers/x/json'],
+    ['GET', '/containers/x/logs'],
+    ['GET', '/events'],
+    ['GET', '/version'],
+    ['GET', '/info'],
+    ['GET', '/system/df'],
+    ['HEAD', '/_ping'],
+    ['GET', '/images/json'],
+  ])
+    t.ok(ask(dash, m!, p!).allowed, `read-only may ${m} ${p}`);
+  for (const [m, p] of [
+    ['POST', '/containers/x/exec'],
+    ['POST', '/containers/x/attach'],
+    ['GET', '/containers/x/archive?path=/'],
+    ['GET', '/containers/x/export'],
+    ['POST', '/containers/create'],
+    ['POST', '/containers/x/stop'],
+    ['GET', '/swarm'],
+    ['GET', '/debug/vars'],
+    ['GET', '/containers/x/../json'],
+  ])
+    t.notOk(ask(dash, m!, p!).allowed, `read-only may not ${m} ${p}`);
+  const deployer = id('d', {
+    sans: { dns: [], email: [], uri: ['spiffe://example.org/deploy/web'], ip: [] },
+  });
+  t.ok(ask(deployer, 'POST', '/containers/create', create({})).allowed);
+  t.ok(ask(deployer, 'POST', '/images/create?fromImage=bb').allowed);
+  t.ok(ask(deployer, 'POST', '/containers/x/exec', { Cmd: ['sh'] }).allowed);
+  t.notOk(ask(deployer, 'POST', '/plugins/pull?remote=x', []).allowed, 'no plugins');
+  t.notOk(ask(deployer, 'POST', '/swarm/init', {}).allowed, 'no swarm');
+  t.notOk(ask(deployer, 'POST', '/grpc').allowed, 'no direct BuildKit (its entitlements cannot be checked)');
+  t.notOk(ask(deployer, 'GET', '/nonsense').allowed, 'unknown is admin only');
+  const alice = id('alice', { ou: ['ops'] });
+  t.ok(ask(alice, 'POST', '/containers/create', create({ Privileged: true, Binds: ['/:/host'] })).allowed);
+  t.ok(ask(alice, 'GET', '/nonsense').allowed, 'admin gets unknown');
+  t.notOk(ask(id('alice'), 'GET', '/_ping').allowed, 'a rule needs every field it names');
+});
+
+t.test('denials name client, role and what was refused, the way the docker CLI prints them', async (t) => {
+  const d = ask(ci, 'POST', '/v1.41/containers/create', create({ Privileged: true }));
+  t.match(d, {
+    allowed: false,
+    operation: 'container.create',
+    role: 'ci',
+    rule: 'ci runners',
+    reason: 'constraint privileged',
+  });
+  t.equal(d.message, 'dockgate: client "ci-runner" (role ci) may not create a privileged container');
+  const none = ask(id('stranger'), 'GET', '/containers/json');
+  t.equal(none.reason, 'no rule matches');
+  t.equal(
+    none.message,
+    'dockgate: client "stranger" matches no rule of the policy and may not list containers (container.list)',
+  );
+  const dash = ask(id('g', { ou: ['dashboards'] }), 'POST', '/containers/x/kill');
+  t.equal(dash.message, 'dockgate: client "g" (role read-only) may not kill containers (container.kill)');
+});
+
+t.test('create constraints, each with the tricks Go decoding allows', async (t) => {
+  const denied = (body: unknown, constraint: string, why: string) => {
+    const d = ask(ci, 'POST', '/containers/create', body);
+    t.notOk(d.allowed, why);
+    t.equal(d.constraint?.name, constraint, `${why}: ${d.message}`);
+  };
+  t.ok(
+    ask(
+      ci,
+      'POST',
+      '/containers/create',
+      create({ Binds: ['/srv/ci/cache:/cache:ro', 'named:/data', '/anon'] }),
+    ).allowed,
+    'allowed binds and volumes',
+  );
+  denied(create({ Privileged: true }), 'privileged', 'privileged');
+  denied('{"Image":"bb","HostConfig":{"privileged":true}}', 'privileged', 'lower-case key');
+  denied('{"Image":"bb","hostCONFIG":{"PRIVILEGED":true}}', 'privileged', 'odd case everywhere');
+  denied('{"Image":"bb","HostConfig":{"Privil\\u0065ged":true}}', 'privileged', 'unicode escape in a key');
+  denied(
+    '{"Image":"bb","HostConfig":{"Privileged":true,"Privileged":null}}',
+    'privileged',
+    'null after true',
+  );
+  denied(
+    '{"Image":"bb","HostConfig":{"Privileged":true},"HostConfig":{"Memory":0}}',
+    'privileged',
+    'duplicate HostConfig merges',
+  );
+  denied('{"Image":"bb","Privileged":true}', 'privileged', 'top-level HostConfig field (old engines)');
+  denied(create({ NetworkMode: 'host' }), 'hostNamespaces', '--network host');
+  denied(create({ PidMode: 'HOST' }), 'hostNamespaces', '--pid HOST in any case');
+  denied(create({ UsernsMode: 'host' }), 'hostNamespaces', '--userns host');
+  denied(create({ CgroupnsMode: 'host' }), 'hostNamespaces', '--cgroupns host');
+  denied(create({ IpcMode: 'container:other' }), 'joinContainerNamespaces', '--ipc container:');
+  denied(create({ CapAdd: ['SYS_ADMIN'] }), 'capabilities', 'CapAdd');
+  denied(create({ CapAdd: 'cap_sys_admin' }), 'capabilities', 'CapAdd as a string, lower case, CAP_ prefix');
+  denied(create({ CapAdd: ['ALL'] }), 'capabilities', 'ALL');
+  denied(create({ Capabilities: ['CAP_SYS_MODULE'] }), 'capabilities', 'the full capability set (API 1.40)');
+  t.ok(
+    ask(ci, 'POST', '/containers/create', create({ CapAdd: ['NET_ADMIN', 'CHOWN'] })).allowed,
+    'allowed and default caps',
+  );
+  denied(
+    create({ Devices: [{ PathOnHost: '/dev/sda', PathInContainer: '/dev/sda' }] }),
+    'devices',
+    'devices',
+  );
+  denied(create({ DeviceCgroupRules: ['b 8:* rmw'] }), 'devices', 'device cgroup rules');
+  denied(create({ DeviceRequests: [{ Count: -1, Capabilities: [['gpu']] }] }), 'deviceRequests', '--gpus');
+  denied(create({ SecurityOpt: ['seccomp=unconfined'] }), 'securityOpt', 'seccomp unconfined');
+  denied(create({ SecurityOpt: ['apparmor:unconfined'] }), 'securityOpt', 'old colon form');
+  denied(create({ SecurityOpt: ['label=disable'] }), 'securityOpt', 'SELinux off');
+  denied(create({ MaskedPaths: [] }), 'securityOpt', 'systempaths=unconfined');
+  t.ok(ask(ci, 'POST', '/containers/create', create({ SecurityOpt: ['no-new-privileges:true'] })).allowed);
+  denied(create({ Sysctls: { 'kernel.core_pattern': '|/x' } }), 'sysctls', 'sysctl');
+  t.ok(ask(ci, 'POST', '/containers/create', create({ Sysctls: { 'net.ipv4.ip_forward': '1' } })).allowed);
+  denied(create({ Binds: ['/etc:/host-etc'] }), 'bindPaths', 'bind outside');
+  denied(create({ Binds: ['/srv/ci/../../etc:/x'] }), 'bindPaths', '.. out of the allowed dir');
+  denied(create({ Binds: ['/srv/ci//x:/x'] }), 'bindPaths', 'non-canonical path');
+  denied(create({ Binds: ['/srv/cix:/x'] }), 'bindPaths', 'a sibling with the same prefix');
+  denied(
+    create({ Binds: ['/srv/ci:/x'], binds: ['/:/host'] }),
+    'bindPaths',
+    'duplicate key in another case wins',
+  );
+  denied(create({ Mounts: [{ Type: 'bind', Source: '/', Target: '/host' }] }), 'bindPaths', 'Mounts bind');
+  denied(
+    create({
+      Mounts: [
+        {
+          Type: 'volume',
+          Target: '/x',
+          VolumeOptions: {
+            DriverConfig: { Name: 'local', Options: { type: 'none', o: 'bind', device: '/etc' } },
+          },
+        },
+      ],
+    }),
+    'bindPaths',
+    'local volume with o=bind',
+  );
+  denied(
+    create({ Mounts: [{ Type: 'BIND', Source: '/', Target: '/x' }] }),
+    'bindPaths',
+    'unknown mount type',
+  );
+  denied(create({ VolumesFrom: ['admin-box'] }), 'volumesFrom', '--volumes-from');
+  t.ok(
+    ask(
+      ci,
+      'POST',
+      '/containers/create',
+      create({
+        Mounts: [
+          { Type: 'bind', Source: '/srv/ci/x', Target: '/x' },
+          { Type: 'tmpfs', Target: '/t' },
+        ],
+      }),
+    ).allowed,
+  );
+});
+
+t.test('bodies the gate cannot read with certainty are refused', async (t) => {
+  for (const [body, why] of [
+    ['{"Image":"bb",', 'truncated'],
+    ['{"Image":"bb"}{"HostConfig":{"Privileged":true}}', 'two values'],
+    ['{"Image":"bb","HostConfig":{"Privileged":"yes"}}', 'wrong type'],
+    ['[{"Image":"bb"}]', 'not an object'],
+    [
+      '{"HostConfig":{"Mounts":[{"Type":"tmpfs"},{"Type":"tmpfs"}],"Mounts":[{}],"Mounts":[{},{"Target":"/x"}]}}',
+      'stale slice reuse',
+    ],
+  ] as const) {
+    const d = ask(ci, 'POST', '/containers/create', body);
+    t.notOk(d.allowed, why);
+    t.match(d.reason, /^unreadable: /, why);
+    t.match(d.message, /cannot be checked and is refused/);
+  }
+  const route = resolveOperation('POST', '/containers/create');
+  t.match(decide(policy, ci, { method: 'POST', target: '/containers/create', route, body: undefined }), {
+    allowed: false,
+    reason: /not made available/,
+  });
+  t.notOk(ask(ci, 'POST', '/build?networkmode=bridge;x=1').allowed, 'a malformed query');
+  t.notOk(
+    ask(ci, 'POST', '/build?t=x', 'networkmode=host', 'application/x-www-form-urlencoded').allowed,
+    'a form-encoded body',
+  );
+});
+
+t.test('bodyNeeded: only for operations with constraints, only for roles that have them', async (t) => {
+  t.ok(bodyNeeded(policy, ci, resolveOperation('POST', '/containers/create')));
+  t.ok(bodyNeeded(policy, ci, resolveOperation('POST', '/containers/x/exec')));
+  t.notOk(
+    bodyNeeded(policy, ci, resolveOperation('POST', '/containers/x/start')),
+    'start has no body since API 1.24',
+  );
+  t.ok(
+    bodyNeeded(policy, ci, resolveOperation('POST', '/v1.23/containers/x/start')),
+    '... but had a HostConfig before',
+  );
+  t.notOk(bodyNeeded(policy, ci, resolveOperation('POST', '/build')), 'build constraints are in the query');
+  t.notOk(
+    bodyNeeded(policy, id('alice', { ou: ['ops'] }), resolveOperation('POST', '/containers/create')),
+    'admin: no constraints',
+  );
+  t.notOk(
+    bodyNeeded(policy, id('g', { ou: ['dashboards'] }), resolveOperation('POST', '/containers/create')),
+    'not granted',
+  );
+  t.ok(bodyNeeded(policy, id('t', { o: ['tenants'] }), resolveOperation('POST', '/containers/create')));
+});
+
+t.test('exec, build, service, volume, plugin and old start constraints', async (t) => {
+  t.match(ask(ci, 'POST', '/containers/x/exec', { Cmd: ['sh'], Privileged: true }), {
+    allowed: false,
+    constraint: { name: 'exec.privileged' },
+  });
+  t.match(ask(ci, 'POST', '/containers/x/exec', { Cmd: ['sh'], User: 'root' }), {
+    allowed: false,
+    constraint: { name: 'exec.users', value: 'root' },
+  });
+  t.ok(ask(ci, 'POST', '/containers/x/exec', { Cmd: ['sh'], User: 'app' }).allowed);
+  t.ok(ask(ci, 'POST', '/containers/x/exec', { Cmd: ['sh'] }).allowed, "the container's own user");
+  t.match(ask(ci, 'POST', '/build?networkmode=host&t=x'), {
+    allowed: false,
+    constraint: { name: 'build.networkHost' },
+  });
+  t.match(ask(ci, 'POST', '/build?networkmode=HOST'), { allowed: false }, 'any case');
+  t.ok(
+    ask(ci, 'POST', '/build?networkmode=bridge&networkmode=host').allowed,
+    'dockerd reads the first value',
+  );
+  t.match(ask(ci, 'POST', '/v1.23/containers/x/start', { Privileged: true }), {
+    allowed: false,
+    constraint: { name: 'privileged' },
+  });
+  t.ok(ask(ci, 'POST', '/v1.23/containers/x/start', '').allowed);
+  t.match(
+    ask(ci, 'POST', '/volumes/create', { Name: 'v', DriverOpts: { type: 'none', o: 'bind', device: '/' } }),
+    { allowed: false, constraint: { name: 'bindPaths' } },
+  );
+  t.ok(
+    ask(ci, 'POST', '/volumes/create', {
+      Name: 'v',
+      DriverOpts: { type: 'none', o: 'bind', device: '/srv/ci/v' },
+    }).allowed,
+  );
+  t.match(ask(ci, 'POST', '/containers/x/update', { Devices: [{ PathOnHost: '/dev/mem' }] }), {
+    allowed: false,
+    constraint: { name: 'devices' },
+  });
+  const ml = id('ml');
+  t.ok(
+    ask(
+      ml,
+      'POST',
+      '/containers/create',
+      create({ DeviceRequests: [{ Count: -1 }], Devices: [{ PathOnHost: '/dev/nvidia0' }] }),
+    ).allowed,
+    'second role of a rule allows',
+  );
+  t.match(ask(ml, 'POST', '/containers/create', create({ Privileged: true })), {
+    allowed: false,
+    role: 'gpu',
+  });
+});
+
+t.test('ownership scope: creates get labelled, lists filtered, actions checked', async (t) => {
+  const tenant = id('team-a', { o: ['tenants'] });
+  const c = ask(tenant, 'POST', '/containers/create', create({}));
+  t.match(c, { allowed: true, scope: 'create-label' });
+  t.match(ask(tenant, 'POST', '/containers/create', create({}, { Labels: { 'dockgate.owner': 'team-b' } })), {
+    allowed: false,
+    constraint: { name: 'scope' },
+  });
+  t.match(ask(tenant, 'GET', '/containers/json?all=1'), { allowed: true, scope: 'list-filter' });
+  t.match(ask(tenant, 'POST', '/containers/prune'), { allowed: true, scope: 'list-filter' });
+  t.match(ask(tenant, 'GET', '/containers/json?filters=%7Bbad'), { allowed: false, reason: /^unreadable/ });
+  t.match(ask(tenant, 'POST', '/containers/web/start'), {
+    allowed: true,
+    ownershipCheck: { kind: 'container', ref: 'web' },
+  });
+  t.match(ask(tenant, 'POST', '/exec/abc/start'), { ownershipCheck: { kind: 'exec', ref: 'abc' } });
+  t.match(ask(tenant, 'POST', '/commit?container=web'), {
+    ownershipCheck: { kind: 'container', ref: 'web' },
+  });
+  t.notOk(ask(tenant, 'GET', '/images/json').ownershipCheck, 'images are shared');
+
+  const body = Buffer.from('{"Image":"bb","Labels":{"app":"web"}}\n');
+  const scoped = scopeCreateBody(body, 'team-a');
+  const labels = asMap(structField(decodeGoJson(CONTAINER_CREATE, parseGoJson(scoped)), 'Labels'));
+  t.same(
+    Object.fromEntries(labels),
+    { app: 'web', 'dockgate.owner': 'team-a' },
+    'owner label added, client labels kept',
+  );
+  t.same(JSON.parse(scopeCreateBody(Buffer.from('{}'), 'x').toString()), {
+    Labels: { 'dockgate.owner': 'x' },
+  });
+  t.throws(() => scopeCreateBody(Buffer.from('{"Labels":{"dockgate.owner":"b"}}'), 'a'), ScopeError);
+  t.throws(() => scopeCreateBody(Buffer.from(''), 'a'), ScopeError);
+
+  const target = scopeListTarget(
+    '/v1.41/containers/json?all=1&filters=%7B%22label%22%3A%7B%22app%3Dweb%22%3Atrue%7D%7D',
+    'team-a',
+  );
+  const q = parseGoQuery(target.split('?')[1]!);
+  t.same(q.values.get('all'), ['1']);
+  t.same(q.values.get('filters')!.length, 1);
+  t.same(Object.fromEntries(readFilters(q.values.get('filters')![0]!).get('label')!), {
+    'app=web': true,
+    'dockgate.owner=team-a': true,
+  });
+  t.same(
+    Object.fromEntries(
+      readFilters(
+        parseGoQuery(
+          scopeListTarget('/events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D', 'x').split('?')[1]!,
+        ).values.get('filters')![0]!,
+      ),
+    ),
+    { type: new Map([['container', true]]), label: new Map([['dockgate.owner=x', true]]) },
+    'legacy list form read too',
+  );
+});
