@@ -72,16 +72,28 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     onRecovered: (lost) =>
       logger.warn({ event: 'audit-log-recovered', file, ...lost }, 'the audit log can be written again'),
   });
-  const logger: AuditLogger = pino<'audit'>(
-    {
-      level: options.level,
-      customLevels: AUDIT_LEVEL,
-      base: undefined,
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    destination,
-  );
+  const pinoOptions = {
+    level: options.level,
+    customLevels: AUDIT_LEVEL,
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  const audit: AuditLogger = pino<'audit'>(pinoOptions, destination);
+  // With --audit-log FILE, operational lines (listening, reloads, warnings) still go to stdout,
+  // where a container's log driver and an operator look, and into the file's chain as well, so
+  // restarts and reloads show in it. Audit lines go to the file only.
+  const stdout = file === undefined ? undefined : pino.destination({ dest: 1, sync: false, minLength: 0 });
+  const logger: AuditLogger =
+    stdout === undefined
+      ? audit
+      : pino<'audit'>(
+          pinoOptions,
+          pino.multistream([
+            { level: options.level, stream: stdout },
+            { level: options.level, stream: destination },
+          ]),
+        );
   logger.info(
     { event: 'audit-log-opened', file, continues: destination.chainStart.continues },
     'audit log opened',
@@ -89,7 +101,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   return {
     // Logger<'audit'> only adds a method; pino's typings make it not assignable to Logger (onChild variance).
     logger: logger as unknown as Logger,
-    audit: logger,
+    audit,
     get healthy() {
       return destination.healthy;
     },
@@ -101,9 +113,23 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       destination.reopen();
       logger.info({ event: 'audit-log-reopened', file, continues: 'previous-file' }, 'audit log reopened');
     },
-    flush: () => destination.flush(),
-    close: () => destination.close(),
+    flush: () => {
+      flushStdout(stdout);
+      return destination.flush();
+    },
+    close: () => {
+      flushStdout(stdout);
+      return destination.close();
+    },
   };
+}
+
+function flushStdout(stdout: ReturnType<typeof pino.destination> | undefined): void {
+  try {
+    stdout?.flushSync();
+  } catch {
+    // stdout already closed: nothing left to save
+  }
 }
 
 function reportHealthOnStderr(

@@ -1,0 +1,286 @@
+/**
+ * The audit log of a real gate, written to --audit-log FILE while the real docker CLI and curl
+ * work through it: lines checked field by field for an allowed request, a denied one, a hijacked
+ * stream and a refused handshake; no planted secret in any line; `dockgate audit verify` holds,
+ * then catches an edited line; SIGHUP reopens the file after logrotate's rename and the two files
+ * verify as one chain; `dockgate policy learn` turns an audit-mode log into a policy.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
+import { containersToRemove, testEngine, testTmpDir, uniqueName } from '../helpers/engine.js';
+import { curl } from '../helpers/curl.js';
+import { GATE_MAIN, startGate } from '../helpers/gate.js';
+import { makeOpensslPki } from '../helpers/openssl-pki.js';
+
+const execFileP = promisify(execFile);
+const cli = dockerClis()[0]!;
+const image = testEngine().image;
+const pki = await makeOpensslPki(t);
+const dir = await mkdtemp(join(testTmpDir(), 'dockgate-audit-'));
+const SECRETS = [
+  'planted-env-secret-4711',
+  'planted-registry-auth-0815',
+  'planted-bearer-token-1234',
+  'planted-buildarg-9999',
+];
+
+const policyFile = join(dir, 'policy.yaml');
+await writeFile(
+  policyFile,
+  `rules:
+  - name: admins
+    match: { cn: client }
+    role: admin
+  - name: dashboards
+    match: { cn: client-two }
+    role: read-only
+`,
+);
+
+type Line = Record<string, unknown> & { event?: string };
+async function lines(file: string): Promise<Line[]> {
+  return (await readFile(file, 'utf8'))
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Line);
+}
+
+async function dockgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return execFileP(process.execPath, [GATE_MAIN, ...args]).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
+}
+
+t.test('an audit log of real traffic: fields, no secrets, a chain that verify checks', async (t) => {
+  const auditFile = join(dir, 'audit.log');
+  const gate = await startGate(t, { pki, args: ['--policy', policyFile, '--audit-log', auditFile] });
+  const asAdmin = { host: gate.host, certPath: pki.client.dir };
+
+  // Allowed, with secrets in the create body's Env and in headers.
+  const ran = await docker(
+    cli,
+    asAdmin,
+    ['run', '--rm', '-i', '--network', 'none', '-e', `TOKEN=${SECRETS[0]}`, image, 'cat'],
+    {
+      input: 'audited\n',
+    },
+  );
+  exitsWith(t, ran, 0, 'docker run -i:');
+  t.equal(ran.out, 'audited\n');
+  await curl(`https://127.0.0.1:${gate.port}/v1.41/images/create?fromImage=nonexistent.invalid/x&tag=1`, {
+    bundle: pki.client,
+    args: [
+      '-X',
+      'POST',
+      '-H',
+      `X-Registry-Auth: ${Buffer.from(`{"password":"${SECRETS[1]}"}`).toString('base64')}`,
+      '-H',
+      `Authorization: Bearer ${SECRETS[2]}`,
+    ],
+  });
+  await curl(
+    `https://127.0.0.1:${gate.port}/v1.41/build?buildargs=${encodeURIComponent(`{"K":"${SECRETS[3]}"}`)}`,
+    {
+      bundle: pki.client,
+      args: ['-X', 'POST', '-H', 'Content-Type: application/x-tar', '--data-binary', ''],
+    },
+  );
+  // Denied.
+  const name = uniqueName('audit-denied');
+  containersToRemove(t, name);
+  const denied = await docker(cli, { host: gate.host, certPath: pki.client2.dir }, [
+    'create',
+    '--name',
+    name,
+    '--network',
+    'none',
+    image,
+    'true',
+  ]);
+  t.not(denied.code, 0, 'read-only create refused');
+  // Refused at the handshake.
+  await curl(`https://127.0.0.1:${gate.port}/_ping`, { bundle: pki.expired });
+  t.equal(await gate.stop('SIGTERM'), 0, 'the gate stops cleanly');
+
+  const all = await lines(auditFile);
+  const text = await readFile(auditFile, 'utf8');
+  for (const secret of SECRETS)
+    t.notOk(text.includes(secret), `no line holds the planted secret ${secret.slice(0, 20)}…`);
+  t.notOk(
+    text.includes(Buffer.from(`{"password":"${SECRETS[1]}"}`).toString('base64')),
+    'nor the base64 of X-Registry-Auth',
+  );
+  t.notOk(/BEGIN [A-Z ]*PRIVATE KEY/.test(text), 'no private key');
+
+  const create = all.find(
+    (l) =>
+      l.event === 'request' &&
+      l.operation === 'container.create' &&
+      (l.client as { cn?: string })?.cn === 'client',
+  );
+  t.match(
+    create,
+    {
+      level: 'audit',
+      time: String,
+      event: 'request',
+      client: { cn: 'client', serial: String, fingerprint: /^[0-9A-F:]+$/ },
+      remoteAddress: /^127\.0\.0\.1:\d+$/,
+      operation: 'container.create',
+      method: 'POST',
+      path: /\/containers\/create$/,
+      decision: 'allowed',
+      rule: 'admins',
+      role: 'admin',
+      status: 201,
+      bytesIn: Number,
+      bytesOut: Number,
+      durationMs: Number,
+      prev: /^[0-9a-f]{64}$/,
+      hash: /^[0-9a-f]{64}$/,
+    },
+    'an allowed create, field by field',
+  );
+  const start = all.find((l) => l.event === 'hijack-start' && l.operation === 'container.attach');
+  t.match(
+    start,
+    { client: { cn: 'client' }, decision: 'allowed', target: String },
+    'hijack-start for the attach',
+  );
+  const end = all.find((l) => l.event === 'hijack-end' && l.operation === 'container.attach');
+  t.match(
+    end,
+    {
+      client: { cn: 'client' },
+      status: /^(101|200)$/,
+      bytesIn: Number,
+      bytesOut: Number,
+      durationMs: Number,
+    },
+    'hijack-end',
+  );
+  t.ok(
+    Number(end?.bytesIn) >= 'audited\n'.length && Number(end?.bytesOut) >= 'audited\n'.length,
+    'with the bytes both ways',
+  );
+  const deny = all.find((l) => l.event === 'request' && l.decision === 'denied');
+  t.match(
+    deny,
+    {
+      client: { cn: 'client-two' },
+      operation: 'container.create',
+      status: 403,
+      rule: 'dashboards',
+      role: 'read-only',
+      reason: String,
+      outcome: 'denied',
+    },
+    'a denied create',
+  );
+  const refused = all.find((l) => l.event === 'handshake-refused');
+  t.match(
+    refused,
+    { level: 'audit', reason: 'expired', remoteAddress: /^127\.0\.0\.1:\d+$/ },
+    'a refused handshake',
+  );
+  t.notOk(
+    all.some((l) => String(l.path ?? '').includes('?')),
+    'no path carries its query',
+  );
+
+  const ok = await dockgate('audit', 'verify', auditFile);
+  t.equal(ok.code, 0, 'audit verify: the chain holds');
+  // Edit one line: a denied request made to look allowed.
+  const edited = text.replace('"decision":"denied"', '"decision":"allowed"');
+  t.not(edited, text);
+  await writeFile(auditFile, edited);
+  const broken = await dockgate('audit', 'verify', auditFile);
+  t.equal(broken.code, 1, 'audit verify catches the edited line');
+  t.match(broken.stdout + broken.stderr, /line \d+.*edited|edited.*line \d+/i);
+});
+
+t.test(
+  'SIGHUP reopens the audit log after a logrotate-style rename; both files verify as one chain',
+  async (t) => {
+    const auditFile = join(dir, 'rotated.log');
+    const gate = await startGate(t, { pki, args: ['--audit-log', auditFile] });
+    exitsWith(
+      t,
+      await docker(cli, { host: gate.host, certPath: pki.client.dir }, ['ps']),
+      0,
+      'before rotation:',
+    );
+    await rename(auditFile, `${auditFile}.1`);
+    const mark = gate.logs().length;
+    gate.process.kill('SIGHUP');
+    await new Promise((r) => setTimeout(r, 500));
+    exitsWith(
+      t,
+      await docker(cli, { host: gate.host, certPath: pki.client.dir }, ['ps']),
+      0,
+      'after rotation:',
+    );
+    void mark;
+    t.equal(await gate.stop('SIGTERM'), 0);
+    const after = await lines(auditFile);
+    t.ok(
+      after.some((l) => l.event === 'request' && l.operation === 'container.list'),
+      'the new file has the request after rotation',
+    );
+    const both = await dockgate('audit', 'verify', `${auditFile}.1`, auditFile);
+    t.equal(both.code, 0, 'the rotated and the new file verify as one chain');
+  },
+);
+
+t.test('policy learn turns an audit-mode log into a policy that allows what was seen', async (t) => {
+  const auditFile = join(dir, 'learn.log');
+  const gate = await startGate(t, {
+    pki,
+    args: ['--policy', policyFile, '--policy-mode', 'audit', '--audit-log', auditFile],
+  });
+  const name = uniqueName('learn');
+  containersToRemove(t, name);
+  exitsWith(
+    t,
+    await docker(cli, { host: gate.host, certPath: pki.client2.dir }, [
+      'create',
+      '--name',
+      name,
+      '--network',
+      'none',
+      image,
+      'true',
+    ]),
+    0,
+    'audit mode lets it through:',
+  );
+  t.equal(await gate.stop('SIGTERM'), 0);
+  t.ok(
+    (await lines(auditFile)).some((l) => l.decision === 'audit-only' && l.operation === 'container.create'),
+    'logged as audit-only',
+  );
+  const learned = await dockgate('policy', 'learn', auditFile);
+  t.equal(learned.code, 0, 'policy learn');
+  t.match(learned.stdout, /client-two/, 'a rule for the client seen');
+  t.match(learned.stdout, /container\.create/, 'granting what it did');
+  const learnedFile = join(dir, 'learned.yaml');
+  await writeFile(learnedFile, learned.stdout);
+  const lint = await dockgate('policy', 'lint', learnedFile);
+  t.equal(lint.code, 0, 'the learned policy passes lint', { output: lint.stdout + lint.stderr });
+  const check = await dockgate(
+    'policy',
+    'check',
+    '--policy',
+    learnedFile,
+    '--as',
+    'client-two',
+    'POST',
+    '/v1.41/containers/create',
+  );
+  t.equal(check.code, 0, 'and allows the create it learned from', { output: check.stdout + check.stderr });
+});
