@@ -37,11 +37,12 @@ export const auditFields = {
   role: 'the role the rule gave the client',
   reason: 'why: the constraint a denial names, or the refusal reason of a handshake',
   status: "the engine's HTTP status, or the gate's own (403, 502...); 0 if none was sent",
-  outcome: '`completed`, `client-aborted`, `upstream-failed`, `refused`, `shutdown`, `revoked`',
+  outcome: '`completed`, `client-aborted`, `upstream-failed`, `refused`, `denied`, `shutdown`, `revoked`',
   error: 'present when the gate answered itself or the engine failed',
   bytesIn: 'bytes from the client, head included; for a stream: everything the client sent',
   bytesOut: 'bytes to the client, head included; for a stream: everything the client received',
   durationMs: 'from the request head to the end of the response or stream, in milliseconds',
+  cmd: "an exec create's command: every argument `<redacted>` unless --audit-exec-cmd",
   detail: "OpenSSL's or node's code for a refused handshake, e.g. `CERT_HAS_EXPIRED`",
   claimedCn: 'the CN a refused certificate claims: unverified, for investigation only',
   file: 'the audit log file (audit-log-* events)',
@@ -77,6 +78,7 @@ export const auditEvents = {
       'bytesIn',
       'bytesOut',
       'durationMs',
+      'cmd',
     ],
   },
   'hijack-start': {
@@ -162,6 +164,8 @@ export interface RequestAudit {
   readonly role?: string;
   /** For a denial: the constraint, in the words the 403 used. */
   readonly reason?: string;
+  /** An exec create's command, redacted unless --audit-exec-cmd. */
+  readonly cmd?: unknown;
 }
 
 export interface ExchangeEvent {
@@ -180,6 +184,7 @@ export interface ExchangeEvent {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly durationMs: number;
+  readonly cmd?: unknown;
 }
 
 /**
@@ -208,6 +213,7 @@ export function exchangeEndEvent(
     bytesOut: exchange.bytesOut,
     // Microsecond resolution is plenty and keeps lines short.
     durationMs: Math.round((now - exchange.startedAt) * 1000) / 1000,
+    ...(audit?.cmd === undefined ? {} : { cmd: audit.cmd }),
   };
 }
 

@@ -13,6 +13,10 @@ import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
 import { OWNER_LABEL, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
 import type { RequestAudit } from '../audit/events.js';
+import { execCommandForLog } from '../audit/redact.js';
+import { EXEC_CREATE } from '../policy/engine-bodies.js';
+import { asStrings, decodeGoJson, structField } from '../policy/go-decode.js';
+import { parseGoJson } from '../policy/go-json.js';
 import { engineGetJson } from './engine-client.js';
 
 export type PolicyMode = 'enforce' | 'audit';
@@ -31,6 +35,8 @@ export function policyGuard(
   identity: Identity,
   connectUpstream: () => Socket,
   refusing: () => string | undefined = () => undefined,
+  /** --audit-exec-cmd: log exec commands as sent rather than redacted. */
+  keepExecCmd = false,
 ): RequestGuard {
   return {
     inspect(head: RequestHead, exchange: Exchange): GuardStep {
@@ -40,13 +46,23 @@ export function policyGuard(
       const outage = refusing();
       if (outage !== undefined) return { kind: 'refuse', status: 503, message: outage };
       const { policy, mode } = state();
+      // An exec's command goes into its audit line, so its (small) create body is always read.
+      const isExec = route.operation === 'container.exec';
       if (policy === undefined) {
         exchange.audit = {
           operation: route.operation,
           target: route.target,
           decision: 'allowed',
         } satisfies RequestAudit;
-        return RELAY;
+        if (!isExec) return RELAY;
+        return {
+          kind: 'need-body',
+          maxBytes: MAX_INSPECTED_BODY,
+          decide: (body) => {
+            noteExecCmd(exchange, body);
+            return { kind: 'relay', body };
+          },
+        };
       }
       const request = {
         method: head.method,
@@ -54,12 +70,25 @@ export function policyGuard(
         route,
         contentType: headerOf(head, 'content-type'),
       };
-      if (bodyNeeded(policy, identity, route)) {
+      if (isExec || bodyNeeded(policy, identity, route)) {
+        const withBody = bodyNeeded(policy, identity, route);
         return {
           kind: 'need-body',
           maxBytes: MAX_INSPECTED_BODY,
-          decide: (body) =>
-            settled(enact(decide(policy, identity, { ...request, body }), mode, route, exchange, head, body)),
+          decide: (body) => {
+            const verdict = settled(
+              enact(
+                decide(policy, identity, { ...request, body: withBody ? body : undefined }),
+                mode,
+                route,
+                exchange,
+                head,
+                body,
+              ),
+            );
+            if (isExec) noteExecCmd(exchange, body);
+            return verdict;
+          },
         };
       }
       return enact(
@@ -104,6 +133,17 @@ export function policyGuard(
       kind: 'later',
       verdict: checkOwnership(decision.ownershipCheck).then((refusal) => refusal ?? rewritten),
     };
+  }
+
+  function noteExecCmd(exchange: Exchange, body: Buffer): void {
+    // Read as dockerd reads it (`cmd`, `CMD`... are the same field), so the log shows what runs.
+    let cmd: unknown;
+    try {
+      cmd = asStrings(structField(decodeGoJson(EXEC_CREATE, parseGoJson(body)), 'Cmd'));
+    } catch {
+      cmd = '<unreadable>';
+    }
+    exchange.audit = { ...(exchange.audit as RequestAudit), cmd: execCommandForLog(cmd, keepExecCmd) };
   }
 
   function scoped(decision: Decision, head: RequestHead, body: Buffer | undefined): GuardVerdict {

@@ -11,7 +11,7 @@ import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
-import { containersToRemove, testEngine, testTmpDir, uniqueName } from '../helpers/engine.js';
+import { containersToRemove, runDetached, testEngine, testTmpDir, uniqueName } from '../helpers/engine.js';
 import { curl } from '../helpers/curl.js';
 import { GATE_MAIN, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
@@ -22,6 +22,7 @@ const image = testEngine().image;
 const pki = await makeOpensslPki(t);
 const dir = await mkdtemp(join(testTmpDir(), 'dockgate-audit-'));
 const SECRETS = [
+  'planted-exec-arg-5555',
   'planted-env-secret-4711',
   'planted-registry-auth-0815',
   'planted-bearer-token-1234',
@@ -90,6 +91,10 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
       args: ['-X', 'POST', '-H', 'Content-Type: application/x-tar', '--data-binary', ''],
     },
   );
+  // An exec whose command line carries a secret.
+  const target = uniqueName('audit-exec');
+  await runDetached(t, target, ['sleep', '60']);
+  exitsWith(t, await docker(cli, asAdmin, ['exec', target, 'echo', SECRETS[0]!]), 0, 'docker exec:');
   // Denied.
   const name = uniqueName('audit-denied');
   containersToRemove(t, name);
@@ -182,6 +187,8 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
     },
     'a denied create',
   );
+  const execLine = all.find((l) => l.event === 'request' && l.operation === 'container.exec');
+  t.match(execLine, { cmd: ['<redacted>', '<redacted>'], target }, 'exec create logs its command, redacted');
   const refused = all.find((l) => l.event === 'handshake-refused');
   t.match(
     refused,
