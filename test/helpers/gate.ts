@@ -2,7 +2,7 @@
  * Starts the real gate (`node dist/cli/main.js serve -H tcp://127.0.0.1:0 ...`) and reads its JSON
  * log lines from stdout. The port comes from the `"event":"listening"` line.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,4 +185,24 @@ export function requestLines(gate: RunningGate, path?: RegExp): LogLine[] {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((res) => setTimeout(res, ms));
+}
+
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `dockgate ARGS...` (the built CLI) to completion; never rejects on a non-zero exit. */
+export function dockgateCli(...args: string[]): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [GATE_MAIN, ...args], { timeout: 120_000 }, (err, stdout, stderr) => {
+      const code = err
+        ? typeof (err as { code?: unknown }).code === 'number'
+          ? (err as { code: number }).code
+          : -1
+        : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

@@ -6,17 +6,14 @@
  * verify as one chain; `dockgate policy learn` turns an audit-mode log into a policy.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
 import { containersToRemove, runDetached, testEngine, testTmpDir, uniqueName } from '../helpers/engine.js';
 import { curl } from '../helpers/curl.js';
-import { GATE_MAIN, startGate } from '../helpers/gate.js';
+import { dockgateCli, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 
-const execFileP = promisify(execFile);
 const cli = dockerClis()[0]!;
 const image = testEngine().image;
 const pki = await makeOpensslPki(t);
@@ -50,12 +47,7 @@ async function lines(file: string): Promise<Line[]> {
     .map((l) => JSON.parse(l) as Line);
 }
 
-async function dockgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return execFileP(process.execPath, [GATE_MAIN, ...args]).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => e,
-  );
-}
+const dockgate = dockgateCli;
 
 t.test('an audit log of real traffic: fields, no secrets, a chain that verify checks', async (t) => {
   const auditFile = join(dir, 'audit.log');

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import type { TLSSocket } from 'node:tls';
@@ -15,6 +15,7 @@ import { curl } from '../helpers/curl.js';
 import { GATE_MAIN, sleep, startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { connectTls } from '../helpers/tls-client.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
 const pki = await makeOpensslPki(t);
@@ -224,14 +225,6 @@ t.test('--max-header-size refuses larger heads with 431', async (t) => {
   });
   t.equal(small.body, 'OK', 'a head under the limit passes');
 });
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 t.test('serve --check validates everything and exits 0, or 2 with the problem named', async (t) => {
   const base = [

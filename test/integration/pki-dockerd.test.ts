@@ -7,12 +7,12 @@ import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootstrapServeMaterial } from '../../src/pki/index.js';
 import { run as pki, type CommandIo } from '../../src/cli/pki.js';
 import { run as client } from '../../src/cli/client.js';
+import { freePort } from '../helpers/ports.js';
 
 const DOCKERD = '/usr/sbin/dockerd';
 const DOCKER = '/usr/local/bin/docker';
@@ -26,14 +26,6 @@ function capture(): CommandIo & { text(): string } {
     env: {},
     text: () => out,
   };
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 interface Run {

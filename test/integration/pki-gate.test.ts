@@ -7,7 +7,6 @@
 import t from 'tap';
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testEngine, testTmpDir } from '../helpers/engine.js';
@@ -15,16 +14,9 @@ import { GATE_MAIN, startGate, sleep } from '../helpers/gate.js';
 import { cliEnv, docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
 import { curl } from '../helpers/curl.js';
 import type { ClientBundle } from '../helpers/openssl-pki.js';
+import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 t.test('empty certs dir: serve bootstraps, and its printed exports give a working docker ps', async (t) => {
   const cli = dockerClis()[0]!;
