@@ -18,8 +18,12 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
     load: () => import('./pki.js'),
   },
   client: {
-    summary: 'help a client use its bundle (env lines for the docker CLI)',
+    summary: 'help a client use its bundle: env lines, a tar of it, a docker context',
     load: () => import('./client.js'),
+  },
+  doctor: {
+    summary: 'find out why a docker CLI does not get through a gate, with the fix',
+    load: () => import('./doctor.js'),
   },
   policy: {
     summary: 'check, lint and learn access policies; list operation names',

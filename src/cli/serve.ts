@@ -8,6 +8,7 @@ import type { ServeConfig } from '../config/serve-config.js';
 import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
 import { createAuditLog } from '../audit/audit-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
+import { COMPOSE_FETCH_BUNDLE, bootstrapHintText, runningFromImage } from '../pki/bootstrap-hint.js';
 import { Gate } from '../ops/gate.js';
 import { createGateMetrics } from '../ops/metrics.js';
 import { startHealthServer, type HealthServer } from '../ops/health-server.js';
@@ -134,19 +135,30 @@ function tlsSourceOf(config: ServeConfig): TlsSource {
 async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {
   // The printed DOCKER_HOST must name the port the gate is about to listen on.
   const port = config.listen[0]?.port ?? 2376;
+  const dockerHost = `tcp://localhost:${port}`;
   const result = await bootstrapServeMaterial({
     certsDir: config.certsDir,
     sans: [...config.sans],
-    dockerHost: `tcp://localhost:${port}`,
+    dockerHost,
   });
   if (!result.created) return;
+  // In dockgate's image /certs is a volume: the bundle has to be fetched out of the container.
+  const inContainer = await runningFromImage();
   logger.info(
-    { event: 'pki-bootstrapped', certsDir: config.certsDir, adminBundle: result.adminBundleDir },
+    {
+      event: 'pki-bootstrapped',
+      certsDir: config.certsDir,
+      adminBundle: result.adminBundleDir,
+      ...(inContainer ? { fetchBundle: COMPOSE_FETCH_BUNDLE } : {}),
+    },
     `created a CA, a server certificate and the client bundle ${result.adminBundleDir} in ${config.certsDir}`,
   );
   process.stderr.write(
-    `\ndockgate created a new CA in ${config.certsDir}. To use the gate from this machine:\n\n` +
-      (result.exportLines ?? []).map((l) => `  ${l}\n`).join('') +
-      '  docker ps\n\n',
+    bootstrapHintText({
+      certsDir: config.certsDir,
+      exportLines: result.exportLines ?? [],
+      dockerHost,
+      inContainer,
+    }),
   );
 }
