@@ -12,6 +12,7 @@ import { pkiPaths, pathExists } from '../pki/files.js';
 import { readIndex, statusOf, type IssuedCertificate } from '../pki/index-file.js';
 import { DEFAULT_LEAF_DAYS, issueClient, issueServer } from '../pki/issue.js';
 import { DEFAULT_KEY_TYPE, KEY_TYPES, parseKeyType } from '../pki/keys.js';
+import { withProgress } from './progress.js';
 import { parseDays, validateDnsName, validateIpAddress, validateOrganizationalUnit } from '../pki/names.js';
 
 export interface CommandIo {
@@ -127,12 +128,17 @@ ${PASS_HELP}; the CA key is then encrypted
     async run(values, _p, io) {
       const paths = pkiPaths(str(values.dir)!);
       const passphrase = await resolvePassphrase(values, io.env);
-      const ca = await initCa(paths, {
-        cn: str(values.cn) ?? DEFAULT_CA_CN,
-        keyType: values['key-type'] ? parseKeyType(str(values['key-type'])!) : DEFAULT_KEY_TYPE,
-        days: values.days ? parseDays(str(values.days)!) : DEFAULT_CA_DAYS,
-        passphrase,
-      });
+      const keyType = values['key-type'] ? parseKeyType(str(values['key-type'])!) : DEFAULT_KEY_TYPE;
+      const ca = await withProgress(
+        io.stderr,
+        `generating the CA's ${keyType} key`,
+        initCa(paths, {
+          cn: str(values.cn) ?? DEFAULT_CA_CN,
+          keyType,
+          days: values.days ? parseDays(str(values.days)!) : DEFAULT_CA_DAYS,
+          passphrase,
+        }),
+      );
       io.stdout.write(
         `Created CA ${describeCa(ca)} in ${paths.dir}\n` +
           `  ${paths.caCert}      certificate: servers and clients trust it\n` +
@@ -168,17 +174,21 @@ ${PASS_HELP}
     positionals: { min: 0, max: 0 },
     async run(values, _p, io) {
       const paths = pkiPaths(str(values.dir)!);
-      const result = await issueServer(paths, {
-        sans: [
-          ...list(values.dns).map((d) => validateDnsName(d)),
-          ...list(values.ip).map((a) => validateIpAddress(a)),
-        ],
-        includeLocal: !values['no-local'],
-        days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
-        ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
-        replace: values.replace === true,
-        passphrase: await resolvePassphrase(values, io.env),
-      });
+      const result = await withProgress(
+        io.stderr,
+        'generating the server key',
+        issueServer(paths, {
+          sans: [
+            ...list(values.dns).map((d) => validateDnsName(d)),
+            ...list(values.ip).map((a) => validateIpAddress(a)),
+          ],
+          includeLocal: !values['no-local'],
+          days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
+          ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
+          replace: values.replace === true,
+          passphrase: await resolvePassphrase(values, io.env),
+        }),
+      );
       io.stdout.write(
         describeIssued(result.record, result.clampedToCa) +
           `  wrote ${result.files.join(', ')}\n` +
@@ -210,13 +220,17 @@ ${PASS_HELP}
     async run(values, positionals, io) {
       const paths = pkiPaths(str(values.dir)!);
       const name = positionals[0]!;
-      const result = await issueClient(paths, {
-        name,
-        organizationalUnits: list(values.ou).map(validateOrganizationalUnit),
-        days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
-        ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
-        passphrase: await resolvePassphrase(values, io.env),
-      });
+      const result = await withProgress(
+        io.stderr,
+        `generating the key of client ${name}`,
+        issueClient(paths, {
+          name,
+          organizationalUnits: list(values.ou).map(validateOrganizationalUnit),
+          days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
+          ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
+          passphrase: await resolvePassphrase(values, io.env),
+        }),
+      );
       io.stdout.write(
         describeIssued(result.record, result.clampedToCa) +
           `  bundle ${result.bundleDir} (ca.pem, cert.pem, key.pem)\n` +
