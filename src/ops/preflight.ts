@@ -9,6 +9,9 @@ import type { ServeConfig } from '../config/serve-config.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { pingEngine } from './engine-ping.js';
 import { loadTls, type TlsSource } from './tls-reload.js';
+import { loadPolicyFile } from '../policy/policy-file.js';
+import { accessSync, constants as fsConstants } from 'node:fs';
+import { dirname } from 'node:path';
 
 export async function preflight(
   config: ServeConfig,
@@ -28,6 +31,16 @@ export async function preflight(
     );
     if (crl) say(`crl: ok (${crl.revokedSerials.size} revoked, next update ${crl.nextUpdate.toISOString()})`);
     else say('crl: none');
+  }
+  if (config.policyFile !== undefined) {
+    const policy = loadPolicyFile(config.policyFile);
+    say(`policy: ok (${policy.rules.length} rules, ${config.policyMode} mode, ${config.policyFile})`);
+  } else {
+    say('policy: none (every verified client may do everything)');
+  }
+  if (config.audit.logFile !== undefined) {
+    checkAppendable(config.audit.logFile);
+    say(`audit log: ok (${config.audit.logFile}, --audit-fail ${config.audit.failMode})`);
   }
   for (const address of config.listen) await probeListen(address.host, address.port, `--host ${address.raw}`);
   if (config.metrics)
@@ -65,4 +78,18 @@ async function probeListen(host: string, port: number, label: string): Promise<v
     });
     server.listen({ host, port }, () => server.close(() => resolve()));
   });
+}
+
+/** The audit log file (or, if it does not exist yet, its directory) must be writable; nothing is created. */
+function checkAppendable(file: string): void {
+  const target = existsSync(file) ? file : dirname(file);
+  try {
+    accessSync(target, fsConstants.W_OK);
+  } catch (err) {
+    throw new ConfigError(
+      'E_AUDIT_LOG_UNWRITABLE',
+      `cannot write --audit-log ${file} (${systemErrorCode(err)}): check the path and the directory's permissions`,
+      err,
+    );
+  }
 }

@@ -10,7 +10,9 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import type { TLSSocket } from 'node:tls';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
-import { testEngine } from '../helpers/engine.js';
+import { testEngine, testTmpDir } from '../helpers/engine.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { curl } from '../helpers/curl.js';
 import { GATE_MAIN, sleep, startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
@@ -257,6 +259,28 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
+  const badPolicy = join(testTmpDir(), `bad-policy-${port}.yaml`);
+  await writeFile(badPolicy, 'rules:\n  - match: { cn: x }\n    role: no-such-role\n');
+  const policyFails = await fail([
+    '-H',
+    `tcp://127.0.0.1:${port}`,
+    '--upstream',
+    testEngine().host,
+    '--policy',
+    badPolicy,
+  ]);
+  t.equal(policyFails.code, 2, 'a policy file with an error exits 2');
+  t.match(policyFails.stderr, /bad-policy-\d+\.yaml/, 'naming the file');
+  const noDir = await fail([
+    '-H',
+    `tcp://127.0.0.1:${port}`,
+    '--upstream',
+    testEngine().host,
+    '--audit-log',
+    '/nonexistent/dir/audit.log',
+  ]);
+  t.equal(noDir.code, 2, 'an audit log that cannot be written exits 2');
+  t.match(noDir.stderr, /--audit-log \/nonexistent\/dir\/audit\.log/);
   const dead = await fail(['-H', `tcp://127.0.0.1:${port}`, '--upstream', 'unix:///nonexistent/docker.sock']);
   t.equal(dead.code, 2, 'an unreachable engine exits 2');
   t.match(dead.stderr, /--upstream unix:\/\/\/nonexistent\/docker\.sock: ENOENT/);
