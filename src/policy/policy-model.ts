@@ -168,11 +168,24 @@ export function patternCovers(pattern: string, operation: OperationName): boolea
   return globMatch(pattern, operation);
 }
 
+/** Roles are immutable once loaded, so what one grants is worked out once per operation. */
+const grantedCache = new WeakMap<Role, Map<OperationName, boolean>>();
+
 export function roleGrants(role: Role, operation: OperationName): boolean {
   if (role.builtin && role.name === 'admin') return true;
-  return (
-    role.allow.some((p) => patternCovers(p, operation)) && !role.deny.some((p) => patternCovers(p, operation))
-  );
+  let known = grantedCache.get(role);
+  if (known === undefined) {
+    known = new Map();
+    grantedCache.set(role, known);
+  }
+  let granted = known.get(operation);
+  if (granted === undefined) {
+    granted =
+      role.allow.some((p) => patternCovers(p, operation)) &&
+      !role.deny.some((p) => patternCovers(p, operation));
+    known.set(operation, granted);
+  }
+  return granted;
 }
 
 const readOnlyOperations = [...OPERATIONS.values()].filter((o) => o.readOnly).map((o) => o.name);

@@ -24,8 +24,28 @@ export interface RoleGrant {
   readonly role: Role;
 }
 
+/**
+ * Per policy and identity, the grants computed once: an identity object lives as long as its
+ * connection, and a reloaded policy is a new object, so neither cache can go stale.
+ */
+const grantCache = new WeakMap<Policy, WeakMap<Identity, readonly RoleGrant[]>>();
+
 /** Every (rule, role) pair that applies, in file order: rules first to last, each rule's roles in order. */
-export function grantsFor(policy: Policy, identity: Identity): RoleGrant[] {
+export function grantsFor(policy: Policy, identity: Identity): readonly RoleGrant[] {
+  let byIdentity = grantCache.get(policy);
+  if (byIdentity === undefined) {
+    byIdentity = new WeakMap();
+    grantCache.set(policy, byIdentity);
+  }
+  let grants = byIdentity.get(identity);
+  if (grants === undefined) {
+    grants = computeGrants(policy, identity);
+    byIdentity.set(identity, grants);
+  }
+  return grants;
+}
+
+function computeGrants(policy: Policy, identity: Identity): RoleGrant[] {
   const out: RoleGrant[] = [];
   for (const rule of policy.rules) {
     if (!ruleMatches(rule.match, identity)) continue;
