@@ -89,6 +89,15 @@ t.test(
       [['--cap-add', 'SYS_ADMIN'], /SYS_ADMIN|capabilit/i],
       [['-v', '/etc:/host-etc'], /\/etc/],
       [['--security-opt', 'seccomp=unconfined'], /seccomp|security/i],
+      [['--security-opt', 'apparmor=unconfined'], /apparmor|security/i],
+      [['--network', 'host'], /network|namespace/i],
+      [['--ipc', 'host'], /ipc|namespace/i],
+      [['--uts', 'host'], /uts|namespace/i],
+      [['--userns', 'host'], /userns|namespace/i],
+      [['--device', '/dev/null:/dev/xnull'], /device/i],
+      [['--gpus', 'all'], /device|gpu/i],
+      [['--sysctl', 'net.ipv4.ip_forward=1'], /sysctl/i],
+      [['--mount', 'type=bind,source=/,target=/host'], /bind|mount/i],
     ];
     for (const [flags, why] of refusals) {
       const name = uniqueName('deny');
@@ -98,8 +107,7 @@ t.test(
         '--rm',
         '--name',
         name,
-        '--network',
-        'none',
+        ...(flags.includes('--network') ? [] : ['--network', 'none']),
         ...flags,
         image,
         'true',
