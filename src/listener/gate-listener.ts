@@ -10,13 +10,14 @@
  */
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import type { ListenAddress } from '../config/serve-config.js';
 import { identityOf, type Identity } from '../identity/identity.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
 import type { TlsMaterial } from './tls-material.js';
 import { refusalFor, refusalMessage, type Refusal } from './refusal.js';
+import { caCertificatesIn, chainsToTrustedCa, weaknessOf } from './peer-chain.js';
 
 export interface RefusedClient extends Refusal {
   readonly remoteAddress: string;
@@ -47,6 +48,10 @@ export function secureContextOptions(material: TlsMaterial): tls.SecureContextOp
     key: material.key,
     ...(material.crl === undefined ? {} : { crl: material.crl }),
     minVersion: 'TLSv1.2',
+    // Node's cipher list at OpenSSL security level 2 (Node's own default is 1): certificates with
+    // RSA keys under 2048 bits or SHA-1 signatures fail verification and are refused, as are
+    // SHA-1 handshake signatures. Debian and RHEL set level 2 system-wide; Node ignores that.
+    ciphers: `${tls.DEFAULT_CIPHERS}:@SECLEVEL=2`,
     // Renegotiation only serves attacks on a server like this one.
     secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
   };
@@ -56,12 +61,15 @@ export class GateListener {
   private readonly tlsServer: tls.Server;
   private readonly servers: net.Server[] = [];
   private openConnections = 0;
+  /** The CA certificates of the current material, to name why a client was refused. */
+  private trustedCas: X509Certificate[];
 
   constructor(
     material: TlsMaterial,
     private readonly handlers: ListenerHandlers,
     private readonly options: ListenerOptions,
   ) {
+    this.trustedCas = caCertificatesIn(material.ca);
     this.tlsServer = tls.createServer({
       ...secureContextOptions(material),
       requestCert: true,
@@ -84,6 +92,7 @@ export class GateListener {
   /** Swaps certificates, CA and CRL for new handshakes; open connections keep theirs. */
   setMaterial(material: TlsMaterial): void {
     this.tlsServer.setSecureContext(secureContextOptions(material));
+    this.trustedCas = caCertificatesIn(material.ca);
   }
 
   /** Listens on every address; resolves to the bound addresses as tcp://HOST:PORT. */
@@ -163,10 +172,12 @@ export class GateListener {
     // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    const identity = socket.authorized ? identityOf(socket) : undefined;
+    const peer = socket.getPeerX509Certificate();
+    // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a
+    // gate identity belongs to a client certificate, never to the CA that signs them.
+    const identity = socket.authorized && peer?.ca !== true ? identityOf(socket) : undefined;
     if (identity === undefined) {
-      const peer = socket.getPeerX509Certificate();
-      const refusal = refusalFor(socket.authorizationError, peer !== undefined);
+      const refusal = this.refusalOf(socket, peer);
       this.handlers.onRefused({
         ...refusal,
         remoteAddress: remoteOf(socket),
@@ -176,6 +187,15 @@ export class GateListener {
       return;
     }
     this.handlers.onClient(socket, identity);
+  }
+
+  private refusalOf(socket: TLSSocket, peer: X509Certificate | undefined): Refusal {
+    if (peer === undefined) return refusalFor(socket.authorizationError, false);
+    if (socket.authorized) return { reason: 'ca-certificate', detail: 'CA:TRUE' };
+    const refusal = refusalFor(socket.authorizationError, true, chainsToTrustedCa(peer, this.trustedCas));
+    if (refusal.reason !== 'invalid-certificate') return refusal;
+    const weakness = weaknessOf(peer);
+    return weakness === undefined ? refusal : { reason: 'weak-certificate', detail: weakness };
   }
 }
 

@@ -8,6 +8,8 @@ export type RefusalReason =
   | 'expired'
   | 'not-yet-valid'
   | 'wrong-purpose'
+  | 'ca-certificate'
+  | 'weak-certificate'
   | 'revoked'
   | 'revocation-unavailable'
   | 'invalid-certificate'
@@ -32,6 +34,10 @@ const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
   CERT_HAS_EXPIRED: 'expired',
   CERT_NOT_YET_VALID: 'not-yet-valid',
   INVALID_PURPOSE: 'wrong-purpose',
+  // Below the secure context's security level (RSA < 2048 bits, SHA-1 signatures).
+  EE_KEY_TOO_SMALL: 'weak-certificate',
+  CA_KEY_TOO_SMALL: 'weak-certificate',
+  CA_MD_TOO_WEAK: 'weak-certificate',
   CERT_REVOKED: 'revoked',
   // The gate's own CRL is stale or missing: OpenSSL then refuses everyone, fail closed.
   CRL_HAS_EXPIRED: 'revocation-unavailable',
@@ -39,15 +45,23 @@ const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
   UNABLE_TO_GET_CRL: 'revocation-unavailable',
 };
 
+/**
+ * `fromTrustedCa`: whether the certificate's chain leads to the gate's CA at all. OpenSSL reports
+ * the last verification error, not the first: with a CRL configured, a self-signed certificate
+ * ends in UNABLE_TO_GET_CRL (there is no CRL for a CA the gate never heard of), which would blame
+ * the gate's CRL for what is the client's foreign certificate.
+ */
 export function refusalFor(
   authorizationError: string | Error | null | undefined,
   hasCertificate: boolean,
+  fromTrustedCa = true,
 ): Refusal {
   const code =
     authorizationError instanceof Error
       ? ((authorizationError as NodeJS.ErrnoException).code ?? authorizationError.message)
       : (authorizationError ?? 'UNKNOWN');
   if (!hasCertificate) return { reason: 'no-certificate', detail: code };
+  if (!fromTrustedCa) return { reason: 'unknown-ca', detail: code };
   return { reason: BY_OPENSSL_CODE[code] ?? 'invalid-certificate', detail: code };
 }
 
@@ -59,6 +73,10 @@ const SENTENCES: Record<RefusalReason, string> = {
   'not-yet-valid': 'the client certificate is not valid yet',
   'wrong-purpose':
     'the client certificate is not made for client authentication (extendedKeyUsage lacks clientAuth)',
+  'ca-certificate':
+    "a CA certificate cannot be used as a client certificate; issue one with 'dockgate pki client'",
+  'weak-certificate':
+    'the client certificate is too weak (RSA keys need 2048 bits or more, signatures SHA-256 or better)',
   revoked: 'the client certificate has been revoked',
   'revocation-unavailable':
     "the gate cannot check revocation (its CRL has expired or is missing); the operator must renew it with 'dockgate pki crl'",

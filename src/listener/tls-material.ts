@@ -3,7 +3,7 @@
  * does not match its certificate or a CA file without a CA fails at start with the file named,
  * not at the first client's handshake.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import type { TlsFiles } from '../config/serve-config.js';
@@ -17,7 +17,20 @@ export interface TlsMaterial {
   readonly crlFile: string | undefined;
   readonly serverNotAfter: Date;
   readonly caNotAfter: Date;
+  /** Set when the key file is readable by its group: allowed (a service group), but said at start. */
+  readonly keyFileWarning: KeyFileWarning | undefined;
 }
+
+export interface KeyFileWarning {
+  readonly file: string;
+  /** Permission bits in octal, e.g. "0640". */
+  readonly mode: string;
+  readonly message: string;
+}
+
+/** Others may do nothing with the key; its group may at most read it. */
+const KEY_MODE_REFUSED = 0o037;
+const KEY_MODE_GROUP_READ = 0o040;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -61,6 +74,40 @@ function privateKeyIn(pem: string, file: string): KeyObject {
   }
 }
 
+/**
+ * The server key protects every client's traffic: refused when anyone but its owner and group can
+ * read it, or anyone but its owner can change it (as ssh refuses a private key others can read);
+ * readable by the group it is a warning, since a service group (root:dockgate 0440) is a sound
+ * set-up. The mode of the file itself is checked, through symlinks.
+ */
+export function checkKeyFileMode(file: string): KeyFileWarning | undefined {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch (err) {
+    throw new ConfigError(
+      'E_TLS_FILE_UNREADABLE',
+      `cannot read --tlskey file ${file}: ${systemErrorCode(err)}`,
+      err,
+    );
+  }
+  const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  if ((mode & KEY_MODE_REFUSED) !== 0) {
+    throw new ConfigError(
+      'E_TLS_KEY_MODE',
+      `--tlskey file ${file} has mode ${octal}: a private key others can read or change is refused; run chmod 600 ${file} (or 400)`,
+    );
+  }
+  if ((mode & KEY_MODE_GROUP_READ) !== 0) {
+    return {
+      file,
+      mode: octal,
+      message: `--tlskey file ${file} has mode ${octal}: its group can read the server's private key; use chmod 600 unless that group is the gate's own`,
+    };
+  }
+  return undefined;
+}
+
 export function loadTlsMaterial(files: TlsFiles, crlFile: string | undefined): TlsMaterial {
   const ca = readTlsFile(files.caFile, '--tlscacert');
   const caCerts = certificatesIn(ca, files.caFile, '--tlscacert');
@@ -76,6 +123,7 @@ export function loadTlsMaterial(files: TlsFiles, crlFile: string | undefined): T
   if (!serverCert)
     throw new ConfigError('E_TLS_BAD_CERT', `--tlscert file ${files.certFile} holds no certificate`);
   const key = readTlsFile(files.keyFile, '--tlskey');
+  const keyFileWarning = checkKeyFileMode(files.keyFile);
   if (!serverCert.checkPrivateKey(privateKeyIn(key, files.keyFile))) {
     throw new ConfigError(
       'E_TLS_KEY_MISMATCH',
@@ -91,5 +139,6 @@ export function loadTlsMaterial(files: TlsFiles, crlFile: string | undefined): T
     crlFile,
     serverNotAfter: new Date(serverCert.validTo),
     caNotAfter: new Date(caCert.validTo),
+    keyFileWarning,
   };
 }

@@ -49,6 +49,9 @@ export async function loadTls(source: TlsSource): Promise<LoadedTls> {
  */
 export function checkExpiry(loaded: LoadedTls, logger: Logger, now = Date.now()): void {
   const { material, crl } = loaded;
+  const keyWarning = material.keyFileWarning;
+  if (keyWarning !== undefined)
+    logger.warn({ event: 'tls-key-mode', file: keyWarning.file, mode: keyWarning.mode }, keyWarning.message);
   warnIfExpiring(
     logger,
     'server certificate',

@@ -1,0 +1,238 @@
+/**
+ * With a policy active, the tricks docs/policy.md lists for reaching a denied setting, beyond those
+ * in policy-gate.test.ts: Unicode case folding in keys, repeated objects merged, null that leaves a
+ * value as it was, content after the JSON value, form-encoded bodies, odd queries, an old-API start
+ * carrying a HostConfig, method case, pipelining a denied request behind an allowed one, exec and
+ * volume creates. Each body is also sent straight to the engine (under another name), to show what
+ * dockerd would have done with it: the gate must refuse every one that would have gone through.
+ */
+import t from 'tap';
+import net from 'node:net';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  containerExists,
+  containersToRemove,
+  engineRequest,
+  runDetached,
+  testEngine,
+  testTmpDir,
+  uniqueName,
+} from '../helpers/engine.js';
+import { startGate } from '../helpers/gate.js';
+import { makeOpensslPki } from '../helpers/openssl-pki.js';
+import { tlsExchange } from '../helpers/raw-clients.js';
+
+const engine = testEngine();
+const image = engine.image;
+const pki = await makeOpensslPki(t);
+const dir = await mkdtemp(join(testTmpDir(), 'dockgate-tricks-'));
+const policyFile = join(dir, 'policy.yaml');
+await writeFile(
+  policyFile,
+  `roles:
+  ci:
+    extends: deployer
+    constraints:
+      bindPaths: [/tmp/dockgate-allowed]
+rules:
+  - match: { cn: client }
+    role: ci
+`,
+);
+const gate = await startGate(t, { pki, args: ['--policy', policyFile] });
+
+/** The raw bytes straight to the engine's socket; resolves with what it answered. */
+function toEngine(bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = engine.socketPath
+      ? net.connect({ path: engine.socketPath })
+      : net.connect({ host: engine.tcp!.host, port: engine.tcp!.port });
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(text));
+    socket.write(bytes);
+  });
+}
+
+function post(path: string, body: string, headers = 'Content-Type: application/json\r\n'): string {
+  return (
+    `POST ${path} HTTP/1.1\r\nHost: g\r\n${headers}Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Connection: close\r\n\r\n${body}`
+  );
+}
+
+interface HostConfigSeen {
+  Privileged?: boolean;
+  Binds?: string[] | null;
+  CapAdd?: string[] | null;
+  SecurityOpt?: string[] | null;
+  NetworkMode?: string;
+}
+
+/** What the engine made of a container it created. */
+async function hostConfigOf(name: string): Promise<HostConfigSeen | undefined> {
+  const r = await engineRequest('GET', `/containers/${name}/json`);
+  return r.status === 200 ? r.json<{ HostConfig: HostConfigSeen }>().HostConfig : undefined;
+}
+
+const dangerous = (hc: HostConfigSeen | undefined): boolean =>
+  hc !== undefined &&
+  (hc.Privileged === true ||
+    (hc.Binds ?? []).some((b) => b.startsWith('/etc')) ||
+    (hc.CapAdd ?? []).length > 0 ||
+    hc.NetworkMode === 'host' ||
+    (hc.SecurityOpt ?? []).some((o) => /unconfined/.test(o)));
+
+const I = JSON.stringify(image);
+const createTricks: Array<[string, string, string?]> = [
+  [
+    'LONG S folding in SecurityOpt',
+    `{"Image":${I},"HostConfig":{"\u017fecurityOpt":["seccomp=unconfined"]}}`,
+  ],
+  ['LONG S folding in Binds', `{"Image":${I},"HostConfig":{"Bind\u017f":["/etc:/host-etc"]}}`],
+  ['KELVIN SIGN folding in NetworkMode', `{"Image":${I},"HostConfig":{"Networ\u212aMode":"host"}}`],
+  ['an upper-case key', `{"Image":${I},"HostConfig":{"PRIVILEGED":true}}`],
+  [
+    'a repeated HostConfig object, merged by Go',
+    `{"Image":${I},"HostConfig":{"NetworkMode":"none"},"HostConfig":{"Privileged":true}}`,
+  ],
+  ['null after true (Go keeps true)', `{"Image":${I},"HostConfig":{"Privileged":true,"Privileged":null}}`],
+  ['content after the JSON value', `{"Image":${I}}{"HostConfig":{"Privileged":true}}`],
+  [
+    'a second document after whitespace',
+    `{"Image":${I},"HostConfig":{}} \n{"HostConfig":{"Privileged":true}}`,
+  ],
+  ['CapAdd ALL in lower case', `{"Image":${I},"HostConfig":{"capadd":["all"]}}`],
+  ['bind via a top-level Binds (old engines)', `{"Image":${I},"Binds":["/etc:/host-etc"]}`],
+  [
+    'a local volume mount whose device is /etc',
+    `{"Image":${I},"HostConfig":{"Mounts":[{"Type":"volume","Target":"/v","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/etc"}}}}]}}`,
+  ],
+  ['an escaped slash in a bind path', `{"Image":${I},"HostConfig":{"Binds":["\\/etc:/host-etc"]}}`],
+  ['a bind path with //', `{"Image":${I},"HostConfig":{"Binds":["/tmp/dockgate-allowed//../../etc:/e"]}}`],
+];
+
+for (const [what, body] of createTricks) {
+  t.test(`container create with ${what}: refused by the gate whatever the engine would do`, async (t) => {
+    const direct = uniqueName('trick-direct');
+    const viaGate = uniqueName('trick-gate');
+    containersToRemove(t, direct, viaGate);
+    await toEngine(post(`/v1.41/containers/create?name=${direct}`, body));
+    const engineWould = dangerous(await hostConfigOf(direct));
+    t.comment(`the engine itself ${engineWould ? 'WOULD grant it' : 'would not grant it'}`);
+    const r = await tlsExchange(
+      gate.port,
+      pki.client,
+      post(`/v1.41/containers/create?name=${viaGate}`, body),
+    );
+    t.equal(r.status, 403, 'the gate refuses', { text: r.text.slice(0, 300) });
+    t.notOk(await containerExists(viaGate), 'nothing was created through the gate');
+  });
+}
+
+t.test('form-encoded and odd queries cannot carry settings past the policy', async (t) => {
+  const name = uniqueName('trick-form');
+  containersToRemove(t, name);
+  const form = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(
+      `/containers/create?name=${name}`,
+      `Image=${image}&HostConfig.Privileged=true`,
+      'Content-Type: application/x-www-form-urlencoded\r\n',
+    ),
+  );
+  t.equal(form.status, 403, 'a form-encoded create is refused');
+  const semi = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(`/containers/create?name=${name};x=1`, `{"Image":${I}}`),
+  );
+  t.equal(semi.status, 403, 'a query with ; is refused');
+  const badEscape = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(`/containers/create?name=${name}%zz`, `{"Image":${I}}`),
+  );
+  t.equal(badEscape.status, 403, 'a query with a bad escape is refused');
+  t.notOk(await containerExists(name));
+});
+
+t.test(
+  'an API 1.23 start carrying a privileged HostConfig is refused (and the engine would honour it)',
+  async (t) => {
+    const name = uniqueName('trick-start');
+    containersToRemove(t, name);
+    const created = await engineRequest('POST', `/containers/create?name=${name}`, {
+      body: { Image: image, Cmd: ['sleep', '30'], HostConfig: { NetworkMode: 'none' } },
+    });
+    t.equal(created.status, 201);
+    const r = await tlsExchange(
+      gate.port,
+      pki.client,
+      post(`/v1.23/containers/${name}/start`, '{"Privileged":true}'),
+    );
+    t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
+    t.notOk((await hostConfigOf(name))?.Privileged, 'the container is not privileged');
+  },
+);
+
+t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
+  const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
+  const names = [uniqueName('trick-m'), uniqueName('trick-v'), uniqueName('trick-p')];
+  containersToRemove(t, ...names);
+  const lower = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(`/containers/create?name=${names[0]}`, body).replace(/^POST/, 'post'),
+  );
+  t.not(lower.status, 201, `lower-case method: ${lower.status}`);
+  const versions = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(`/v1.41//containers/create?name=${names[1]}`, body),
+  );
+  t.not(versions.status, 201, `double slash after the version: ${versions.status}`);
+  // An allowed request, then the denied one, in one write on one connection.
+  const pipelined = await tlsExchange(
+    gate.port,
+    pki.client,
+    `GET /_ping HTTP/1.1\r\nHost: g\r\n\r\n${post(`/containers/create?name=${names[2]}`, body)}`,
+  );
+  t.match(
+    pipelined.text,
+    /HTTP\/1\.1 200 OK[\s\S]*HTTP\/1\.1 403/,
+    'the second request of the pipeline is refused',
+  );
+  for (const n of names) t.notOk(await containerExists(n), `${n} does not exist`);
+});
+
+t.test('exec create with a privileged or lower-case privileged body is refused', async (t) => {
+  const name = uniqueName('trick-exec');
+  await runDetached(t, name, ['sleep', '60']);
+  for (const body of [
+    '{"Cmd":["true"],"Privileged":true}',
+    '{"Cmd":["true"],"privileged":true}',
+    '{"Cmd":["true"],"Privileged":false,"Privileged":true}',
+  ]) {
+    const r = await tlsExchange(gate.port, pki.client, post(`/containers/${name}/exec`, body));
+    t.equal(r.status, 403, `${body}: refused`);
+  }
+});
+
+t.test('volume create binding /etc through the local driver is refused', async (t) => {
+  const vol = uniqueName('trick-vol');
+  t.teardown(() => engineRequest('DELETE', `/volumes/${vol}?force=1`).catch(() => undefined));
+  const r = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(
+      '/volumes/create',
+      JSON.stringify({ Name: vol, Driver: 'local', DriverOpts: { type: 'none', o: 'bind', device: '/etc' } }),
+    ),
+  );
+  t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
+  t.equal((await engineRequest('GET', `/volumes/${vol}`)).status, 404, 'no such volume on the engine');
+});

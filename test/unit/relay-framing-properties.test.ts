@@ -1,0 +1,302 @@
+/**
+ * Property tests (fast-check) for the gate's own HTTP framing: request heads and chunked bodies.
+ * Whatever the bytes, the parsers throw nothing but HttpFramingError; every ambiguous framing
+ * (Content-Length with Transfer-Encoding, two Content-Lengths, obs-fold, bare LF, a control byte in
+ * a value) is refused wherever it sits; well-formed heads and bodies are read exactly, in any split.
+ */
+import t from 'tap';
+import fc from 'fast-check';
+import { ChunkedFraming } from '../../src/relay/chunked-framing.js';
+import { HttpFramingError } from '../../src/relay/http-errors.js';
+import {
+  findHeadEnd,
+  parseRequestHead,
+  serializeRequestHead,
+  upstreamRequestHead,
+  type RequestHead,
+} from '../../src/relay/request-head.js';
+
+const limits = { maxHeadBytes: 64 * 1024, maxFields: 100 };
+const RUNS = Number(process.env.DOCKGATE_FUZZ_RUNS || 2000);
+
+function parse(buf: Buffer): RequestHead | undefined {
+  const end = findHeadEnd(buf, limits);
+  return end === -1 ? undefined : parseRequestHead(buf, end, limits);
+}
+
+/** Runs fn; returns true when it threw an HttpFramingError, rethrows anything else. */
+function refused(fn: () => unknown): boolean {
+  try {
+    fn();
+    return false;
+  } catch (err) {
+    if (err instanceof HttpFramingError) return true;
+    throw err;
+  }
+}
+
+const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9-]{0,15}$/);
+const fieldValue = fc.stringMatching(/^[!-~]([ -~]{0,30}[!-~])?$/);
+const path = fc.stringMatching(/^\/[A-Za-z0-9._~%/?=&-]{0,40}$/);
+const neutralName = token.filter(
+  (n) => !/^(content-length|transfer-encoding|connection|upgrade|keep-alive|te|trailer|proxy-.*)$/i.test(n),
+);
+const field = fc.tuple(neutralName, fieldValue);
+const caseOf = (name: string) =>
+  fc
+    .array(fc.boolean(), { minLength: name.length, maxLength: name.length })
+    .map((up) => [...name].map((c, i) => (up[i] ? c.toUpperCase() : c.toLowerCase())).join(''));
+
+function headText(method: string, target: string, fields: ReadonlyArray<readonly [string, string]>): string {
+  return `${method} ${target} HTTP/1.1\r\n${fields.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`;
+}
+
+t.test('any bytes: the head parser throws nothing but HttpFramingError', async (t) => {
+  const bytes = fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a));
+  // Bytes shaped like a head (a request line, then noise, then CRLFCRLF) reach deeper.
+  const shaped = fc
+    .tuple(
+      fc.constantFrom('GET', 'POST', 'PRI', 'get', ''),
+      fc.string({ maxLength: 60 }),
+      fc.uint8Array({ maxLength: 300 }),
+    )
+    .map(([m, target, noise]) =>
+      Buffer.concat([
+        Buffer.from(`${m} ${target} HTTP/1.1\r\n`, 'latin1'),
+        Buffer.from(noise),
+        Buffer.from('\r\n\r\n'),
+      ]),
+    );
+  fc.assert(
+    fc.property(fc.oneof(bytes, shaped), (buf) => void refused(() => parse(buf))),
+    { numRuns: RUNS },
+  );
+  t.pass(`${RUNS} inputs of each kind`);
+});
+
+t.test('well-formed heads are read exactly: method, target, fields, length', async (t) => {
+  fc.assert(
+    fc.property(
+      token,
+      path,
+      fc.array(field, { maxLength: 20 }),
+      fc.nat({ max: 1_000_000 }),
+      (method, target, fields, length) => {
+        const all = [...fields, ['Content-Length', String(length)] as const];
+        const head = parse(Buffer.from(headText(method, target, all), 'latin1'));
+        return (
+          head !== undefined &&
+          head.method === method &&
+          head.target === target &&
+          head.bodyLength === length &&
+          !head.chunked &&
+          head.fields.length === all.length &&
+          head.fields.every(([n, v], i) => n === all[i]![0] && v === all[i]![1])
+        );
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  t.pass();
+});
+
+t.test('Content-Length with Transfer-Encoding is refused in any order, case and position', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(field, { maxLength: 8 }),
+      caseOf('content-length'),
+      caseOf('transfer-encoding'),
+      fc.nat({ max: 8 }),
+      fc.nat({ max: 8 }),
+      fc.constantFrom('chunked', 'identity', 'chunked, chunked', 'gzip, chunked'),
+      (fields, cl, te, i, j, coding) => {
+        const list: Array<readonly [string, string]> = [...fields];
+        list.splice(Math.min(i, list.length), 0, [cl, '5']);
+        list.splice(Math.min(j, list.length), 0, [te, coding]);
+        return refused(() => parse(Buffer.from(headText('POST', '/x', list), 'latin1')));
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  t.pass();
+});
+
+t.test('two Content-Length fields are refused, equal or not', async (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(field, { maxLength: 8 }),
+      fc.nat(),
+      fc.nat(),
+      caseOf('content-length'),
+      (fields, a, b, name) => {
+        const list = [
+          ...fields,
+          ['Content-Length', String(a)] as const,
+          ...fields,
+          [name, String(b)] as const,
+        ];
+        return refused(() => parse(Buffer.from(headText('POST', '/x', list), 'latin1')));
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  t.pass();
+});
+
+t.test('a bare LF, an obs-fold or a control byte anywhere in a head is refused', async (t) => {
+  const good = fc
+    .tuple(token, path, fc.array(field, { minLength: 1, maxLength: 8 }))
+    .map(([m, p, f]) => headText(m, p, f));
+  fc.assert(
+    fc.property(good, fc.nat(), fc.constantFrom('bare-lf', 'obs-fold', 'nul', 'cr'), (text, at, kind) => {
+      const lines = text.split('\r\n');
+      // Positions inside the head proper (not the final empty line).
+      const line = 1 + (at % (lines.length - 3 > 0 ? lines.length - 3 : 1));
+      let broken: string;
+      if (kind === 'bare-lf') {
+        const cut = text.indexOf('\r\n', at % (text.length - 4));
+        broken = `${text.slice(0, cut)}\n${text.slice(cut + 2)}`;
+      } else if (kind === 'obs-fold') {
+        lines.splice(line + 1, 0, ' folded');
+        broken = lines.join('\r\n');
+      } else {
+        const l = lines[line]!;
+        lines[line] = `${l.slice(0, l.length - 1)}${kind === 'nul' ? '\0' : '\r'}${l.slice(l.length - 1)}`;
+        broken = lines.join('\r\n');
+      }
+      return refused(() => parse(Buffer.from(broken, 'latin1')));
+    }),
+    { numRuns: RUNS },
+  );
+  t.pass();
+});
+
+t.test('what is sent upstream parses to the same request, without hop-by-hop fields', async (t) => {
+  const hop = fc.constantFrom(
+    ['Keep-Alive', 'timeout=5'],
+    ['TE', 'trailers'],
+    ['Trailer', 'X'],
+    ['Proxy-Authorization', 'Basic eA=='],
+    ['Connection', 'keep-alive, X-Private'],
+    ['X-Private', 'secret'],
+  );
+  fc.assert(
+    fc.property(
+      token,
+      path,
+      fc.array(fc.oneof(field, hop as fc.Arbitrary<[string, string]>), { maxLength: 12 }),
+      fc.boolean(),
+      (method, target, fields, chunked) => {
+        const list = [
+          ...fields,
+          (chunked ? ['Transfer-Encoding', 'chunked'] : ['Content-Length', '7']) as [string, string],
+        ];
+        const raw = Buffer.from(headText(method, target, list), 'latin1');
+        const head = parse(raw)!;
+        const sent = upstreamRequestHead(raw, head);
+        const again = parse(sent)!;
+        const names = again.fields.map(([n]) => n.toLowerCase());
+        const namedByConnection = list.some(([n, v]) => n === 'Connection' && /x-private/i.test(v));
+        return (
+          again.method === head.method &&
+          again.target === head.target &&
+          again.bodyLength === head.bodyLength &&
+          again.chunked === head.chunked &&
+          !names.some((n) => ['keep-alive', 'te', 'trailer', 'proxy-authorization'].includes(n)) &&
+          (!namedByConnection || !names.includes('x-private')) &&
+          serializeRequestHead(again).equals(serializeRequestHead(parse(serializeRequestHead(head))!))
+        );
+      },
+    ),
+    { numRuns: RUNS },
+  );
+  t.pass();
+});
+
+/** A chunked encoding of payload with random chunk sizes, extensions and trailers. */
+const chunkedBodyOf = (payloadBytes: fc.Arbitrary<Uint8Array>) =>
+  fc
+    .tuple(
+      payloadBytes,
+      fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 30 }),
+      fc.array(fc.constantFrom('', ';a=1', ';name="v"', ' ;x'), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.tuple(neutralName, fieldValue), { maxLength: 3 }),
+      fc.boolean(),
+    )
+    .map(([payload, sizes, exts, trailers, upper]) => {
+      const parts: string[] = [];
+      let at = 0;
+      let i = 0;
+      const data = Buffer.from(payload);
+      while (at < data.length) {
+        const size = Math.min(sizes[i % sizes.length]!, data.length - at);
+        const hex = upper ? size.toString(16).toUpperCase() : size.toString(16);
+        parts.push(
+          `${hex}${exts[i % exts.length]}\r\n${data.subarray(at, at + size).toString('latin1')}\r\n`,
+        );
+        at += size;
+        i++;
+      }
+      parts.push(`0\r\n${trailers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}\r\n`);
+      return { payload: data, wire: Buffer.from(parts.join(''), 'latin1') };
+    });
+const chunkedBody = chunkedBodyOf(fc.uint8Array({ maxLength: 2000 }));
+/** Payloads without CR or LF: every CRLF in the wire is framing. */
+const plainChunkedBody = chunkedBodyOf(
+  fc.uint8Array({ maxLength: 2000 }).map((a) => a.map((b) => (b === 10 || b === 13 ? 0x41 : b))),
+);
+
+t.test(
+  'chunked bodies: the end is found exactly, in any split, and what follows is left alone',
+  async (t) => {
+    fc.assert(
+      fc.property(
+        chunkedBody,
+        fc.array(fc.nat(), { maxLength: 10 }),
+        fc.uint8Array({ maxLength: 50 }),
+        ({ payload, wire }, cuts, after) => {
+          const stream = Buffer.concat([wire, Buffer.from(after)]);
+          const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+          const framing = new ChunkedFraming();
+          let consumed = 0;
+          let from = 0;
+          for (const end of [...points, stream.length]) {
+            const piece = stream.subarray(from, end);
+            from = end;
+            if (framing.done) continue;
+            consumed += framing.consume(piece);
+          }
+          return framing.done && consumed === wire.length && framing.payloadBytes === payload.length;
+        },
+      ),
+      { numRuns: RUNS },
+    );
+    t.pass();
+  },
+);
+
+t.test(
+  'chunked framing: any bytes throw nothing but HttpFramingError; mangled line ends are refused',
+  async (t) => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 400 }),
+        (bytes) => void refused(() => new ChunkedFraming().consume(Buffer.from(bytes))),
+      ),
+      { numRuns: RUNS },
+    );
+    fc.assert(
+      fc.property(plainChunkedBody, fc.nat(), ({ wire }, at) => {
+        const text = wire.toString('latin1');
+        const crlfs = [...text.matchAll(/\r\n/g)].map((m) => m.index);
+        const target = crlfs[at % crlfs.length]!;
+        const mangled = Buffer.from(`${text.slice(0, target)}\n${text.slice(target + 2)}`, 'latin1');
+        const framing = new ChunkedFraming();
+        // A bare LF where CRLF belongs is never read another way: refused, never a complete body.
+        return refused(() => framing.consume(mangled)) || !framing.done;
+      }),
+      { numRuns: RUNS },
+    );
+    t.pass();
+  },
+);
