@@ -41,7 +41,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!config.tlsFilesExplicit) await bootstrap(config, logger);
   const source = tlsSourceOf(config);
   const tls = await loadTls(source);
-  const metrics = createGateMetrics();
+  const metrics = createGateMetrics(() => log.healthy);
   const policy = new PolicyReloader(config.policyFile, config.policyMode, logger, metrics);
   const refusing = (): string | undefined =>
     log.refusesRequests
@@ -135,7 +135,8 @@ function tlsSourceOf(config: ServeConfig): TlsSource {
 async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {
   // The printed DOCKER_HOST must name the port the gate is about to listen on.
   const port = config.listen[0]?.port ?? 2376;
-  const dockerHost = `tcp://localhost:${port}`;
+  // Port 0 (a port the system picks) is known only once listening: the hint then names the default.
+  const dockerHost = `tcp://localhost:${port === 0 ? 2376 : port}`;
   const result = await bootstrapServeMaterial({
     certsDir: config.certsDir,
     sans: [...config.sans],

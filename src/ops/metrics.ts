@@ -18,9 +18,11 @@ export interface GateMetrics {
   readonly limitRefusals: Counter<'limit'>;
   readonly revokedClosed: Counter;
   readonly notAfter: Gauge<'certificate'>;
+  readonly auditLogHealthy: Gauge;
 }
 
-export function createGateMetrics(): GateMetrics {
+/** auditHealthy: read at each scrape, so an outage shows even while nothing else happens. */
+export function createGateMetrics(auditHealthy: () => boolean = () => true): GateMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dockgate_process_' });
   const registers = [registry];
@@ -81,6 +83,14 @@ export function createGateMetrics(): GateMetrics {
       name: 'dockgate_revoked_connections_closed_total',
       help: 'Open connections closed because a new CRL revoked their certificate',
       registers,
+    }),
+    auditLogHealthy: new Gauge({
+      name: 'dockgate_audit_log_healthy',
+      help: '1 while audit lines can be written, 0 during an outage (with --audit-fail open requests go on unaudited)',
+      registers,
+      collect() {
+        this.set(auditHealthy() ? 1 : 0);
+      },
     }),
     notAfter: new Gauge({
       name: 'dockgate_certificate_not_after_seconds',

@@ -395,6 +395,9 @@ export class ClientSession {
       this.closeGracefully();
       return;
     }
+    // Bytes held back while a response is awaited (stdin sent before the engine answered an
+    // attach) must reach the engine before the EOF: enterRaw() passes the end on after them.
+    if (this.pending !== null && this.reqPhase === RequestPhase.AwaitingResponse) return;
     this.upstream.end();
   }
 
@@ -626,7 +629,15 @@ export class ClientSession {
         }
         return;
       case ResponsePhase.Idle:
-        if (this.exchange === null) this.closeGracefully();
+        if (this.exchange === null) {
+          this.closeGracefully();
+        } else {
+          // The engine answered early (an error before the whole upload arrived) and closed: the
+          // rest of the body has nowhere to go. The client may be paused waiting for a drain that
+          // will never come, so it is read (and dropped) until it closes, or cut after a moment.
+          this.endExchange('completed');
+          this.answerAndClose(undefined);
+        }
         return;
       default:
         this.failUpstream('the engine closed the connection before its response was complete');
@@ -691,11 +702,12 @@ export class ClientSession {
    * Sends the gate's own final answer and half-closes. The client's remaining bytes are read and
    * dropped for a moment, so that it reads the answer instead of a reset.
    */
-  private answerAndClose(response: Buffer): void {
+  private answerAndClose(response: Buffer | undefined): void {
     this.reqPhase = RequestPhase.Closed;
     this.pending = null;
     this.pauseReasons = 0;
-    this.client.end(response);
+    if (response === undefined) this.client.end();
+    else this.client.end(response);
     this.client.resume();
     setTimeout(() => this.destroy('client-aborted'), LINGER_MS).unref();
   }
