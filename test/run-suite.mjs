@@ -25,6 +25,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   dockerdUnavailable,
+  importRootfs,
   killProcessesUnder,
   removeEngineDir,
   startDockerd,
@@ -177,23 +178,7 @@ async function ensureImage(host, image) {
       'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n',
     );
     writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-    const tar = spawn('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-c', '.'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const imp = spawn(cli, ['import', '--change', 'CMD ["/bin/sh"]', '-', image], {
-      env,
-      stdio: ['pipe', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    imp.stderr.on('data', (d) => (stderr += d));
-    imp.stdin.on('error', () => {});
-    tar.stdout.pipe(imp.stdin);
-    const [tarCode, importCode] = await Promise.all([exitOf(tar), exitOf(imp)]);
-    if (tarCode !== 0 || importCode !== 0) {
-      throw new Error(
-        `importing ${image} failed (tar ${tarCode}, docker import ${importCode}): ${stderr.trim()}`,
-      );
-    }
+    await importRootfs(cli, env, rootfs, image, ['--change', 'CMD ["/bin/sh"]']);
     say(`imported ${image} (static busybox, ${applets.length} applets)`);
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * for uploads, and the two containers every engine gets (one running, for exec; one created, as
  * the destination of PUT archive).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import {
   chmodSync,
@@ -19,6 +19,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { docker, findDockerCli } from './docker-cli.mjs';
+import { importRootfs } from '../../test/helpers/private-dockerd.mjs';
 
 export const SMALL_IMAGE = 'bb:latest';
 export const BIG_IMAGE = 'bench-big:latest';
@@ -85,36 +86,8 @@ export function makeFixtures(dir, sizes) {
 
 /** Imports the images and creates the containers on one engine (through its plain socket). */
 export async function prepareEngine(env, fixtures) {
-  await importRootfs(env, fixtures.bbRoot, SMALL_IMAGE, ['--change', 'CMD ["/bin/sh"]']);
-  await importRootfs(env, fixtures.bigRoot, BIG_IMAGE, []);
+  await importRootfs(findDockerCli(), env, fixtures.bbRoot, SMALL_IMAGE, ['--change', 'CMD ["/bin/sh"]']);
+  await importRootfs(findDockerCli(), env, fixtures.bigRoot, BIG_IMAGE, []);
   docker(env, ['create', '--name', UPLOAD_CONTAINER, SMALL_IMAGE, 'true']);
   docker(env, ['run', '-d', '--name', EXEC_CONTAINER, '--log-driver', 'none', SMALL_IMAGE, 'sleep', '86400']);
-}
-
-async function importRootfs(env, rootfs, ref, extra) {
-  const tar = spawn('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-c', '.'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const imp = spawn(findDockerCli(), ['import', ...extra, '-', ref], {
-    env,
-    stdio: ['pipe', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  imp.stderr.on('data', (d) => (stderr += d));
-  imp.stdin.on('error', () => {});
-  tar.stdout.pipe(imp.stdin);
-  const [tarCode, importCode] = await Promise.all([exitOf(tar), exitOf(imp)]);
-  if (tarCode !== 0 || importCode !== 0) {
-    throw new Error(
-      `importing ${ref} failed (tar ${tarCode}, docker import ${importCode}): ${stderr.trim()}`,
-    );
-  }
-}
-
-function exitOf(child) {
-  return new Promise((res) => {
-    if (child.exitCode !== null) return res(child.exitCode);
-    child.once('error', () => res(127));
-    child.once('close', (code) => res(code ?? 1));
-  });
 }

@@ -29,3 +29,10 @@ export function killProcessesUnder(dir: string, options?: { anyReference?: boole
 export function unmountUnder(dir: string): void;
 export function ping(socketPath: string): Promise<boolean>;
 export function logTail(path: string, lines?: number): string;
+export function importRootfs(
+  cli: string,
+  env: NodeJS.ProcessEnv,
+  rootfs: string,
+  ref: string,
+  extra?: readonly string[],
+): Promise<void>;

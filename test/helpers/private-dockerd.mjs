@@ -195,3 +195,33 @@ export function logTail(path, lines = 40) {
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * `tar -C ROOTFS -c . | docker import [EXTRA...] - REF` with numeric root ownership: how the test
+ * suite and the bench make their images without a registry. Throws with docker's stderr.
+ */
+export async function importRootfs(cli, env, rootfs, ref, extra = []) {
+  const tar = spawn('tar', ['--numeric-owner', '--owner=0', '--group=0', '-C', rootfs, '-c', '.'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const imp = spawn(cli, ['import', ...extra, '-', ref], { env, stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  imp.stderr.on('data', (d) => (stderr += d));
+  imp.stdin.on('error', () => {});
+  tar.stdout.pipe(imp.stdin);
+  const [tarCode, importCode] = await Promise.all([exitCodeOf(tar), exitCodeOf(imp)]);
+  if (tarCode !== 0 || importCode !== 0) {
+    throw new Error(
+      `importing ${ref} failed (tar ${tarCode}, docker import ${importCode}): ${stderr.trim()}`,
+    );
+  }
+}
+
+function exitCodeOf(child) {
+  return new Promise((res) => {
+    if (child.exitCode !== null) return res(child.exitCode);
+    if (child.signalCode !== null) return res(128);
+    child.once('error', () => res(127));
+    child.once('close', (code) => res(code ?? 128));
+  });
+}
