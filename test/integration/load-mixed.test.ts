@@ -1,5 +1,5 @@
 /**
- * Load: 200 concurrent clients through one gate for DOCKGATE_SOAK_SECONDS (30 s in CI), mixing
+ * Load: 200 concurrent clients through one gate for DOCKGATE_SOAK_SECONDS (20 s in CI), mixing
  * keep-alive API calls, `run -i` byte streams (random bytes through cat, sha256-checked),
  * `logs -f` followers (every line in order), `events` streams, and `cp` both ways (a random file
  * into a container and back, sha256-checked). Zero corrupted or lost bytes and zero unexpected
@@ -14,7 +14,7 @@ import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
 import { connectAny, readAll, rssKib } from '../helpers/raw-clients.js';
 import { demux } from '../helpers/tls-client.js';
 
-const SECONDS = Number(process.env.DOCKGATE_SOAK_SECONDS || 30);
+const SECONDS = Number(process.env.DOCKGATE_SOAK_SECONDS || 20);
 const CLIENTS = Number(process.env.DOCKGATE_SOAK_CLIENTS || 200);
 const engine = testEngine();
 const pki = await makeOpensslPki(t);
