@@ -87,7 +87,12 @@ t.test(
   async (t) => {
     const gate = await startGate(t, { pki, args: ['--shutdown-timeout', '1'] });
     const mark = gate.logs().length;
-    const child = spawnDocker(cli!, { host: gate.host, certPath: pki.client.dir }, ['events']);
+    // Filtered to a label no container has: other test files run containers on the shared engine.
+    const child = spawnDocker(cli!, { host: gate.host, certPath: pki.client.dir }, [
+      'events',
+      '--filter',
+      'label=dockgate-test-nothing-matches',
+    ]);
     t.teardown(() => void child.kill('SIGKILL'));
     const events = collect(child);
     // `docker events` says nothing until an event; give its request time to reach the engine.
