@@ -63,23 +63,24 @@ interface AuditEventSpec {
 
 const exchangeFields = ['client', 'remoteAddress', 'operation', 'method', 'path', 'target'] as const;
 const decisionFields = ['decision', 'rule', 'role', 'reason'] as const;
+/** What every line of an ended exchange carries, stream or not. */
+const endFields = [
+  ...exchangeFields,
+  ...decisionFields,
+  'status',
+  'outcome',
+  'error',
+  'bytesIn',
+  'bytesOut',
+  'durationMs',
+] as const;
 
 /** The events of the audit log. Every line also has `level`, `time`, `event`, `prev` and `hash`. */
 export const auditEvents = {
   request: {
     level: 'audit',
     when: 'a request that did not become a stream ended (or was refused by policy)',
-    fields: [
-      ...exchangeFields,
-      ...decisionFields,
-      'status',
-      'outcome',
-      'error',
-      'bytesIn',
-      'bytesOut',
-      'durationMs',
-      'cmd',
-    ],
+    fields: [...endFields, 'cmd'],
   },
   'hijack-start': {
     level: 'audit',
@@ -89,16 +90,7 @@ export const auditEvents = {
   'hijack-end': {
     level: 'audit',
     when: 'that stream closed; replaces the `request` line of a hijacked request',
-    fields: [
-      ...exchangeFields,
-      ...decisionFields,
-      'status',
-      'outcome',
-      'error',
-      'bytesIn',
-      'bytesOut',
-      'durationMs',
-    ],
+    fields: endFields,
   },
   'handshake-refused': {
     level: 'audit',
