@@ -41,6 +41,12 @@ export interface ListenerOptions {
 const TLS_HANDSHAKE = 0x16;
 const LINGER_MS = 2000;
 
+// OpenSSL refuses every renegotiation (SSL_OP_NO_RENEGOTIATION below) but tells no one. Node
+// counts handshake starts per connection and raises ERR_TLS_SESSION_ATTACK on the socket past this
+// limit; at 0 the first renegotiation attempt raises it, which is what lets the gate log the client.
+// The setting is process-wide, and this process is the gate.
+(tls as { CLIENT_RENEG_LIMIT: number }).CLIENT_RENEG_LIMIT = 0;
+
 export function secureContextOptions(material: TlsMaterial): tls.SecureContextOptions {
   return {
     ca: material.ca,
@@ -186,6 +192,16 @@ export class GateListener {
       lingerThenClose(socket, dockerErrorResponse(403, refusalMessage(refusal), { close: true }));
       return;
     }
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ERR_TLS_SESSION_ATTACK') return;
+      this.handlers.onRefused({
+        reason: 'renegotiation',
+        detail: 'ERR_TLS_SESSION_ATTACK',
+        remoteAddress: remoteOf(socket),
+        claimedCn: identity.cn,
+      });
+      socket.destroy();
+    });
     this.handlers.onClient(socket, identity);
   }
 

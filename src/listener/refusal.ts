@@ -16,7 +16,8 @@ export type RefusalReason =
   | 'tls-handshake-failed'
   | 'plain-http'
   | 'not-tls'
-  | 'connection-limit';
+  | 'connection-limit'
+  | 'renegotiation';
 
 export interface Refusal {
   readonly reason: RefusalReason;
@@ -85,6 +86,7 @@ const SENTENCES: Record<RefusalReason, string> = {
   'plain-http': 'plain HTTP was sent to the TLS port',
   'not-tls': 'the client did not speak TLS',
   'connection-limit': 'the gate has too many open connections (--max-connections)',
+  renegotiation: 'the client asked to renegotiate TLS, which the gate refuses',
 };
 
 /** The message of the 403 the client reads, as the docker CLI shows it after "Error response from daemon: ". */
