@@ -3,7 +3,7 @@
  * it and every log line names it.
  */
 import type { TLSSocket } from 'node:tls';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 
 export interface Identity {
   /** Subject common name; the name `dockgate pki client NAME` gave it. */
@@ -73,8 +73,13 @@ export function identityFromCertificate(cert: X509Certificate): Identity {
   };
 }
 
-/** The identity of a connection whose certificate the TLS layer has verified. */
-export function identityOf(socket: TLSSocket): Identity | undefined {
-  const cert = socket.getPeerX509Certificate();
-  return cert ? identityFromCertificate(cert) : undefined;
+/**
+ * The certificate a client presented, parsed from its DER. Not getPeerX509Certificate(): on a
+ * server socket Node 20 leaks about 4.5 KB of native memory per call (measured: RSS grew linearly
+ * with connections, flat with this path), which a gate taking thousands of connections cannot
+ * afford.
+ */
+export function peerCertificateOf(socket: TLSSocket): X509Certificate | undefined {
+  const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+  return raw === undefined ? undefined : new X509Certificate(raw);
 }

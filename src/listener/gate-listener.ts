@@ -13,7 +13,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import type { ListenAddress } from '../config/serve-config.js';
-import { identityOf, type Identity } from '../identity/identity.js';
+import { identityFromCertificate, peerCertificateOf, type Identity } from '../identity/identity.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
 import type { TlsMaterial } from './tls-material.js';
 import { refusalFor, refusalMessage, type Refusal } from './refusal.js';
@@ -178,10 +178,10 @@ export class GateListener {
     // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    const peer = socket.getPeerX509Certificate();
+    const peer = peerCertificateOf(socket);
     // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a
     // gate identity belongs to a client certificate, never to the CA that signs them.
-    const identity = socket.authorized && peer?.ca !== true ? identityOf(socket) : undefined;
+    const identity = peer !== undefined && socket.authorized && !peer.ca ? identityFromCertificate(peer) : undefined;
     if (identity === undefined) {
       const refusal = this.refusalOf(socket, peer);
       this.handlers.onRefused({

@@ -118,12 +118,7 @@ t.test(`${TOTAL} connections opened and closed: descriptors and memory return to
   process.stderr.write(`load-connections figures: ${JSON.stringify(figures)}\n`);
   // Memory is returned to the allocator lazily; a leak of even 1 KiB per connection would show as 10 MiB.
   t.ok(
-    growthMiB < 24,
-    `RSS ${Math.round(rssBefore / 1024)} → ${Math.round(rssAfter / 1024)} MiB (growth < 24 MiB)`,
-    {
-      todo:
-        'RSS grows about 4 KB per connection, linearly past 30,000 connections (also with --max-old-space-size=40, ' +
-        'so likely native: OpenSSL server session cache or per-connection TLS state); not yet attributed',
-    },
+    growthMiB < 8,
+    `RSS ${Math.round(rssBefore / 1024)} → ${Math.round(rssAfter / 1024)} MiB (growth < 8 MiB)`,
   );
 });
