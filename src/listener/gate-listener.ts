@@ -13,7 +13,8 @@ import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import type { ListenAddress } from '../config/serve-config.js';
-import { identityFromCertificate, peerCertificateOf, type Identity } from '../identity/identity.js';
+import type { Identity } from '../identity/identity.js';
+import { PeerCertificates } from '../identity/peer-certificates.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
 import type { TlsMaterial } from './tls-material.js';
 import { refusalFor, refusalMessage, type Refusal } from './refusal.js';
@@ -67,6 +68,7 @@ export class GateListener {
   private readonly tlsServer: tls.Server;
   private readonly servers: net.Server[] = [];
   private openConnections = 0;
+  private readonly peerCertificates = new PeerCertificates();
   /** The CA certificates of the current material, to name why a client was refused. */
   private trustedCas: X509Certificate[];
 
@@ -178,10 +180,12 @@ export class GateListener {
     // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    const peer = peerCertificateOf(socket);
+    const presented = this.peerCertificates.of(socket);
+    const peer = presented?.cert;
     // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a
     // gate identity belongs to a client certificate, never to the CA that signs them.
-    const identity = peer !== undefined && socket.authorized && !peer.ca ? identityFromCertificate(peer) : undefined;
+    const identity =
+      presented !== undefined && socket.authorized && !presented.cert.ca ? presented.identity : undefined;
     if (identity === undefined) {
       const refusal = this.refusalOf(socket, peer);
       this.handlers.onRefused({

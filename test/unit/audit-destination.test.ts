@@ -54,6 +54,23 @@ t.test('100 000 lines written then close(): every line is in the file and the ch
   t.match(await verifyChain([file]), { ok: true, lines: 100_001, restarts: [] });
 });
 
+t.test('lines are written in batches, yet a lone line reaches the file within moments', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'info', file });
+  await log.flush();
+  const size = statSync(file).size;
+  log.audit.audit({ event: 'request', i: 1 });
+  t.equal(statSync(file).size, size, 'a line below the batch size is not written at once');
+  // Nothing else happens: only the batch timer can write it.
+  await until(() => requests(linesOf(file)).length === 1, 'the lone line', 2000);
+  t.same(requests(linesOf(file)), [1], 'written by the batch timer, without flush()');
+  for (let i = 2; i < 200; i++) log.audit.audit({ event: 'request', i });
+  await until(() => requests(linesOf(file)).length === 199, 'a burst', 2000);
+  t.same(requests(linesOf(file)), range(1, 200), 'a burst arrives whole and in order');
+  await log.close();
+  t.match(await verifyChain([file]), { ok: true });
+});
+
 t.test('the file is created 0640 and an existing file is appended to, never truncated', async (t) => {
   const file = join(t.testdir(), 'audit.log');
   const log = createAuditLog({ level: 'info', file });
