@@ -40,6 +40,12 @@ export interface RunningGate {
    * lines logged after logs().length was `after` count (a mark taken before the action).
    */
   waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number, after?: number): Promise<LogLine>;
+  /**
+   * Resolves once every line of what the gate did so far has arrived: the gate writes audit lines
+   * in batches (up to 50 ms late), so a count taken as a mark, or an "it logged nothing" check,
+   * waits for this first.
+   */
+  settled(): Promise<void>;
   /** Lines of stdout that are not JSON, and stderr: what a failing start said. */
   output(): string;
   /** Sends signal (SIGTERM by default) and resolves with the exit status (null if killed by a signal). */
@@ -81,6 +87,7 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
   );
 
   const lines: LogLine[] = [];
+  let lastLineAt = Date.now();
   const waiters = new Set<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }>();
   let other = '';
   let partial = '';
@@ -99,6 +106,7 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
         continue;
       }
       lines.push(line);
+      lastLineAt = Date.now();
       for (const w of waiters) {
         if (w.match(line)) {
           waiters.delete(w);
@@ -109,6 +117,11 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
   });
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => (other += chunk));
+
+  const settled = async (): Promise<void> => {
+    await sleep(150);
+    while (Date.now() - lastLineAt < 150) await sleep(50);
+  };
 
   const output = (): string => `${other}${lines.map((l) => JSON.stringify(l)).join('\n')}`;
 
@@ -163,6 +176,7 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
     process: child,
     logs: () => [...lines],
     waitForLog,
+    settled,
     output,
     stop,
     exited,

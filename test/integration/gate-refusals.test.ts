@@ -63,6 +63,7 @@ async function refusedAndLogged(
   reasons: readonly string[],
   attempt: () => Promise<void>,
 ): Promise<LogLine> {
+  await gate.settled();
   const mark = gate.logs().length;
   const requestsBefore = requestLines(gate).length;
   await attempt();
@@ -73,6 +74,7 @@ async function refusedAndLogged(
     { line },
   );
   t.match(String(line.remoteAddress), /127\.0\.0\.1/, 'the refusal names the remote address');
+  await gate.settled();
   t.equal(requestLines(gate).length, requestsBefore, 'no request was relayed for the refused client');
   return line;
 }

@@ -88,9 +88,13 @@ t.test(
     t.not(refused.code, 0, 'alice: docker ps is refused');
     t.match(refused.stderr, /certificate has been revoked/, 'and the CLI says her certificate is revoked');
     t.ok(
-      gate
-        .logs()
-        .some((l) => l.event === 'handshake-refused' && l.reason === 'revoked' && l.claimedCn === 'alice'),
+      await gate
+        .waitForLog(
+          (l) => l.event === 'handshake-refused' && l.reason === 'revoked' && l.claimedCn === 'alice',
+          10_000,
+          mark,
+        )
+        .catch(() => undefined),
       'the refused handshake is logged with reason revoked',
     );
     exitsWith(t, await docker(cli, { host: gate.host, certPath: bob.dir }, ['ps']), 0, 'bob: docker ps');

@@ -72,7 +72,9 @@ t.test('read-only: lists and inspects, may not create, exec or read files', asyn
   const cp = await run(pki.client2, ['cp', `${running}:/etc/hostname`, '-']);
   t.not(cp.code, 0, 'docker cp out of a container is refused');
   t.ok(
-    gate.logs().some((l) => l.event === 'request' && l.status === 403 && l.outcome === 'denied'),
+    await gate
+      .waitForLog((l) => l.event === 'request' && l.status === 403 && l.outcome === 'denied')
+      .catch(() => undefined),
     'the denial is logged',
   );
 });

@@ -106,6 +106,7 @@ t.test(
     });
     t.equal(presented, newSerial, 'new handshakes get the new server certificate');
     t.equal(events.exitCode, null, 'the docker events stream opened before the reloads is still open');
+    await gate.settled();
     t.notOk(
       gate.logs().some((l) => l.event === 'request' && l.outcome !== 'completed' && l.path === '/_ping'),
       'the gate logged no failed request',

@@ -91,6 +91,7 @@ for (const c of cases) {
   t.test(`${c.what} is refused, logged with its reason, and creates nothing`, async (t) => {
     const name = uniqueName('hostile');
     containersToRemove(t, name);
+    await gate.settled();
     const mark = gate.logs().length;
     const requestsBefore = requestLines(gate).length;
     const answer = await tlsExchange(gate.port, c.bundle, createRequest(name));
@@ -102,6 +103,7 @@ for (const c of cases) {
     const line = await gate.waitForLog((l) => l.event === 'handshake-refused', 10_000, mark);
     t.ok(c.reasons.includes(String(line.reason)), `logged reason "${String(line.reason)}"`, { line });
     if (answer.status === 403) t.equal(line.reason, c.reasons[0]);
+    await gate.settled();
     t.equal(requestLines(gate).length, requestsBefore, 'no request was relayed');
     t.equal(await containerExists(name), false, 'the engine never saw the create');
   });
@@ -140,6 +142,7 @@ for (const [flag, label] of [
 t.test(
   'a client that asks to renegotiate (s_client, then R) is refused and nothing is relayed',
   async (t) => {
+    await gate.settled();
     const mark = requestLines(gate).length;
     const logMark = gate.logs().length;
     const r = await sClient(gate.port, ['-tls1_2', ...clientCert], ['R\n', ping], { lingerMs: 1500 });
@@ -148,6 +151,7 @@ t.test(
     // no_renegotiation alert leaves; either way the renegotiation never completes.
     t.match(r.err, /no renegotiation|unexpected eof/, 'the gate refused it: alert or closed connection');
     t.notMatch(r.out, /HTTP\/1\.1 200/, 'the request after it was never answered');
+    await gate.settled();
     t.equal(requestLines(gate).length, mark, 'and never relayed');
     const line = await gate.waitForLog(
       (l) => l.event === 'handshake-refused' && l.reason === 'renegotiation',

@@ -121,6 +121,7 @@ for (const [what, build] of cases) {
   t.test(`smuggling with ${what}: refused, and the hidden create never ran on the engine`, async (t) => {
     const name = uniqueName('smuggled');
     containersToRemove(t, name);
+    await gate.settled();
     const requestsBefore = requestLines(gate).length;
     const r = await tlsExchange(gate.port, pki.client, build(smuggled(name)));
     // A bad chunk is found after the head went upstream: then the gate can only cut both connections.
@@ -129,6 +130,7 @@ for (const [what, build] of cases) {
     });
     t.notMatch(r.text, /HTTP\/1\.1 201/, 'no 201 came back');
     t.equal(await containerExists(name), false, `the engine has no container ${name}`);
+    await gate.settled();
     const answered = requestLines(gate)
       .slice(requestsBefore)
       // Only this case's POSTs: the previous case's GET /_ping may be logged late.
