@@ -13,7 +13,6 @@
 import type { Socket } from 'node:net';
 import { ChunkedFraming } from './chunked-framing.js';
 import type { Exchange, RelayObserver } from './exchange.js';
-import { isHijackEndpoint } from './exchange.js';
 import { dockerErrorResponse } from './gate-response.js';
 import { HttpFramingError } from './http-errors.js';
 import type { HeadLimits, RequestHead } from './request-head.js';
@@ -26,8 +25,7 @@ import {
 } from './request-head.js';
 import type { GuardStep, GuardVerdict, RequestGuard } from './request-guard.js';
 import { BodyCollector } from './body-collector.js';
-import type { ResponseHead } from './response-head.js';
-import { BODY_UNTIL_CLOSE, findResponseHeadEnd, hasNoBody, parseResponseHead } from './response-head.js';
+import { ResponseReader } from './response-reader.js';
 import { systemErrorCode } from '../errors.js';
 import { SessionTimers } from './session-timers.js';
 
@@ -59,15 +57,6 @@ const enum RequestPhase {
   Closed,
 }
 
-const enum ResponsePhase {
-  Idle,
-  Head,
-  BodyLength,
-  BodyChunked,
-  BodyUntilClose,
-  Raw,
-}
-
 // Why the client socket is paused; it reads again only when no reason is left.
 const PAUSE_UPSTREAM_FULL = 1;
 const PAUSE_PENDING_FULL = 2;
@@ -85,10 +74,7 @@ export class ClientSession {
   private reqPhase = RequestPhase.Head;
   private reqRemaining = 0;
   private reqChunked: ChunkedFraming | null = null;
-  private respPhase = ResponsePhase.Idle;
-  private respPending: Buffer | null = null;
-  private respRemaining = 0;
-  private respChunked: ChunkedFraming | null = null;
+  private readonly response: ResponseReader;
   private respCloses = false;
   private head: RequestHead | null = null;
   private exchange: Exchange | null = null;
@@ -113,6 +99,15 @@ export class ClientSession {
       this.destroy(this.exchange?.hijacked && this.upstreamEnded ? 'completed' : 'client-aborted'),
     );
     client.on('drain', () => this.upstream?.resume());
+    this.response = new ResponseReader({
+      status: (status, closes) => {
+        (this.exchange as Exchange).status = status;
+        this.respCloses = closes;
+      },
+      forward: (bytes) => this.forwardToClient(bytes),
+      complete: () => this.responseComplete(),
+      hijacked: (bytes) => this.enterRaw(bytes),
+    });
     this.timers = new SessionTimers(
       options.headerTimeoutMs,
       options.idleTimeoutMs,
@@ -137,6 +132,7 @@ export class ClientSession {
   destroy(outcome: Exchange['outcome'] = 'client-aborted'): void {
     if (this.closed) return;
     this.closed = true;
+    this.response.stop();
     this.timers.dispose();
     this.reqPhase = RequestPhase.Closed;
     if (this.exchange) this.endExchange(outcome);
@@ -230,7 +226,7 @@ export class ClientSession {
       hijacked: false,
       outcome: 'completed',
     };
-    this.respPhase = ResponsePhase.Head;
+    this.response.expect(head.method, head.target);
     this.respCloses = false;
     const guard = this.options.guard;
     if (guard === undefined) {
@@ -341,7 +337,7 @@ export class ClientSession {
     this.endExchange('denied', message);
     this.collector = null;
     this.decideWithBody = null;
-    this.respPhase = ResponsePhase.Idle;
+    this.response.cancel();
     this.head = null;
     const headRequest = head.method === 'HEAD';
     if (bodyUnread || head.wantsClose || this.draining || this.clientEnded) {
@@ -431,31 +427,16 @@ export class ClientSession {
   // ---- engine → client -------------------------------------------------------------------
 
   private onUpstreamData(chunk: Buffer): void {
-    if (this.respPhase === ResponsePhase.Raw) {
-      if (this.exchange) this.exchange.bytesOut += chunk.length;
-      this.writeClient(chunk);
+    if (this.response.raw) {
+      this.forwardToClient(chunk);
       return;
     }
-    let buf = this.respPending === null ? chunk : Buffer.concat([this.respPending, chunk]);
-    this.respPending = null;
     // A response head and its body usually arrive in one chunk: corked, they leave as one TLS
     // record and one write instead of two (half the syscalls on the keep-alive hot path).
     this.client.cork();
     try {
-      while (buf.length > 0 && !this.closed) {
-        const used = this.processResponseBytes(buf);
-        if (used === -1) {
-          this.respPending = buf; // incomplete head
-          return;
-        }
-        if (used >= buf.length) return;
-        buf = buf.subarray(used);
-        if (this.respPhase === ResponsePhase.Idle) {
-          // The engine spoke without being asked: the pairing of requests and responses is lost.
-          this.failUpstream('the engine sent data that answers no request');
-          return;
-        }
-      }
+      // The engine spoke without being asked: the pairing of requests and responses is lost.
+      if (!this.response.push(chunk)) this.failUpstream('the engine sent data that answers no request');
     } catch (err) {
       this.failUpstream(err instanceof Error ? err.message : String(err));
     } finally {
@@ -463,86 +444,9 @@ export class ClientSession {
     }
   }
 
-  /** Handles bytes at the start of buf for the current phase; returns how many were used. */
-  private processResponseBytes(buf: Buffer): number {
-    switch (this.respPhase) {
-      case ResponsePhase.Head: {
-        const end = findResponseHeadEnd(buf);
-        if (end === -1) return -1;
-        const head = parseResponseHead(buf, end);
-        return this.startResponse(head, buf, end);
-      }
-      case ResponsePhase.BodyLength: {
-        const n = Math.min(this.respRemaining, buf.length);
-        this.forwardResponseBytes(buf, n);
-        this.respRemaining -= n;
-        if (this.respRemaining === 0) this.responseComplete();
-        return n;
-      }
-      case ResponsePhase.BodyChunked: {
-        const framing = this.respChunked as ChunkedFraming;
-        const end = framing.consume(buf);
-        this.forwardResponseBytes(buf, end);
-        if (framing.done) this.responseComplete();
-        return end;
-      }
-      case ResponsePhase.BodyUntilClose:
-      case ResponsePhase.Raw:
-        this.forwardResponseBytes(buf, buf.length);
-        return buf.length;
-      case ResponsePhase.Idle:
-        return 0;
-    }
-  }
-
-  private startResponse(head: ResponseHead, buf: Buffer, end: number): number {
-    const exchange = this.exchange as Exchange;
-    const request = this.head as RequestHead;
-    // dockerd switches on the mere presence of an Upgrade field, so 101 means raw whatever was sent.
-    if (head.status === 101) {
-      exchange.status = 101;
-      this.enterRaw(buf);
-      return buf.length;
-    }
-    if (head.status >= 100 && head.status < 200) {
-      this.forwardResponseBytes(buf, end); // 100 Continue and friends: the real head follows
-      return end;
-    }
-    exchange.status = head.status;
-    this.respCloses = head.closes;
-    if (hasNoBody(request.method, head.status)) {
-      this.forwardResponseBytes(buf, end);
-      this.responseComplete();
-      return end;
-    }
-    if (
-      head.bodyLength === BODY_UNTIL_CLOSE &&
-      head.status >= 200 &&
-      head.status < 300 &&
-      isHijackEndpoint(request.method, request.target)
-    ) {
-      this.enterRaw(buf);
-      return buf.length;
-    }
-    this.forwardResponseBytes(buf, end);
-    if (head.chunked) {
-      this.respChunked = new ChunkedFraming();
-      this.respPhase = ResponsePhase.BodyChunked;
-    } else if (head.bodyLength === BODY_UNTIL_CLOSE) {
-      this.respPhase = ResponsePhase.BodyUntilClose;
-    } else if (head.bodyLength === 0) {
-      this.responseComplete();
-    } else {
-      this.respRemaining = head.bodyLength;
-      this.respPhase = ResponsePhase.BodyLength;
-    }
-    return end;
-  }
-
-  private forwardResponseBytes(buf: Buffer, n: number): void {
-    if (n === 0) return;
-    if (this.exchange) this.exchange.bytesOut += n;
-    this.writeClient(n === buf.length ? buf : buf.subarray(0, n));
+  private forwardToClient(bytes: Buffer): void {
+    if (this.exchange) this.exchange.bytesOut += bytes.length;
+    this.writeClient(bytes);
   }
 
   private writeClient(data: Buffer): void {
@@ -552,12 +456,10 @@ export class ClientSession {
   /** The engine hijacked the connection: from now on bytes flow unparsed both ways. */
   private enterRaw(buf: Buffer): void {
     const exchange = this.exchange as Exchange;
-    this.respPhase = ResponsePhase.Raw;
     this.reqPhase = RequestPhase.Raw;
     exchange.hijacked = true;
     this.options.observer.hijackStarted(exchange);
-    exchange.bytesOut += buf.length;
-    this.writeClient(buf);
+    this.forwardToClient(buf);
     const early = this.pending;
     this.pending = null;
     this.resumeClient(PAUSE_PENDING_FULL);
@@ -569,8 +471,6 @@ export class ClientSession {
   }
 
   private responseComplete(): void {
-    this.respPhase = ResponsePhase.Idle;
-    this.respChunked = null;
     this.responseDone = true;
     if (this.reqPhase === RequestPhase.AwaitingResponse) this.finishExchange();
   }
@@ -617,18 +517,18 @@ export class ClientSession {
   private onUpstreamEnd(): void {
     this.upstreamEnded = true;
     if (this.closed) return;
-    switch (this.respPhase) {
-      case ResponsePhase.Raw:
+    switch (this.response.state) {
+      case 'raw':
         this.client.end(); // half-close: the client may still be sending stdin
         return;
-      case ResponsePhase.BodyUntilClose:
-        this.responseComplete();
+      case 'until-close':
+        this.response.endOfStream();
         if (this.reqPhase !== RequestPhase.Head) {
           // The response is complete, but the request body was cut short by the engine.
           this.closeGracefully();
         }
         return;
-      case ResponsePhase.Idle:
+      case 'idle':
         if (this.exchange === null) {
           this.closeGracefully();
         } else {
@@ -647,7 +547,7 @@ export class ClientSession {
   private onUpstreamError(err: Error): void {
     if (this.closed) return;
     const code = systemErrorCode(err);
-    if (this.respPhase === ResponsePhase.Raw) {
+    if (this.response.raw) {
       this.destroy('upstream-failed');
       return;
     }
