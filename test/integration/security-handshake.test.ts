@@ -165,17 +165,20 @@ t.test(
   },
 );
 
-t.test('no session resumption: a client offering its saved session gets a full, verified handshake', async (t) => {
-  const session = join(t.testdir(), 'session.pem');
-  for (const version of ['-tls1_3', '-tls1_2']) {
-    const first = await sClient(gate.port, [version, ...clientCert, '-sess_out', session], [ping]);
-    t.match(first.out, /HTTP\/1\.1 200 OK/, `${version}: served`);
-    const again = await sClient(gate.port, [version, ...clientCert, '-sess_in', session], [ping]);
-    t.match(again.out, /HTTP\/1\.1 200 OK/, `${version}: served again`);
-    t.match(again.out, /^New, /m, `${version}: the second connection is a new session`);
-    t.notMatch(again.out, /^Reused, /m, `${version}: nothing resumed`);
-  }
-});
+t.test(
+  'no session resumption: a client offering its saved session gets a full, verified handshake',
+  async (t) => {
+    const session = join(t.testdir(), 'session.pem');
+    for (const version of ['-tls1_3', '-tls1_2']) {
+      const first = await sClient(gate.port, [version, ...clientCert, '-sess_out', session], [ping]);
+      t.match(first.out, /HTTP\/1\.1 200 OK/, `${version}: served`);
+      const again = await sClient(gate.port, [version, ...clientCert, '-sess_in', session], [ping]);
+      t.match(again.out, /HTTP\/1\.1 200 OK/, `${version}: served again`);
+      t.match(again.out, /^New, /m, `${version}: the second connection is a new session`);
+      t.notMatch(again.out, /^Reused, /m, `${version}: nothing resumed`);
+    }
+  },
+);
 
 t.test('SNI games: any or no server name still needs a client certificate', async (t) => {
   for (const sni of [['-servername', 'evil.example'], ['-noservername'], ['-servername', 'localhost']]) {
