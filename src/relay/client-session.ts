@@ -70,6 +70,8 @@ const LINGER_MS = 2000;
 export class ClientSession {
   private upstream: Socket | null = null;
   private upstreamEnded = false;
+  /** Set while a chunk from the engine is being relayed (see onUpstreamData). */
+  private endedWhileCorked: Exchange[] | null = null;
   private pending: Buffer | null = null;
   private reqPhase = RequestPhase.Head;
   private reqRemaining = 0;
@@ -433,7 +435,10 @@ export class ClientSession {
     }
     // A response head and its body usually arrive in one chunk: corked, they leave as one TLS
     // record and one write instead of two (half the syscalls on the keep-alive hot path).
+    // Exchanges that end meanwhile are reported after the uncork: the client gets its response
+    // before the audit line and metrics are made, not after (their cost left the latency).
     this.client.cork();
+    this.endedWhileCorked = [];
     try {
       // The engine spoke without being asked: the pairing of requests and responses is lost.
       if (!this.response.push(chunk)) this.failUpstream('the engine sent data that answers no request');
@@ -441,6 +446,9 @@ export class ClientSession {
       this.failUpstream(err instanceof Error ? err.message : String(err));
     } finally {
       this.client.uncork();
+      const ended = this.endedWhileCorked;
+      this.endedWhileCorked = null;
+      for (const exchange of ended) this.options.observer.exchangeEnded(exchange);
     }
   }
 
@@ -511,7 +519,8 @@ export class ClientSession {
     this.exchange = null;
     if (exchange.outcome === 'completed') exchange.outcome = outcome;
     if (error !== undefined && exchange.error === undefined) exchange.error = error;
-    this.options.observer.exchangeEnded(exchange);
+    if (this.endedWhileCorked !== null) this.endedWhileCorked.push(exchange);
+    else this.options.observer.exchangeEnded(exchange);
   }
 
   private onUpstreamEnd(): void {
