@@ -187,52 +187,95 @@ function decideForRole(
   request: PolicyRequest,
   body: LazyBody,
 ): Decision {
-  const { role, rule } = grant;
+  const { role } = grant;
   const { route } = request;
-  const operation = route.operation;
-  const base = { operation, role: role.name, rule: rule.name };
-  const refuse = (why: string): Decision => ({
-    ...base,
-    allowed: false,
-    reason: `unreadable: ${why}`,
-    message: `dockgate: ${who(identity, [role.name])}: ${why}, so the request cannot be checked and is refused`,
-  });
-  const deny = (v: Violation): Decision => ({
-    ...base,
-    allowed: false,
-    reason: `constraint ${v.constraint}${v.value ? `: ${v.value}` : ''}`,
-    message: `dockgate: ${who(identity, [role.name])} may not ${v.sentence}`,
-    constraint: { name: v.constraint, value: v.value },
-  });
   const scoped = role.scope === 'own';
   if (!role.unrestricted || scoped) {
     if (route.query.malformed)
-      return refuse('the query string is malformed (a pair with ";" or a bad escape)');
+      return refused(
+        grant,
+        identity,
+        route,
+        'the query string is malformed (a pair with ";" or a bad escape)',
+      );
     if (/^(POST|PUT|PATCH)$/.test(request.method) && /x-www-form-urlencoded/i.test(request.contentType ?? ''))
-      return refuse('the body is form-encoded, which the engine would read as query arguments');
+      return refused(
+        grant,
+        identity,
+        route,
+        'the body is form-encoded, which the engine would read as query arguments',
+      );
   }
   let decoded: GoDecoded;
   const check = bodyCheckFor(route);
   if (check && roleNeedsBody(role, route)) {
     const read = body.decode(check.type);
-    if (read.error !== undefined) return refuse(read.error);
+    if (read.error !== undefined) return refused(grant, identity, route, read.error);
     decoded = read.value;
     if (!role.unrestricted) {
       const v = check.check(decoded, role.constraints);
-      if (v) return deny(v);
+      if (v) return denied(grant, identity, route, v);
     }
   }
-  if (operation === 'image.build' && !role.unrestricted) {
+  if (route.operation === 'image.build' && !role.unrestricted) {
     const v = checkBuildQuery(route, role.constraints);
-    if (v) return deny(v);
+    if (v) return denied(grant, identity, route, v);
   }
-  const allowed: Decision = {
-    ...base,
-    allowed: true,
-    reason: 'allowed',
-    message: `allowed by rule ${JSON.stringify(rule.name)}, role ${role.name}`,
+  const allowed = allowedBy(grant, route.operation);
+  return scoped
+    ? applyScope(allowed, identity, request, decoded, (v) => denied(grant, identity, route, v))
+    : allowed;
+}
+
+/**
+ * An allow depends on the grant and the operation only: made once and shared (decisions are
+ * read-only), which keeps the per-request path free of building the same object and message.
+ */
+const allowedDecisions = new WeakMap<RoleGrant, Map<OperationName, Decision>>();
+
+function allowedBy(grant: RoleGrant, operation: OperationName): Decision {
+  let byOperation = allowedDecisions.get(grant);
+  if (byOperation === undefined) {
+    byOperation = new Map();
+    allowedDecisions.set(grant, byOperation);
+  }
+  let decision = byOperation.get(operation);
+  if (decision === undefined) {
+    decision = {
+      operation,
+      role: grant.role.name,
+      rule: grant.rule.name,
+      allowed: true,
+      reason: 'allowed',
+      message: `allowed by rule ${JSON.stringify(grant.rule.name)}, role ${grant.role.name}`,
+    };
+    byOperation.set(operation, decision);
+  }
+  return decision;
+}
+
+/** The request cannot be checked (malformed query, form body, unreadable JSON): refused. */
+function refused(grant: RoleGrant, identity: Identity, route: ResolvedRoute, why: string): Decision {
+  return {
+    operation: route.operation,
+    role: grant.role.name,
+    rule: grant.rule.name,
+    allowed: false,
+    reason: `unreadable: ${why}`,
+    message: `dockgate: ${who(identity, [grant.role.name])}: ${why}, so the request cannot be checked and is refused`,
   };
-  return scoped ? applyScope(allowed, identity, request, decoded, deny) : allowed;
+}
+
+function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: Violation): Decision {
+  return {
+    operation: route.operation,
+    role: grant.role.name,
+    rule: grant.rule.name,
+    allowed: false,
+    reason: `constraint ${v.constraint}${v.value ? `: ${v.value}` : ''}`,
+    message: `dockgate: ${who(identity, [grant.role.name])} may not ${v.sentence}`,
+    constraint: { name: v.constraint, value: v.value },
+  };
 }
 
 /** docker build --network: host (or another container's namespace) reaches beyond the build. */
