@@ -74,27 +74,43 @@ function tlsOptions(target: Target, creds: ClientCredentials): tls.ConnectionOpt
   };
 }
 
+/** A probe that failed before it learned anything: the OS or TLS code, and its message. */
+function failure(err: unknown): { readonly ok: false; readonly code: string; readonly message: string } {
+  return { ok: false, code: systemErrorCode(err), message: err instanceof Error ? err.message : String(err) };
+}
+
+/**
+ * Opens a probe's connection with its timeout. A connect that throws (a bad address) or a timeout
+ * goes to fail, like a connection error; undefined when the connection could not even start.
+ */
+function connectProbe(
+  target: Target,
+  creds: ClientCredentials,
+  fail: (err: unknown) => void,
+): TLSSocket | undefined {
+  let socket: TLSSocket;
+  try {
+    socket = tls.connect(tlsOptions(target, creds));
+  } catch (err) {
+    // After the caller has its (undefined) socket, like any other failure.
+    queueMicrotask(() => fail(err));
+    return undefined;
+  }
+  socket.setTimeout(target.timeoutMs, () =>
+    fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
+  );
+  return socket;
+}
+
 /** A TLS handshake that trusts nothing; resolves with the server certificate and the chain verdict. */
 export function probeHandshake(target: Target, creds: ClientCredentials): Promise<HandshakeResult> {
   return new Promise((resolve) => {
-    let socket: TLSSocket;
     const fail = (err: unknown): void => {
       socket?.destroy();
-      resolve({
-        ok: false,
-        code: systemErrorCode(err),
-        message: err instanceof Error ? err.message : String(err),
-      });
+      resolve(failure(err));
     };
-    try {
-      socket = tls.connect(tlsOptions(target, creds));
-    } catch (err) {
-      fail(err);
-      return;
-    }
-    socket.setTimeout(target.timeoutMs, () =>
-      fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
-    );
+    const socket = connectProbe(target, creds, fail);
+    if (socket === undefined) return;
     socket.once('error', fail);
     socket.once('secureConnect', () => {
       const serverCert = socket.getPeerX509Certificate();
@@ -126,7 +142,6 @@ export type PingResult =
  */
 export function probePing(target: Target, creds: ClientCredentials): Promise<PingResult> {
   return new Promise((resolve) => {
-    let socket: TLSSocket;
     const chunks: Buffer[] = [];
     let settled = false;
     const finish = (result: PingResult): void => {
@@ -135,21 +150,9 @@ export function probePing(target: Target, creds: ClientCredentials): Promise<Pin
       socket?.destroy();
       resolve(result);
     };
-    const fail = (err: unknown): void =>
-      finish({
-        ok: false,
-        code: systemErrorCode(err),
-        message: err instanceof Error ? err.message : String(err),
-      });
-    try {
-      socket = tls.connect(tlsOptions(target, creds));
-    } catch (err) {
-      fail(err);
-      return;
-    }
-    socket.setTimeout(target.timeoutMs, () =>
-      fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
-    );
+    const fail = (err: unknown): void => finish(failure(err));
+    const socket = connectProbe(target, creds, fail);
+    if (socket === undefined) return;
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.once('secureConnect', () => {
       const hostHeader = target.host.includes(':') ? `[${target.host}]` : target.host;
