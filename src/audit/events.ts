@@ -160,8 +160,8 @@ export interface RequestAudit {
   readonly cmd?: unknown;
 }
 
-export interface ExchangeEvent {
-  readonly event: 'request' | 'hijack-end';
+/** What both lines of an exchange say about it: the start of a stream, and the end of any exchange. */
+interface ExchangeFields {
   readonly operation: string | undefined;
   readonly method: string;
   readonly path: string;
@@ -171,6 +171,10 @@ export interface ExchangeEvent {
   readonly role: string | undefined;
   readonly reason: string | undefined;
   readonly status: number;
+}
+
+export interface ExchangeEvent extends ExchangeFields {
+  readonly event: 'request' | 'hijack-end';
   readonly outcome: Exchange['outcome'];
   readonly error: string | undefined;
   readonly bytesIn: number;
@@ -209,17 +213,8 @@ export function exchangeEndEvent(
   };
 }
 
-export interface HijackStartEvent {
+export interface HijackStartEvent extends ExchangeFields {
   readonly event: 'hijack-start';
-  readonly operation: string | undefined;
-  readonly method: string;
-  readonly path: string;
-  readonly target: string | undefined;
-  readonly decision: AuditDecision | undefined;
-  readonly rule: string | undefined;
-  readonly role: string | undefined;
-  readonly reason: string | undefined;
-  readonly status: number;
 }
 
 export function hijackStartEvent(exchange: Exchange, audit: RequestAudit | undefined): HijackStartEvent {
