@@ -3,9 +3,10 @@
  * pino writes each line into write(), which links it into the hash chain right there (main
  * thread, in order) and hands it to sonic-boom, whose writes are asynchronous: the data path
  * never waits on a disk. Lines are written in batches of 4 KiB or after at most 50 ms, whichever
- * comes first: one write per line cost a thread-pool round trip per request (see
- * docs/decisions.md, "Audit lines written in batches"). Failures (disk full, file unwritable) make the destination unhealthy;
- * what the gate then does is the failure policy (--audit-fail): refuse requests, or carry on.
+ * comes first: one write per line cost a thread-pool round trip per request (docs/decisions.md,
+ * "Audit lines written in batches"). Failures (disk full, file unwritable) make the destination
+ * unhealthy; what the gate then does is the failure policy (--audit-fail): refuse requests, or
+ * carry on.
  */
 import { closeSync, openSync } from 'node:fs';
 import pino from 'pino';

@@ -70,8 +70,10 @@ const LINGER_MS = 2000;
 export class ClientSession {
   private upstream: Socket | null = null;
   private upstreamEnded = false;
-  /** Set while a chunk from the engine is being relayed (see onUpstreamData). */
-  private endedWhileCorked: Exchange[] | null = null;
+  /** True while a chunk from the engine is being relayed (see onUpstreamData). */
+  private relayingUpstreamChunk = false;
+  /** Exchanges that ended meanwhile, reported once the chunk has left. */
+  private endedWhileCorked: Exchange[] = [];
   private pending: Buffer | null = null;
   private reqPhase = RequestPhase.Head;
   private reqRemaining = 0;
@@ -438,7 +440,7 @@ export class ClientSession {
     // Exchanges that end meanwhile are reported after the uncork: the client gets its response
     // before the audit line and metrics are made, not after (their cost left the latency).
     this.client.cork();
-    this.endedWhileCorked = [];
+    this.relayingUpstreamChunk = true;
     try {
       // The engine spoke without being asked: the pairing of requests and responses is lost.
       if (!this.response.push(chunk)) this.failUpstream('the engine sent data that answers no request');
@@ -446,9 +448,12 @@ export class ClientSession {
       this.failUpstream(err instanceof Error ? err.message : String(err));
     } finally {
       this.client.uncork();
-      const ended = this.endedWhileCorked;
-      this.endedWhileCorked = null;
-      for (const exchange of ended) this.options.observer.exchangeEnded(exchange);
+      this.relayingUpstreamChunk = false;
+      if (this.endedWhileCorked.length > 0) {
+        const ended = this.endedWhileCorked;
+        this.endedWhileCorked = [];
+        for (const exchange of ended) this.options.observer.exchangeEnded(exchange);
+      }
     }
   }
 
@@ -519,7 +524,7 @@ export class ClientSession {
     this.exchange = null;
     if (exchange.outcome === 'completed') exchange.outcome = outcome;
     if (error !== undefined && exchange.error === undefined) exchange.error = error;
-    if (this.endedWhileCorked !== null) this.endedWhileCorked.push(exchange);
+    if (this.relayingUpstreamChunk) this.endedWhileCorked.push(exchange);
     else this.options.observer.exchangeEnded(exchange);
   }
 
