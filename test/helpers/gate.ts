@@ -3,6 +3,7 @@
  * log lines from stdout. The port comes from the `"event":"listening"` line.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -191,6 +192,27 @@ function tlsArgs(options: GateOptions): string[] {
 }
 
 /** Request log lines (`"event":"request"`) whose path matches, e.g. /\/containers\/create$/. */
+/**
+ * The gate's /metrics text (started with its default --metrics-addr). A connection of its own,
+ * closed after, so descriptor counts taken around it do not include it.
+ */
+export async function gateMetrics(gate: RunningGate): Promise<string> {
+  const line = await gate.waitForLog((l) => l.event === 'metrics-listening');
+  return new Promise<string>((resolve, reject) => {
+    const req = http.get(
+      `http://${String(line.address)}/metrics`,
+      { agent: false, headers: { Connection: 'close' } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
 export function requestLines(gate: RunningGate, path?: RegExp): LogLine[] {
   return gate
     .logs()

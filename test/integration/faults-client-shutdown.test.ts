@@ -8,7 +8,6 @@
 import t, { type Test } from 'tap';
 import { mkdtemp, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import http from 'node:http';
 import {
   containersToRemove,
   engineRequest,
@@ -17,7 +16,7 @@ import {
   testTmpDir,
   uniqueName,
 } from '../helpers/engine.js';
-import { startGate, type RunningGate } from '../helpers/gate.js';
+import { gateMetrics, startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { connectAny, eventually, openFds, readAll } from '../helpers/raw-clients.js';
 import { demux, gateRequest } from '../helpers/tls-client.js';
@@ -26,21 +25,7 @@ const engine = testEngine();
 const pki = await makeOpensslPki(t);
 
 async function metric(gate: RunningGate, name: string): Promise<number> {
-  const line = await gate.waitForLog((l) => l.event === 'metrics-listening');
-  // A connection of its own, closed after: the gate's descriptor count must not include it.
-  const text = await new Promise<string>((resolve, reject) => {
-    const req = http.get(
-      `http://${String(line.address)}/metrics`,
-      { agent: false, headers: { Connection: 'close' } },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(body));
-      },
-    );
-    req.on('error', reject);
-  });
+  const text = await gateMetrics(gate);
   await new Promise((r) => setTimeout(r, 50));
   const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+(?:\\.\\d+)?)$`, 'm').exec(text);
   return m ? Number(m[1]) : NaN;
@@ -223,8 +208,7 @@ t.test(
     await symlink('/dev/full', auditFile);
     const gate = await startGate(t, { pki, args: ['--audit-log', auditFile, '--audit-fail', 'open'] });
     await eventually(() => /audit-log-unwritable/.test(gate.output()), 10_000);
-    const line = await gate.waitForLog((l) => l.event === 'metrics-listening');
-    const text = await (await fetch(`http://${String(line.address)}/metrics`)).text();
+    const text = await gateMetrics(gate);
     t.match(
       text,
       /^dockgate_audit_log_healthy 0$/m,

@@ -4,8 +4,7 @@
  * baseline, its listening sockets stay one, and dockgate_open_connections returns to 0.
  */
 import t from 'tap';
-import http from 'node:http';
-import { startGate } from '../helpers/gate.js';
+import { gateMetrics, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { eventually, openFds, rssKib, tlsExchange } from '../helpers/raw-clients.js';
 
@@ -15,26 +14,7 @@ const pki = await makeOpensslPki(t);
 const gate = await startGate(t, { pki });
 const pid = gate.process.pid!;
 
-function metricsText(): Promise<string> {
-  return gate
-    .waitForLog((l) => l.event === 'metrics-listening')
-    .then(
-      (line) =>
-        new Promise<string>((resolve, reject) => {
-          const req = http.get(
-            `http://${String(line.address)}/metrics`,
-            { agent: false, headers: { Connection: 'close' } },
-            (res) => {
-              let body = '';
-              res.setEncoding('utf8');
-              res.on('data', (c: string) => (body += c));
-              res.on('end', () => resolve(body));
-            },
-          );
-          req.on('error', reject);
-        }),
-    );
-}
+const metricsText = (): Promise<string> => gateMetrics(gate);
 
 /** The gate's V8 heap in KiB, committed and used, from its own metrics (prom-client's defaults). */
 async function v8HeapKib(): Promise<{ total: number; used: number }> {
