@@ -7,11 +7,11 @@
  */
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import type { TLSSocket } from 'node:tls';
 import { containersToRemove, engineRequest, runDetached, testEngine, uniqueName } from '../helpers/engine.js';
 import { startGate } from '../helpers/gate.js';
 import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
-import { connectAny, readAll, rssKib } from '../helpers/raw-clients.js';
+import { readAll, rssKib } from '../helpers/raw-clients.js';
+import { connectVerified, dechunk, firstFileOf, readResponse, tarOf } from '../helpers/http-wire.js';
 import { demux } from '../helpers/tls-client.js';
 
 const SECONDS = Number(process.env.DOCKGATE_SOAK_SECONDS || 20);
@@ -34,52 +34,9 @@ const deadline = Date.now() + SECONDS * 1000;
 const running = (): boolean => Date.now() < deadline;
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function connect(bundle: ClientBundle): Promise<TLSSocket> {
-  const socket = connectAny(gate.port, bundle);
-  await new Promise<void>((res, rej) => {
-    socket.once('secureConnect', () => res());
-    socket.once('error', rej);
-  });
-  return socket;
-}
-
-/** Reads one whole HTTP response (Content-Length or chunked) from a keep-alive socket. */
-function readResponse(socket: TLSSocket): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
-    const onData = (c: Buffer): void => {
-      buf = Buffer.concat([buf, c]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const head = buf.subarray(0, end).toString('latin1');
-      const status = Number(head.slice(9, 12));
-      const length = /content-length: (\d+)/i.exec(head);
-      const rest = buf.subarray(end + 4);
-      if (length) {
-        if (rest.length < Number(length[1])) return;
-        done(status, rest.subarray(0, Number(length[1])));
-      } else if (/transfer-encoding: chunked/i.test(head)) {
-        if (!rest.subarray(-5).equals(Buffer.from('0\r\n\r\n'))) return;
-        done(status, rest);
-      } else done(status, rest);
-    };
-    const onError = (e: Error): void => {
-      socket.off('data', onData);
-      reject(e);
-    };
-    const done = (status: number, body: Buffer): void => {
-      socket.off('data', onData);
-      socket.off('error', onError);
-      resolve({ status, body });
-    };
-    socket.on('data', onData);
-    socket.once('error', onError);
-  });
-}
-
 async function apiClient(bundle: ClientBundle): Promise<void> {
   const paths = ['/_ping', '/version', '/containers/json', '/images/json', '/info'];
-  let socket = await connect(bundle);
+  let socket = await connectVerified(gate.port, bundle);
   for (let i = 0; running(); i++) {
     const path = paths[i % paths.length]!;
     const started = performance.now();
@@ -90,7 +47,7 @@ async function apiClient(bundle: ClientBundle): Promise<void> {
     if (r.status !== 200) tally.errors.push(`GET ${path}: ${r.status}`);
     if (i % 50 === 49) {
       socket.destroy(); // and a new connection now and then: handshakes under load too
-      socket = await connect(bundle);
+      socket = await connectVerified(gate.port, bundle);
     }
   }
   socket.end();
@@ -116,7 +73,7 @@ async function runInteractive(bundle: ClientBundle): Promise<void> {
     }
     try {
       const input = randomBytes(64 * 1024 + Math.floor(Math.random() * 192 * 1024));
-      const socket = await connect(bundle);
+      const socket = await connectVerified(gate.port, bundle);
       socket.write(
         `POST /containers/${name}/attach?stream=1&stdin=1&stdout=1 HTTP/1.1\r\nHost: g\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`,
       );
@@ -142,7 +99,7 @@ async function runInteractive(bundle: ClientBundle): Promise<void> {
 
 async function logsFollower(bundle: ClientBundle, ticker: string): Promise<void> {
   while (running()) {
-    const socket = await connect(bundle);
+    const socket = await connectVerified(gate.port, bundle);
     socket.write(`GET /containers/${ticker}/logs?follow=1&stdout=1&tail=0 HTTP/1.1\r\nHost: g\r\n\r\n`);
     const answer = readAll(socket, 60_000);
     await new Promise((r) => setTimeout(r, 3000 + Math.random() * 2000));
@@ -160,7 +117,7 @@ async function logsFollower(bundle: ClientBundle, ticker: string): Promise<void>
 }
 
 async function eventsWatcher(bundle: ClientBundle): Promise<void> {
-  const socket = await connect(bundle);
+  const socket = await connectVerified(gate.port, bundle);
   socket.write('GET /events?filters=%7B%22type%22%3A%5B%22container%22%5D%7D HTTP/1.1\r\nHost: g\r\n\r\n');
   const answer = readAll(socket, (SECONDS + 60) * 1000);
   while (running()) await new Promise((r) => setTimeout(r, 500));
@@ -171,39 +128,8 @@ async function eventsWatcher(bundle: ClientBundle): Promise<void> {
     tally.corrupted.push(`events: status ${r.status}, no create event seen`);
 }
 
-/** A one-file ustar archive. */
-function tarOf(name: string, data: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  header.write(name, 0, 'utf8');
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124);
-  header.write(
-    `${Math.floor(Date.now() / 1000)
-      .toString(8)
-      .padStart(11, '0')}\0`,
-    136,
-  );
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0', 257);
-  header.write('00', 263);
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
-  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
-  return Buffer.concat([header, data, pad, Buffer.alloc(1024)]);
-}
-
-/** The content of the first file in a tar. */
-function firstFileOf(tar: Buffer): Buffer {
-  const size = parseInt(tar.subarray(124, 136).toString('latin1').replace(/\0.*$/, '').trim(), 8);
-  return tar.subarray(512, 512 + size);
-}
-
 async function copier(bundle: ClientBundle, target: string): Promise<void> {
-  const socket = await connect(bundle);
+  const socket = await connectVerified(gate.port, bundle);
   for (let i = 0; running(); i++) {
     const file = `cp-${process.pid}-${Math.random().toString(36).slice(2)}`;
     const data = randomBytes(16 * 1024 + Math.floor(Math.random() * 240 * 1024));
@@ -226,20 +152,6 @@ async function copier(bundle: ClientBundle, target: string): Promise<void> {
     else tally.bytesChecked += data.length * 2;
   }
   socket.end();
-}
-
-function dechunk(body: Buffer): Buffer {
-  const parts: Buffer[] = [];
-  let at = 0;
-  for (;;) {
-    const nl = body.indexOf('\r\n', at);
-    if (nl < 0) return body; // not chunked
-    const size = parseInt(body.subarray(at, nl).toString('latin1'), 16);
-    if (Number.isNaN(size)) return body;
-    if (size === 0) return Buffer.concat(parts);
-    parts.push(body.subarray(nl + 2, nl + 2 + size));
-    at = nl + 2 + size + 2;
-  }
 }
 
 function percentile(sorted: number[], p: number): number {
