@@ -11,6 +11,7 @@
  * complete, so the gate's own answers can never overtake the engine's.
  */
 import type { Socket } from 'node:net';
+import { readIntoReusedBuffer } from './client-read-buffer.js';
 import { ChunkedFraming } from './chunked-framing.js';
 import type { Exchange, RelayObserver } from './exchange.js';
 import { dockerErrorResponse } from './gate-response.js';
@@ -28,11 +29,12 @@ import { BodyCollector } from './body-collector.js';
 import { ResponseReader } from './response-reader.js';
 import { systemErrorCode } from '../errors.js';
 import { SessionTimers } from './session-timers.js';
+import type { UpstreamConnector } from './upstream.js';
 
 export interface SessionOptions {
   readonly limits: HeadLimits;
   /** Opens a new connection to the engine (the caller knows unix socket or TCP). */
-  readonly connectUpstream: () => Socket;
+  readonly connectUpstream: UpstreamConnector;
   /** The engine's address as the user configured it, for error messages. */
   readonly upstreamLabel: string;
   readonly observer: RelayObserver;
@@ -64,6 +66,9 @@ const PAUSE_PENDING_FULL = 2;
 /** Bytes a client may send ahead (pipelining, early stdin) before the gate stops reading it. */
 const MAX_PENDING = 1 << 20;
 
+/** A request body from this size on is read into a reused buffer (streamClientReads). */
+const STREAMED_BODY_BYTES = 256 * 1024;
+
 /** How long a connection the gate answered and closed is read from before it is dropped. */
 const LINGER_MS = 2000;
 
@@ -90,6 +95,8 @@ export class ClientSession {
   private readonly timers: SessionTimers;
   private collector: BodyCollector | null = null;
   private decideWithBody: ((body: Buffer) => GuardVerdict | Promise<GuardVerdict>) | null = null;
+  /** The client is read into a reused buffer (see streamClientReads). */
+  private readsReused = false;
 
   constructor(
     private readonly client: Socket,
@@ -355,6 +362,7 @@ export class ClientSession {
 
   private relayHead(headBytes: Buffer, head: RequestHead): void {
     this.writeUpstream(headBytes);
+    if (head.chunked || head.bodyLength >= STREAMED_BODY_BYTES) this.streamClientReads();
     if (head.chunked) {
       this.reqChunked = new ChunkedFraming();
       this.reqPhase = RequestPhase.BodyChunked;
@@ -385,6 +393,30 @@ export class ClientSession {
     if (this.responseDone) this.finishExchange();
   }
 
+  /**
+   * A large body (or a raw stream) is coming: from now on the client's bytes are read into one
+   * reused buffer rather than a new Buffer per TLS record (client-read-buffer.ts). Not done for
+   * every connection: the buffer would add 16 KiB to each idle one.
+   */
+  private streamClientReads(): void {
+    if (this.readsReused) return;
+    this.readsReused = readIntoReusedBuffer(this.client, (bytes) => {
+      this.onClientData(bytes);
+      return this.keepsClientBytes(bytes);
+    });
+  }
+
+  /** Whether anything still refers to bytes the client sent, after they were handled. */
+  private keepsClientBytes(bytes: Buffer): boolean {
+    return (
+      (this.pending !== null && this.pending.buffer === bytes.buffer) ||
+      this.upstream === null ||
+      this.upstream.writableLength > 0 ||
+      this.collector !== null ||
+      this.reqPhase === RequestPhase.Deciding
+    );
+  }
+
   private onClientEnd(): void {
     this.clientEnded = true;
     if (this.closed) return;
@@ -407,10 +439,9 @@ export class ClientSession {
   }
 
   private connectUpstream(): Socket {
-    const upstream = this.options.connectUpstream();
+    const upstream = this.options.connectUpstream((bytes) => this.onUpstreamRead(bytes));
     this.upstream = upstream;
     this.upstreamEnded = false;
-    upstream.on('data', (chunk: Buffer) => this.onUpstreamData(chunk));
     upstream.on('end', () => this.onUpstreamEnd());
     upstream.on('error', (err) => this.onUpstreamError(err));
     upstream.on('drain', () => this.resumeClient(PAUSE_UPSTREAM_FULL));
@@ -429,6 +460,16 @@ export class ClientSession {
   }
 
   // ---- engine → client -------------------------------------------------------------------
+
+  /**
+   * The engine's bytes, in the read buffer all engine connections share. They are passed on in
+   * place only when they leave before this returns: a TLS write encrypts its bytes at once unless
+   * earlier writes are still queued, and the response reader copies what it keeps. Otherwise (the
+   * client is slower than the engine) they are copied first.
+   */
+  private onUpstreamRead(bytes: Buffer): void {
+    this.onUpstreamData(this.client.writableLength === 0 ? bytes : Buffer.from(bytes));
+  }
 
   private onUpstreamData(chunk: Buffer): void {
     if (this.response.raw) {
@@ -473,6 +514,7 @@ export class ClientSession {
     exchange.hijacked = true;
     this.options.observer.hijackStarted(exchange);
     this.forwardToClient(buf);
+    this.streamClientReads();
     const early = this.pending;
     this.pending = null;
     this.resumeClient(PAUSE_PENDING_FULL);

@@ -90,7 +90,8 @@ export class ResponseReader {
     while (buf.length > 0 && this.phase !== Phase.Stopped) {
       const used = this.step(buf);
       if (used === -1) {
-        this.pending = buf;
+        // A copy: the engine's bytes may sit in a read buffer that is reused (upstream.ts).
+        this.pending = buf.buffer === chunk.buffer ? Buffer.from(buf) : buf;
         return true;
       }
       if (used >= buf.length) return true;
