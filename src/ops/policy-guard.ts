@@ -8,7 +8,14 @@ import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import type { RequestHead } from '../relay/request-head.js';
 import { RELAY, type GuardStep, type GuardVerdict, type RequestGuard } from '../relay/request-guard.js';
-import { bodyNeeded, decide, type Decision, type OwnershipCheck } from '../policy/decide.js';
+import {
+  bodyNeeded,
+  constantDecision,
+  decide,
+  type Decision,
+  type OwnershipCheck,
+} from '../policy/decide.js';
+import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
 import { OWNER_LABEL, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
@@ -38,6 +45,22 @@ export function policyGuard(
   /** --audit-exec-cmd: log exec commands as sent rather than redacted. */
   keepExecCmd = false,
 ): RequestGuard {
+  // Decisions that no request can change, per operation, for the policy they were made under:
+  // most requests of a client with an unrestricted role skip decide() (constantDecision).
+  let constantsOf: Policy | undefined;
+  let constants = new Map<OperationName, Decision | null>();
+  const constantFor = (policy: Policy, operation: OperationName): Decision | null => {
+    if (policy !== constantsOf) {
+      constantsOf = policy;
+      constants = new Map();
+    }
+    let decision = constants.get(operation);
+    if (decision === undefined) {
+      decision = constantDecision(policy, identity, operation) ?? null;
+      constants.set(operation, decision);
+    }
+    return decision;
+  };
   return {
     inspect(head: RequestHead, exchange: Exchange): GuardStep {
       const route = resolveOperation(head.method, head.target);
@@ -64,6 +87,8 @@ export function policyGuard(
           },
         };
       }
+      const constant = isExec ? null : constantFor(policy, route.operation);
+      if (constant !== null) return enact(constant, mode, route, exchange, head, undefined);
       const request = {
         method: head.method,
         target: head.target,

@@ -148,6 +148,23 @@ const who = (identity: Identity, roles: readonly string[]) =>
   `client ${JSON.stringify(identity.cn)}` +
   (roles.length === 0 ? '' : ` (${roles.length === 1 ? 'role' : 'roles'} ${roles.join(', ')})`);
 
+/**
+ * The decision on an operation when nothing in the request can change it: every grant of the
+ * client that grants the operation is unrestricted and unscoped, so no body is read, no query or
+ * content type checked and nothing rewritten; decide() would return the first one's allow for any
+ * request of that operation. Undefined otherwise (decide() must see the request).
+ */
+export function constantDecision(
+  policy: Policy,
+  identity: Identity,
+  operation: OperationName,
+): Decision | undefined {
+  const granting = grantsFor(policy, identity).filter((g) => roleGrants(g.role, operation));
+  if (granting.length === 0) return undefined;
+  if (!granting.every((g) => g.role.unrestricted && g.role.scope !== 'own')) return undefined;
+  return allowedBy(granting[0]!, operation);
+}
+
 export function decide(policy: Policy, identity: Identity, request: PolicyRequest): Decision {
   const { route } = request;
   const operation = route.operation;

@@ -9,7 +9,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import type { Identity } from '../../src/identity/identity.js';
-import { decide } from '../../src/policy/decide.js';
+import { bodyNeeded, constantDecision, decide } from '../../src/policy/decide.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { globMatch, literalGlob } from '../../src/policy/policy-model.js';
 import { resolveOperation } from '../../src/policy/resolve-operation.js';
@@ -208,6 +208,91 @@ t.test(
         return decision.allowed || /^dockgate: /.test(decision.message);
       }),
       RUNS,
+    );
+  },
+);
+
+// ---- constantDecision(): the per-request shortcut ---------------------------------------
+
+/** Roles that may be unrestricted and unscoped (the shortcut's case), or not. */
+const mixedRole = fc.record({
+  allow: fc.subarray(['container.*', 'container.create', 'system.ping', '*', 'image.list'], {
+    minLength: 1,
+    maxLength: 3,
+  }),
+  deny: fc.subarray(['container.create', 'image.*'], { maxLength: 1 }),
+  unrestricted: fc.boolean(),
+  own: fc.boolean(),
+});
+
+/** Requests whose decision can depend on more than the operation: bodies, content types, queries. */
+const REQUESTS = [
+  { method: 'GET', target: '/_ping' },
+  { method: 'GET', target: '/v1.41/containers/json?all=1' },
+  { method: 'GET', target: '/v1.41/containers/json?a=%zz' },
+  { method: 'GET', target: '/v1.41/images/json' },
+  {
+    method: 'POST',
+    target: '/v1.41/containers/create',
+    body: '{"Image":"bb","HostConfig":{"Privileged":true}}',
+  },
+  { method: 'POST', target: '/v1.41/containers/create', body: '{"Image":"bb"}' },
+  { method: 'POST', target: '/v1.41/containers/create', body: 'not json' },
+  {
+    method: 'POST',
+    target: '/v1.41/containers/create',
+    body: 'Image=bb',
+    contentType: 'application/x-www-form-urlencoded',
+  },
+];
+
+let shortcutsTaken = 0;
+t.test(
+  'property: when constantDecision() answers, decide() gives the same decision for any request of that operation, with no body read',
+  async (t) => {
+    fc.assert(
+      fc.property(
+        fc.array(mixedRole, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.record({ match, roles: fc.array(fc.nat(2), { minLength: 1, maxLength: 2 }) }), {
+          minLength: 1,
+          maxLength: 3,
+        }),
+        identity,
+        fc.constantFrom(...REQUESTS),
+        fc.nat(2),
+        (roles, someRules, i, request, catchAllRole) => {
+          // A rule every client matches, so that most cases have grants to decide on.
+          const rules = [...someRules, { match: { cn: ['*'] }, roles: [catchAllRole] }];
+          const file = JSON.parse(policyFile({ roles, rules })) as { roles: Record<string, object> };
+          roles.forEach((r, k) => {
+            file.roles[`r${k}`] = {
+              allow: r.allow,
+              deny: r.deny,
+              ...(r.unrestricted ? { constraints: 'unrestricted' } : {}),
+              ...(r.own ? { scope: 'own' } : {}),
+            };
+          });
+          const policy = parsePolicy(JSON.stringify(file), 'property.yaml');
+          const route = resolveOperation(request.method, request.target);
+          const constant = constantDecision(policy, asIdentity(i), route.operation);
+          if (constant === undefined) return true;
+          shortcutsTaken++;
+          if (bodyNeeded(policy, asIdentity(i), route)) return false;
+          const decision = decide(policy, asIdentity(i), {
+            method: request.method,
+            target: request.target,
+            route,
+            body: request.body === undefined ? undefined : Buffer.from(request.body),
+            contentType: request.contentType,
+          });
+          return JSON.stringify(decision) === JSON.stringify(constant);
+        },
+      ),
+      RUNS,
+    );
+    t.ok(
+      shortcutsTaken > RUNS.numRuns / 10,
+      `the shortcut was taken in ${shortcutsTaken} of ${RUNS.numRuns} cases`,
     );
   },
 );
