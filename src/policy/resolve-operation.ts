@@ -107,7 +107,40 @@ function unrouted(outcome: RouteOutcome, path: string, query: GoQuery, version?:
   };
 }
 
+/**
+ * Resolved routes by method, then target. Clients repeat the same requests (pings, lists, the same
+ * container's inspect), and resolving one allocates ~5 KB (URL and query parsing, the route scan),
+ * the largest share of the gate's garbage per request. A route is read-only, so one object can
+ * serve every request with the same method and target. Bounded: long targets are not kept, and the
+ * cache starts over when full.
+ */
+const resolvedRoutes = new Map<string, Map<string, ResolvedRoute>>();
+const CACHED_ROUTES = 512;
+const CACHED_TARGET_CHARS = 512;
+let cachedRoutes = 0;
+
 export function resolveOperation(method: string, target: string): ResolvedRoute {
+  let byTarget = resolvedRoutes.get(method);
+  const hit = byTarget?.get(target);
+  if (hit !== undefined) return hit;
+  const route = resolveUncached(method, target);
+  if (target.length <= CACHED_TARGET_CHARS) {
+    if (cachedRoutes >= CACHED_ROUTES) {
+      resolvedRoutes.clear();
+      cachedRoutes = 0;
+      byTarget = undefined;
+    }
+    if (byTarget === undefined) {
+      byTarget = new Map();
+      resolvedRoutes.set(method, byTarget);
+    }
+    byTarget.set(target, route);
+    cachedRoutes++;
+  }
+  return route;
+}
+
+function resolveUncached(method: string, target: string): ResolvedRoute {
   const uri = parseGoRequestUri(target);
   if (!uri) return unrouted('bad-target', target, EMPTY_QUERY);
   const query = parseGoQuery(uri.rawQuery);

@@ -310,3 +310,36 @@ t.test(
     );
   },
 );
+
+t.test('resolved routes are cached by method and target, and stay right past the cache bound', async (t) => {
+  const first = resolveOperation('GET', '/v1.41/containers/cache-a/json');
+  t.equal(
+    resolveOperation('GET', '/v1.41/containers/cache-a/json'),
+    first,
+    'the same request: the same route object',
+  );
+  t.equal(
+    resolveOperation('DELETE', '/v1.41/containers/cache-a/json').operation,
+    'container.delete',
+    'another method is resolved anew (DELETE /containers/{name:.*})',
+  );
+  t.equal(resolveOperation('DELETE', '/v1.41/containers/cache-a').operation, 'container.delete');
+  t.equal(
+    resolveOperation('GET', '/v1.41/containers/cache-a').operation,
+    UNKNOWN_OPERATION,
+    'and cached apart',
+  );
+  // More distinct targets than the cache holds: every answer still the resolver's own.
+  for (let i = 0; i < 1500; i++) {
+    const r = resolveOperation(i % 2 ? 'POST' : 'GET', `/v1.41/containers/c${i}/${i % 2 ? 'start' : 'json'}`);
+    if (r.operation !== (i % 2 ? 'container.start' : 'container.inspect') || r.target !== `c${i}`)
+      return t.fail(`target ${i} resolved to ${r.operation} ${r.target}`);
+  }
+  t.same(
+    resolveOperation('GET', '/v1.41/containers/cache-a/json'),
+    first,
+    'an evicted route comes back the same',
+  );
+  const long = `/v1.41/containers/json?filters=${'x'.repeat(600)}`;
+  t.not(resolveOperation('GET', long), resolveOperation('GET', long), 'long targets are not kept');
+});
