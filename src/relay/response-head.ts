@@ -37,8 +37,9 @@ export function findResponseHeadEnd(buf: Buffer): number {
 
 export function parseResponseHead(buf: Buffer, headLength: number): ResponseHead {
   const text = buf.toString('latin1', 0, headLength - 4);
-  const lines = text.split('\r\n');
-  const statusLine = lines[0] ?? '';
+  let lineEnd = text.indexOf('\r\n');
+  if (lineEnd === -1) lineEnd = text.length;
+  const statusLine = text.slice(0, lineEnd);
   const m = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(statusLine);
   if (!m)
     throw new UpstreamProtocolError(`the engine sent a malformed status line "${statusLine.slice(0, 40)}"`);
@@ -48,16 +49,30 @@ export function parseResponseHead(buf: Buffer, headLength: number): ResponseHead
   let chunked = false;
   let connection = '';
   let contentType: string | undefined;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (name === 'content-length') contentLength = Number(value);
-    else if (name === 'transfer-encoding') chunked = value.toLowerCase().includes('chunked');
-    else if (name === 'connection') connection += `${value.toLowerCase()},`;
-    else if (name === 'content-type') contentType = value;
+  // Only four fields matter here. A field is read (sliced, lower-cased, trimmed) only when its name
+  // has the length of one of them: the engine's other fields (Api-Version, Date, Server...) cost a
+  // scan, not a string each, on every response.
+  for (let start = lineEnd + 2; start < text.length; start = lineEnd + 2) {
+    lineEnd = text.indexOf('\r\n', start);
+    if (lineEnd === -1) lineEnd = text.length;
+    const colon = text.indexOf(':', start);
+    if (colon <= start || colon > lineEnd) continue;
+    const nameLength = colon - start;
+    if (nameLength !== 14 && nameLength !== 17 && nameLength !== 10 && nameLength !== 12) continue;
+    const name = text.slice(start, colon).toLowerCase();
+    if (name === 'content-length') contentLength = Number(text.slice(colon + 1, lineEnd).trim());
+    else if (name === 'transfer-encoding')
+      chunked = text
+        .slice(colon + 1, lineEnd)
+        .trim()
+        .toLowerCase()
+        .includes('chunked');
+    else if (name === 'connection')
+      connection += `${text
+        .slice(colon + 1, lineEnd)
+        .trim()
+        .toLowerCase()},`;
+    else if (name === 'content-type') contentType = text.slice(colon + 1, lineEnd).trim();
   }
   if (!chunked && contentLength >= 0 && !Number.isSafeInteger(contentLength)) {
     throw new UpstreamProtocolError('the engine sent an invalid Content-Length');
