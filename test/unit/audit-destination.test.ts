@@ -71,6 +71,22 @@ t.test('lines are written in batches, yet a lone line reaches the file within mo
   t.match(await verifyChain([file]), { ok: true });
 });
 
+t.test('lines with multi-byte characters are written byte for byte as they were hashed', async (t) => {
+  // Lines reach sonic-boom as UTF-8 Buffers while the chain hashes the string: both must agree
+  // on every character, or verify would call the line edited.
+  const file = join(t.testdir(), 'audit.log');
+  const log = createAuditLog({ level: 'info', file });
+  const names = ['Zoë', '日本語のクライアント', 'emoji 🐳 whale', 'quote " and \\ backslash', 'tab\tnewline\n'];
+  for (let i = 0; i < 2000; i++) log.audit.audit({ event: 'request', i, cn: names[i % names.length] });
+  await log.close();
+  const lines = linesOf(file) as (Line & { cn?: string })[];
+  t.same(
+    lines.filter((l) => l.event === 'request').map((l) => l.cn),
+    range(0, 2000).map((i) => names[i % names.length]),
+  );
+  t.match(await verifyChain([file]), { ok: true, lines: 2001 });
+});
+
 t.test('the file is created 0640 and an existing file is appended to, never truncated', async (t) => {
   const file = join(t.testdir(), 'audit.log');
   const log = createAuditLog({ level: 'info', file });
