@@ -76,7 +76,13 @@ t.test('lines with multi-byte characters are written byte for byte as they were 
   // on every character, or verify would call the line edited.
   const file = join(t.testdir(), 'audit.log');
   const log = createAuditLog({ level: 'info', file });
-  const names = ['Zoë', '日本語のクライアント', 'emoji 🐳 whale', 'quote " and \\ backslash', 'tab\tnewline\n'];
+  const names = [
+    'Zoë',
+    '日本語のクライアント',
+    'emoji 🐳 whale',
+    'quote " and \\ backslash',
+    'tab\tnewline\n',
+  ];
   for (let i = 0; i < 2000; i++) log.audit.audit({ event: 'request', i, cn: names[i % names.length] });
   await log.close();
   const lines = linesOf(file) as (Line & { cn?: string })[];
