@@ -41,7 +41,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!config.tlsFilesExplicit) await bootstrap(config, logger);
   const source = tlsSourceOf(config);
   const tls = await loadTls(source);
-  const metrics = createGateMetrics(() => log.healthy);
+  const metrics = createGateMetrics(
+    () => log.healthy,
+    () => gate.idleEngineConnections,
+  );
   const policy = new PolicyReloader(config.policyFile, config.policyMode, logger, metrics);
   const refusing = (): string | undefined =>
     log.refusesRequests

@@ -11,6 +11,7 @@ import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
+import { UpstreamPool } from '../relay/upstream-pool.js';
 import { dockerErrorResponse } from '../relay/gate-response.js';
 import { auditObserver, auditRefusal } from '../audit/audit-log.js';
 import type { AuditLogger, RequestAudit } from '../audit/events.js';
@@ -21,6 +22,13 @@ import { policyGuard, type PolicyState } from './policy-guard.js';
 
 /** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
 const MAX_HEAD_FIELDS = 1000;
+/**
+ * Idle engine connections kept: enough for the requests a busy gate has in flight at once, so
+ * that none is closed only to be opened again a moment later.
+ */
+const ENGINE_POOL_MAX_IDLE = 256;
+/** An idle engine connection is closed after this long unused. */
+const ENGINE_POOL_IDLE_MS = 30_000;
 
 export class Gate {
   /** Open client connections and who holds each, so a new CRL can close the revoked ones. */
@@ -29,6 +37,8 @@ export class Gate {
   /** Open connections per client CN, for --max-connections-per-client. */
   private readonly perClient = new Map<string, number>();
   private readonly connectUpstream;
+  /** Engine connections for relayed requests, reused between requests and clients. */
+  private readonly upstreams: UpstreamPool;
   private readonly headLimits;
   private stopping = false;
 
@@ -43,6 +53,11 @@ export class Gate {
     private readonly refusing: () => string | undefined = () => undefined,
   ) {
     this.connectUpstream = upstreamConnector(config.upstream);
+    this.upstreams = new UpstreamPool(this.connectUpstream, {
+      maxIdle: ENGINE_POOL_MAX_IDLE,
+      idleTimeoutMs: ENGINE_POOL_IDLE_MS,
+      onOpen: () => metrics.engineConnectionsOpened.inc(),
+    });
     this.headLimits = { maxHeadBytes: config.limits.maxHeaderBytes, maxFields: MAX_HEAD_FIELDS };
     this.listener = new GateListener(
       tls.material,
@@ -101,6 +116,10 @@ export class Gate {
     return this.sessions.size;
   }
 
+  get idleEngineConnections(): number {
+    return this.upstreams.idleCount;
+  }
+
   /**
    * Stops accepting, lets exchanges in flight finish for up to graceMs, then cuts what remains
    * (long streams such as `docker events` or an attached shell never finish by themselves).
@@ -115,6 +134,7 @@ export class Gate {
     }
     const cut = this.sessions.size;
     for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
+    this.upstreams.close();
     await closing;
     return { cut };
   }
@@ -145,7 +165,7 @@ export class Gate {
       socket,
       {
         limits: this.headLimits,
-        connectUpstream: this.connectUpstream,
+        upstreams: this.upstreams,
         upstreamLabel: this.config.upstream.raw,
         observer: combineObservers(
           auditObserver(this.audit, identity, remoteAddress, auditOf),

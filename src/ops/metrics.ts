@@ -14,6 +14,8 @@ export interface GateMetrics {
   readonly hijackedSessions: Counter;
   readonly hijackedOpen: Gauge;
   readonly upstreamErrors: Counter<'code'>;
+  readonly engineConnectionsOpened: Counter;
+  readonly engineConnectionsIdle: Gauge;
   readonly reloads: Counter<'outcome'>;
   readonly limitRefusals: Counter<'limit'>;
   readonly revokedClosed: Counter;
@@ -21,8 +23,14 @@ export interface GateMetrics {
   readonly auditLogHealthy: Gauge;
 }
 
-/** auditHealthy: read at each scrape, so an outage shows even while nothing else happens. */
-export function createGateMetrics(auditHealthy: () => boolean = () => true): GateMetrics {
+/**
+ * auditHealthy: read at each scrape, so an outage shows even while nothing else happens;
+ * idleEngineConnections too, so the request path does not keep a gauge up to date.
+ */
+export function createGateMetrics(
+  auditHealthy: () => boolean = () => true,
+  idleEngineConnections: () => number = () => 0,
+): GateMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dockgate_process_' });
   const registers = [registry];
@@ -66,6 +74,19 @@ export function createGateMetrics(auditHealthy: () => boolean = () => true): Gat
       help: 'Failures to reach the Docker engine, by error code',
       labelNames: ['code'] as const,
       registers,
+    }),
+    engineConnectionsOpened: new Counter({
+      name: 'dockgate_engine_connections_opened_total',
+      help: 'Connections opened to the Docker engine for relayed requests (they are reused between requests and clients)',
+      registers,
+    }),
+    engineConnectionsIdle: new Gauge({
+      name: 'dockgate_engine_connections_idle',
+      help: 'Engine connections open and waiting for the next request',
+      registers,
+      collect() {
+        this.set(idleEngineConnections());
+      },
     }),
     reloads: new Counter({
       name: 'dockgate_reloads_total',

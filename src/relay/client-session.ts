@@ -29,12 +29,12 @@ import { BodyCollector } from './body-collector.js';
 import { ResponseReader } from './response-reader.js';
 import { systemErrorCode } from '../errors.js';
 import { SessionTimers } from './session-timers.js';
-import type { UpstreamConnector } from './upstream.js';
+import type { UpstreamPool, UpstreamUser } from './upstream-pool.js';
 
 export interface SessionOptions {
   readonly limits: HeadLimits;
-  /** Opens a new connection to the engine (the caller knows unix socket or TCP). */
-  readonly connectUpstream: UpstreamConnector;
+  /** Engine connections, shared between sessions between exchanges (upstream-pool.ts). */
+  readonly upstreams: UpstreamPool;
   /** The engine's address as the user configured it, for error messages. */
   readonly upstreamLabel: string;
   readonly observer: RelayObserver;
@@ -73,7 +73,12 @@ const STREAMED_BODY_BYTES = 256 * 1024;
 const LINGER_MS = 2000;
 
 export class ClientSession {
+  /** The engine connection of the exchange in progress (or of a stream); null between exchanges. */
   private upstream: Socket | null = null;
+  private readonly upstreamUser: UpstreamUser;
+  /** Set while a chunk from the client is processed: engine writes are corked until it ends. */
+  private inClientChunk = false;
+  private corkedUpstream: Socket | null = null;
   private upstreamEnded = false;
   /** True while a chunk from the engine is being relayed (see onUpstreamData). */
   private relayingUpstreamChunk = false;
@@ -110,6 +115,12 @@ export class ClientSession {
       this.destroy(this.exchange?.hijacked && this.upstreamEnded ? 'completed' : 'client-aborted'),
     );
     client.on('drain', () => this.upstream?.resume());
+    this.upstreamUser = {
+      onUpstreamRead: (bytes) => this.onUpstreamRead(bytes),
+      onUpstreamEnd: () => this.onUpstreamEnd(),
+      onUpstreamError: (err) => this.onUpstreamError(err),
+      onUpstreamDrain: () => this.resumeClient(PAUSE_UPSTREAM_FULL),
+    };
     this.response = new ResponseReader({
       status: (status, closes) => {
         (this.exchange as Exchange).status = status;
@@ -162,13 +173,17 @@ export class ClientSession {
       return;
     }
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
-    // A head and its body leave in one write to the engine rather than two.
-    const upstream = this.upstream;
-    upstream?.cork();
+    // A head and its body leave in one write to the engine rather than two: the engine
+    // connection held now, or the one taken while this chunk is processed, is corked until then.
+    this.inClientChunk = true;
+    if (this.upstream !== null) this.corkUpstream(this.upstream);
     try {
       this.processRequests();
     } finally {
-      upstream?.uncork();
+      this.inClientChunk = false;
+      const corked = this.corkedUpstream;
+      this.corkedUpstream = null;
+      corked?.uncork();
     }
     this.armTimers();
     if (this.pending !== null && this.pending.length > MAX_PENDING) this.pauseClient(PAUSE_PENDING_FULL);
@@ -439,13 +454,32 @@ export class ClientSession {
   }
 
   private connectUpstream(): Socket {
-    const upstream = this.options.connectUpstream((bytes) => this.onUpstreamRead(bytes));
+    const upstream = this.options.upstreams.acquire(this.upstreamUser);
     this.upstream = upstream;
     this.upstreamEnded = false;
-    upstream.on('end', () => this.onUpstreamEnd());
-    upstream.on('error', (err) => this.onUpstreamError(err));
-    upstream.on('drain', () => this.resumeClient(PAUSE_UPSTREAM_FULL));
+    if (this.inClientChunk) this.corkUpstream(upstream);
     return upstream;
+  }
+
+  private corkUpstream(upstream: Socket): void {
+    if (this.corkedUpstream !== null) return;
+    upstream.cork();
+    this.corkedUpstream = upstream;
+  }
+
+  /**
+   * The exchange is complete: the engine connection goes back to the pool for the next request,
+   * this client's or another's, unless the engine means to close it or bytes are still queued
+   * for it (a body's end written while corked, after an early response).
+   */
+  private releaseUpstream(): void {
+    const upstream = this.upstream;
+    if (upstream === null || this.upstreamEnded || this.respCloses || this.response.raw) return;
+    if (upstream.writableLength > 0 || upstream.writableEnded) return;
+    this.upstream = null;
+    this.options.upstreams.release(upstream);
+    // Its 'drain' is no longer this session's to hear.
+    this.resumeClient(PAUSE_UPSTREAM_FULL);
   }
 
   private pauseClient(reason: number): void {
@@ -535,6 +569,9 @@ export class ClientSession {
     this.endExchange('completed');
     this.head = null;
     this.reqPhase = RequestPhase.Head;
+    // Before the client's own close, if any: its last request should not cost the engine
+    // connection (a docker CLI run closes right after its last response).
+    this.releaseUpstream();
     if (closeAfter || this.draining || this.clientEnded || this.upstreamEnded) {
       this.closeGracefully();
       return;

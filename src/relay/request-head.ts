@@ -193,10 +193,11 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
 }
 
 /**
- * Header fields that describe one hop (RFC 9110 §7.6.1) and are not passed to the engine. The
- * gate pairs each client connection with one engine connection, so Connection's `close` and the
- * Upgrade handshake keep their meaning and are passed on; everything else hop-by-hop is dropped,
- * together with fields the Connection header names.
+ * Header fields that describe one hop (RFC 9110 §7.6.1) and are not passed to the engine, together
+ * with fields the Connection header names. Of Connection itself only `upgrade` (attach and exec
+ * streams) and `keep-alive` (HTTP/1.0 clients) are passed on: a client's `close` is about its own
+ * connection, which the gate closes after the response, while the engine connection goes back to
+ * the pool (upstream-pool.ts).
  */
 const HOP_BY_HOP = new Set(['keep-alive', 'proxy-connection', 'te', 'trailer', 'proxy-authorization']);
 
@@ -246,7 +247,7 @@ export function serializeRequestHead(head: RequestHead): Buffer {
       const kept = value
         .split(',')
         .map((s) => s.trim())
-        .filter((s) => /^(close|upgrade|keep-alive)$/i.test(s));
+        .filter((s) => /^(upgrade|keep-alive)$/i.test(s));
       if (kept.length > 0) out += `Connection: ${kept.join(', ')}\r\n`;
       continue;
     }
