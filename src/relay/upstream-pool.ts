@@ -81,8 +81,10 @@ export class UpstreamPool {
     socket.resume();
     connection.idleSince = performance.now();
     this.idle.push(connection);
-    this.sweeper ??= setInterval(() => this.closeExpired(), Math.max(1000, this.options.idleTimeoutMs / 2));
-    this.sweeper.unref();
+    if (this.sweeper === undefined) {
+      this.sweeper = setInterval(() => this.closeExpired(), Math.max(1000, this.options.idleTimeoutMs / 2));
+      this.sweeper.unref();
+    }
   }
 
   /** Closes the idle connections and every one handed back from now on (gate shutdown). */
