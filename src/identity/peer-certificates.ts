@@ -1,17 +1,15 @@
 /**
  * The certificate each connection presents, parsed once per distinct verified certificate.
  *
- * Two costs shape this module, both measured on Node 20:
- * - getPeerX509Certificate() on a server socket leaks about 4.5 KB of native memory per call
- *   (RSS grew linearly with connections); the DER from getPeerCertificate() does not.
- * - Parsing that DER into an X509Certificate costs ~100 µs (OpenSSL 3.0's decoders), a tenth
- *   of a full handshake's CPU. Clients reconnect with the same certificate over and over, so a
- *   verified certificate is parsed once and found again by its SHA-256 fingerprint, which
- *   OpenSSL computes with the legacy object anyway.
+ * The DER is read out of the connection's TLS session (`session-peer.ts`, which says why not
+ * through Node's own accessors). Parsing it into an X509Certificate costs ~100 µs (OpenSSL 3.0's
+ * decoders), a tenth of a full handshake's CPU. Clients reconnect with the same certificate over
+ * and over, so a verified certificate is parsed once and found again by its SHA-256 digest.
  */
-import { X509Certificate } from 'node:crypto';
+import crypto, { X509Certificate, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { identityFromCertificate, type Identity } from './identity.js';
+import { peerCertificateDer } from './session-peer.js';
 
 export interface PresentedCertificate {
   readonly cert: X509Certificate;
@@ -22,6 +20,12 @@ export interface PresentedCertificate {
 /** Distinct verified certificates kept (a few KB each); the oldest is forgotten first. */
 const DEFAULT_CAPACITY = 1024;
 
+/** crypto.hash() (Node 20.12 and later) makes no Hash object; the package supports Node 20.0. */
+const sha256: (der: Buffer) => string =
+  typeof crypto.hash === 'function'
+    ? (der) => crypto.hash('sha256', der, 'base64')
+    : (der) => createHash('sha256').update(der).digest('base64');
+
 export class PeerCertificates {
   private readonly verified = new Map<string, PresentedCertificate>();
 
@@ -29,15 +33,14 @@ export class PeerCertificates {
 
   /** The certificate the client presented, or undefined when it presented none. */
   of(socket: TLSSocket): PresentedCertificate | undefined {
-    const legacy = socket.getPeerCertificate();
-    const raw = legacy.raw as Buffer | undefined;
-    if (raw === undefined) return undefined;
+    const der = peerCertificateDer(socket);
+    if (der === undefined) return undefined;
     // Only verified certificates are kept: refused clients cannot push the good ones out.
-    if (!socket.authorized) return parse(raw);
-    const key = legacy.fingerprint256;
+    if (!socket.authorized) return parse(der);
+    const key = sha256(der);
     const known = this.verified.get(key);
     if (known !== undefined) return known;
-    const presented = parse(raw);
+    const presented = parse(der);
     if (this.verified.size >= this.capacity) {
       const oldest = this.verified.keys().next().value as string;
       this.verified.delete(oldest);
@@ -51,7 +54,7 @@ export class PeerCertificates {
   }
 }
 
-function parse(raw: Buffer): PresentedCertificate {
-  const cert = new X509Certificate(raw);
+function parse(der: Buffer): PresentedCertificate {
+  const cert = new X509Certificate(der);
   return { cert, identity: identityFromCertificate(cert) };
 }

@@ -1,7 +1,9 @@
 /**
  * The parsed-certificate cache behind every handshake: a verified certificate is parsed once and
  * found again by fingerprint; refused ones are never kept; the oldest is forgotten at capacity.
- * The sockets are stand-ins with the two members the cache reads; the certificates are real.
+ * The sockets are stand-ins with the members the cache reads (no session, so the DER comes from
+ * getPeerCertificate(), the fallback); the certificates are real. session-peer.test.ts reads real
+ * sessions.
  */
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
@@ -17,8 +19,12 @@ const client2 = certOf(pki.client2.cert);
 const other = certOf(pki.otherCa.cert);
 
 function socketPresenting(cert: X509Certificate | undefined, authorized: boolean): TLSSocket {
-  const legacy = cert ? { raw: cert.raw, fingerprint256: cert.fingerprint256 } : {};
-  return { authorized, getPeerCertificate: () => legacy } as unknown as TLSSocket;
+  const legacy = cert ? { raw: cert.raw } : {};
+  return {
+    authorized,
+    getSession: () => undefined,
+    getPeerCertificate: () => legacy,
+  } as unknown as TLSSocket;
 }
 
 t.test('a verified certificate is parsed once and its identity shared by later connections', async (t) => {
