@@ -9,7 +9,7 @@
 import crypto, { X509Certificate, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { identityFromCertificate, type Identity } from './identity.js';
-import { peerCertificateDer } from './session-peer.js';
+import { withPeerCertificateDer } from './session-peer.js';
 
 export interface PresentedCertificate {
   readonly cert: X509Certificate;
@@ -33,20 +33,20 @@ export class PeerCertificates {
 
   /** The certificate the client presented, or undefined when it presented none. */
   of(socket: TLSSocket): PresentedCertificate | undefined {
-    const der = peerCertificateDer(socket);
-    if (der === undefined) return undefined;
     // Only verified certificates are kept: refused clients cannot push the good ones out.
-    if (!socket.authorized) return parse(der);
-    const key = sha256(der);
-    const known = this.verified.get(key);
-    if (known !== undefined) return known;
-    const presented = parse(der);
-    if (this.verified.size >= this.capacity) {
-      const oldest = this.verified.keys().next().value as string;
-      this.verified.delete(oldest);
-    }
-    this.verified.set(key, presented);
-    return presented;
+    if (!socket.authorized) return withPeerCertificateDer(socket, parse);
+    return withPeerCertificateDer(socket, (der) => {
+      const key = sha256(der);
+      const known = this.verified.get(key);
+      if (known !== undefined) return known;
+      const presented = parse(der);
+      if (this.verified.size >= this.capacity) {
+        const oldest = this.verified.keys().next().value as string;
+        this.verified.delete(oldest);
+      }
+      this.verified.set(key, presented);
+      return presented;
+    });
   }
 
   get size(): number {

@@ -10,7 +10,7 @@
  *
  * getSession() serializes the session (~2 µs), and OpenSSL's session encoding carries the peer
  * certificate as its field [3]. That encoding also holds the session's master secret, so the
- * caller zeroes the buffer as soon as the certificate is copied out.
+ * buffer is zeroed as soon as the certificate has been used.
  */
 import type { TLSSocket } from 'node:tls';
 
@@ -46,8 +46,8 @@ function elementAt(der: Buffer, at: number, limit: number): Element | undefined 
 }
 
 /**
- * The peer certificate (DER of its X.509 SEQUENCE) in an encoded SSL_SESSION, or undefined when
- * the session holds none or is not laid out as expected.
+ * The peer certificate (DER of its X.509 SEQUENCE) in an encoded SSL_SESSION, as a view into
+ * `session`, or undefined when the session holds none or is not laid out as expected.
  */
 export function peerCertificateInSession(session: Buffer): Buffer | undefined {
   const outer = elementAt(session, 0, session.length);
@@ -58,7 +58,7 @@ export function peerCertificateInSession(session: Buffer): Buffer | undefined {
     if (field.tag === PEER_CERTIFICATE) {
       const cert = elementAt(session, field.start, field.end);
       if (cert === undefined || cert.tag !== SEQUENCE || cert.end !== field.end) return undefined;
-      return Buffer.from(session.subarray(field.start, field.end));
+      return session.subarray(field.start, field.end);
     }
     // Fields come in tag order; past [3] there is no peer certificate.
     if (field.tag > PEER_CERTIFICATE) return undefined;
@@ -68,15 +68,21 @@ export function peerCertificateInSession(session: Buffer): Buffer | undefined {
 }
 
 /**
- * The DER of the certificate the client presented, or undefined when it presented none. Falls
- * back to getPeerCertificate() when the session cannot be read.
+ * Calls `use` with the DER of the certificate the client presented and returns what it returns,
+ * or undefined when the client presented none. The DER is valid only during the call: the
+ * session it points into is zeroed afterwards. Falls back to getPeerCertificate() when the
+ * session cannot be read.
  */
-export function peerCertificateDer(socket: TLSSocket): Buffer | undefined {
+export function withPeerCertificateDer<T>(socket: TLSSocket, use: (der: Buffer) => T): T | undefined {
   const session = socket.getSession();
   if (session !== undefined) {
-    const der = peerCertificateInSession(session);
-    session.fill(0);
-    if (der !== undefined) return der;
+    try {
+      const der = peerCertificateInSession(session);
+      if (der !== undefined) return use(der);
+    } finally {
+      session.fill(0);
+    }
   }
-  return socket.getPeerCertificate().raw as Buffer | undefined;
+  const raw = socket.getPeerCertificate().raw as Buffer | undefined;
+  return raw === undefined ? undefined : use(raw);
 }

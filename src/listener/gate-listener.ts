@@ -182,7 +182,7 @@ export class GateListener {
   private onSecure(socket: TLSSocket): void {
     // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
     socket.allowHalfOpen = true;
-    socket.setNoDelay(true);
+    // No setNoDelay here: the accepting server set TCP_NODELAY on the descriptor already.
     const presented = this.peerCertificates.of(socket);
     const peer = presented?.cert;
     // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a

@@ -8,7 +8,9 @@ import t from 'tap';
 import tls, { type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { peerCertificateDer, peerCertificateInSession } from '../../src/identity/session-peer.js';
+import { peerCertificateInSession, withPeerCertificateDer } from '../../src/identity/session-peer.js';
+
+const copyOf = (der: Buffer): Buffer => Buffer.from(der);
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 
 const pki = await makeOpensslPki(t);
@@ -55,36 +57,57 @@ for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
       const session = peer.getSession();
       t.ok(session, 'a session to read');
       t.same(peerCertificateInSession(session!), expected, `${bundle.cn}: from the session`);
-      t.same(peerCertificateDer(peer), expected, `${bundle.cn}: through the socket`);
+      t.same(withPeerCertificateDer(peer, copyOf), expected, `${bundle.cn}: through the socket`);
     }
   });
 
   t.test(`${version}: a client without a certificate gives undefined`, async (t) => {
     const peer = await serverSocket(t, version, undefined);
     t.equal(peerCertificateInSession(peer.getSession()!), undefined);
-    t.equal(peerCertificateDer(peer), undefined);
+    t.equal(withPeerCertificateDer(peer, copyOf), undefined);
   });
 }
 
-t.test('the session buffer is zeroed once the certificate is copied out', async (t) => {
-  const peer = await serverSocket(t, 'TLSv1.3', pki.client);
-  const sessions: Buffer[] = [];
-  const getSession = peer.getSession.bind(peer);
-  const spied = Object.assign(Object.create(peer) as TLSSocket, {
-    getSession: () => {
-      const s = getSession();
-      if (s) sessions.push(s);
-      return s;
-    },
-  });
-  const der = peerCertificateDer(spied);
-  t.same(der, peer.getPeerCertificate().raw);
-  t.equal(sessions.length, 1);
-  t.ok(
-    sessions[0]!.every((b) => b === 0),
-    'no master secret left in the buffer',
-  );
-});
+t.test(
+  'the session buffer is zeroed once the certificate has been used, even when the use throws',
+  async (t) => {
+    const peer = await serverSocket(t, 'TLSv1.3', pki.client);
+    const sessions: Buffer[] = [];
+    const getSession = peer.getSession.bind(peer);
+    const spied = Object.assign(Object.create(peer) as TLSSocket, {
+      getSession: () => {
+        const s = getSession();
+        if (s) sessions.push(s);
+        return s;
+      },
+    });
+    let view: Buffer | undefined;
+    const der = withPeerCertificateDer(spied, (d) => {
+      view = d;
+      return copyOf(d);
+    });
+    t.same(der, peer.getPeerCertificate().raw);
+    t.equal(sessions.length, 1);
+    t.ok(
+      sessions[0]!.every((b) => b === 0),
+      'no master secret left in the buffer',
+    );
+    t.ok(
+      view!.every((b) => b === 0),
+      'the view handed to the caller is dead after the call',
+    );
+    t.throws(() =>
+      withPeerCertificateDer(spied, () => {
+        throw new Error('boom');
+      }),
+    );
+    t.equal(sessions.length, 2);
+    t.ok(
+      sessions[1]!.every((b) => b === 0),
+      'zeroed after a throw too',
+    );
+  },
+);
 
 t.test('cut short or corrupted sessions give undefined or the true certificate, never a throw', async (t) => {
   const peer = await serverSocket(t, 'TLSv1.3', pki.client);
