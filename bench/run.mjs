@@ -48,6 +48,7 @@ const MiB = 1 << 20;
 const FULL = {
   rounds: 3,
   streamRounds: 3,
+  streamWarmups: 1,
   hijackRounds: 3,
   keepalive: { warmupMs: 250, durationMs: 1000 },
   handshake: { warmupMs: 250, durationMs: 1500, connections: 8 },
@@ -61,6 +62,7 @@ const FULL = {
 const QUICK = {
   rounds: 1,
   streamRounds: 1,
+  streamWarmups: 0,
   hijackRounds: 1,
   keepalive: { warmupMs: 100, durationMs: 400 },
   handshake: { warmupMs: 100, durationMs: 500, connections: 8 },

@@ -271,7 +271,7 @@ function renderStreams(results, p) {
   p('## 3. Streams');
   p();
   p(
-    `curl through each target: \`GET /images/NAME/get\` of a ${cfg.downloadBytes / 2 ** 20} MiB image of random bytes (docker save), and a ${cfg.uploadBytes / 2 ** 20} MiB tar \`PUT\` to \`/containers/NAME/archive\`. MB/s (10^6 bytes). RSS of the front end sampled every 100 ms: the peak growth over its level before the stream, and how far the peak of the stream's second half exceeds that of its first (memory that grows with bytes moved shows there).`,
+    `curl through each target: \`GET /images/NAME/get\` of a ${cfg.downloadBytes / 2 ** 20} MiB image of random bytes (docker save), and a ${cfg.uploadBytes / 2 ** 20} MiB tar \`PUT\` to \`/containers/NAME/archive\`. MB/s (10^6 bytes); ${cfg.streamWarmups ? `each target first moved ${cfg.streamWarmups} unmeasured stream(s) each way, so that front ends are measured warm, as a long-running one is. ` : ''}RSS of the front end sampled every 100 ms: the peak growth over its level before the stream, and how far the peak of the stream's second half exceeds that of its first (memory that grows with bytes moved shows there).`,
   );
   p();
   p('| target | docker save MB/s | PUT archive MB/s | peak RSS growth (MB) | growth in 2nd half (MB) |');
