@@ -6,7 +6,7 @@
  * decoders), a tenth of a full handshake's CPU. Clients reconnect with the same certificate over
  * and over, so a verified certificate is parsed once and found again by its SHA-256 digest.
  */
-import crypto, { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { identityFromCertificate, type Identity } from './identity.js';
 import { withPeerCertificateDer } from './session-peer.js';
@@ -20,11 +20,7 @@ export interface PresentedCertificate {
 /** Distinct verified certificates kept (a few KB each); the oldest is forgotten first. */
 const DEFAULT_CAPACITY = 1024;
 
-/** crypto.hash() (Node 20.12 and later) makes no Hash object; the package supports Node 20.0. */
-const sha256: (der: Buffer) => string =
-  typeof crypto.hash === 'function'
-    ? (der) => crypto.hash('sha256', der, 'base64')
-    : (der) => createHash('sha256').update(der).digest('base64');
+const sha256 = (der: Buffer): string => createHash('sha256').update(der).digest('base64');
 
 export class PeerCertificates {
   private readonly verified = new Map<string, PresentedCertificate>();
