@@ -9,11 +9,11 @@ import tls, { type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { peerCertificateInSession, withPeerCertificateDer } from '../../src/identity/session-peer.js';
-
-const copyOf = (der: Buffer): Buffer => Buffer.from(der);
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 
 const pki = await makeOpensslPki(t);
+/** What a caller keeps of the DER: a copy, since the view dies with the call. */
+const copyOf = (der: Buffer): Buffer => Buffer.from(der);
 
 /** A server-side socket of a finished handshake, its client presenting `client` (or nothing). */
 async function serverSocket(
