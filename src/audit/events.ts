@@ -97,11 +97,6 @@ export const auditEvents = {
     when: 'a TLS client was refused before any request',
     fields: ['remoteAddress', 'reason', 'detail', 'claimedCn'],
   },
-  'policy-decision': {
-    level: 'audit',
-    when: 'the policy decided something worth its own line (e.g. a denial in audit-only mode)',
-    fields: [...exchangeFields, ...decisionFields],
-  },
   'audit-log-opened': {
     level: 'info',
     when: 'the gate opened the audit destination at start',
@@ -229,36 +224,6 @@ export function hijackStartEvent(exchange: Exchange, audit: RequestAudit | undef
     role: audit?.role,
     reason: audit?.reason,
     status: exchange.status,
-  };
-}
-
-export interface PolicyDecisionEvent {
-  readonly event: 'policy-decision';
-  readonly operation: string | undefined;
-  readonly method: string;
-  readonly path: string;
-  readonly target: string | undefined;
-  readonly decision: AuditDecision | undefined;
-  readonly rule: string | undefined;
-  readonly role: string | undefined;
-  readonly reason: string | undefined;
-}
-
-export function policyDecisionEvent(
-  method: string,
-  target: string,
-  audit: RequestAudit,
-): PolicyDecisionEvent {
-  return {
-    event: 'policy-decision',
-    operation: audit.operation,
-    method,
-    path: targetPath(target),
-    target: audit.target,
-    decision: audit.decision,
-    rule: audit.rule,
-    role: audit.role,
-    reason: audit.reason,
   };
 }
 

@@ -208,8 +208,9 @@ t.test('dockgate policy check, lint, learn and operations', async (t) => {
     { level: 'audit', event: 'request', client: { cn: 'ci-runner' }, operation: 'container.start' },
     {
       level: 'audit',
-      event: 'policy-decision',
+      event: 'request',
       client: { cn: 'ci*' },
+      decision: 'audit-only',
       operation: 'system.ping',
       reason: 'constraint privileged',
     },
