@@ -182,9 +182,10 @@ function readRole(r: Reader, spec: RoleSpec, resolve: (name: string) => Role | u
     else if (s !== undefined) r.problem(sc[0], sc[1], "must be 'all' or 'own'");
   }
   const cn = get('constraints');
-  const constraints = cn
-    ? readConstraints(r, cn[0], cn[1], base?.constraints ?? STRICT_CONSTRAINTS)
-    : (base?.constraints ?? STRICT_CONSTRAINTS);
+  // Given constraints replace the extended role's whole, as `allow` does: what they do not list is
+  // refused, even when the role extends `admin` (a merge would leave admin's everything-goes
+  // in place behind the one key the author restricted).
+  const constraints = cn ? readConstraints(r, cn[0], cn[1]) : (base?.constraints ?? STRICT_CONSTRAINTS);
   const description = get('description')
     ? r.string(get('description')![0], get('description')![1])
     : base?.description;
@@ -200,14 +201,9 @@ function readRole(r: Reader, spec: RoleSpec, resolve: (name: string) => Role | u
   };
 }
 
-function readConstraints(
-  r: Reader,
-  node: Node | null,
-  field: string,
-  base: RoleConstraints,
-): RoleConstraints {
+function readConstraints(r: Reader, node: Node | null, field: string): RoleConstraints {
   if (isScalar(node) && node.value === 'unrestricted') return UNRESTRICTED_CONSTRAINTS;
-  const c: { -readonly [K in keyof RoleConstraints]: RoleConstraints[K] } = { ...base };
+  const c: { -readonly [K in keyof RoleConstraints]: RoleConstraints[K] } = { ...STRICT_CONSTRAINTS };
   const absolute = (s: string, n: AnyNode, f: string) => {
     if (!s.startsWith('/')) {
       r.problem(n, f, `'${s}' is not an absolute path`);

@@ -3,7 +3,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.js';
 import { lintPolicy, loadPolicyFile, parsePolicy, PolicyFileError } from '../../src/policy/policy-file.js';
-import { UNRESTRICTED_CONSTRAINTS, roleGrants } from '../../src/policy/policy-model.js';
+import { STRICT_CONSTRAINTS, UNRESTRICTED_CONSTRAINTS, roleGrants } from '../../src/policy/policy-model.js';
 import { learnPolicy, policyDocumentYaml } from '../../src/policy/learn.js';
 import { operationsMarkdown } from '../../src/policy/operations-doc.js';
 import { run } from '../../src/cli/policy.js';
@@ -125,6 +125,58 @@ rules:
     message: /ENOENT/,
   });
 });
+
+t.test(
+  "constraints given in a role replace the extended role's: what they do not list is refused",
+  async (t) => {
+    const text = `roles:
+  srv-admin:
+    extends: admin
+    constraints:
+      bindPaths: [/srv]
+  plain-admin:
+    extends: admin
+rules:
+  - match: { cn: ops }
+    role: srv-admin
+  - match: { cn: root }
+    role: plain-admin
+`;
+    const policy = parsePolicy(text, 'p.yaml');
+    const srv = policy.roles.get('srv-admin')!;
+    t.same(srv.constraints, { ...STRICT_CONSTRAINTS, bindPaths: ['/srv'] }, 'strict but for the one key');
+    t.notOk(srv.unrestricted);
+    t.equal(
+      policy.roles.get('plain-admin')!.constraints,
+      UNRESTRICTED_CONSTRAINTS,
+      'no constraints: inherited',
+    );
+    const dir = t.testdir({
+      'p.yaml': text,
+      'priv.json': '{"Image":"bb","HostConfig":{"Privileged":true}}',
+      'srv.json': '{"Image":"bb","HostConfig":{"Binds":["/srv/data:/data"]}}',
+    });
+    const check = (cn: string, body: string) =>
+      dockgatePolicy([
+        'check',
+        '--policy',
+        join(dir, 'p.yaml'),
+        '--as',
+        cn,
+        '--body',
+        join(dir, body),
+        'POST',
+        '/v1.41/containers/create',
+      ]);
+    let r = await check('ops', 'priv.json');
+    t.equal(r.status, 1, 'a privileged create is refused: the role listed only bindPaths');
+    t.match(r.out, /reason: +constraint privileged/);
+    r = await check('ops', 'srv.json');
+    t.equal(r.status, 0, 'the listed bind is allowed');
+    r = await check('root', 'priv.json');
+    t.equal(r.status, 0, "extending admin without constraints keeps admin's");
+  },
+);
 
 t.test('dockgate policy check, lint, learn and operations', async (t) => {
   const dir = t.testdir({ 'p.yaml': good, 'priv.json': '{"Image":"bb","HostConfig":{"Binds":["/etc:/x"]}}' });
