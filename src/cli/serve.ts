@@ -30,6 +30,10 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write('dockgate serve --check: everything is in order\n');
     return 0;
   }
+  // The process is `node` running main.js; naming it lets operators find the gate as the docs
+  // say (`kill -HUP $(pidof dockgate)`, ps, top). Only serve does this: a `dockgate health`
+  // run beside it must not be found (and signalled) too.
+  process.title = 'dockgate';
   const log = createAuditLog({
     level: config.logLevel,
     file: config.audit.logFile,

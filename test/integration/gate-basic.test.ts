@@ -196,3 +196,13 @@ t.test(
     t.match(line.client, { cn: 'client' });
   },
 );
+
+t.test('the serving process is named dockgate, so `kill -HUP $(pidof dockgate)` finds it', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const { spawnSync } = await import('node:child_process');
+  const pid = gate.process.pid!;
+  t.equal(readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), 'dockgate');
+  // Other test files run gates of their own at the same time: this one must be among those found.
+  const found = spawnSync('pidof', ['dockgate'], { encoding: 'utf8' }).stdout.trim().split(/\s+/);
+  t.ok(found.includes(String(pid)), `pidof dockgate lists ${pid} (got ${found.join(' ')})`);
+});
