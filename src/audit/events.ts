@@ -94,7 +94,7 @@ export const auditEvents = {
   },
   'handshake-refused': {
     level: 'audit',
-    when: 'a TLS client was refused before any request',
+    when: 'a client was refused at the door (certificate, plain HTTP, limits) or for renegotiating',
     fields: ['remoteAddress', 'reason', 'detail', 'claimedCn'],
   },
   'audit-log-opened': {

@@ -1,6 +1,8 @@
 /**
  * Builds the ServeConfig from argv, DOCKGATE_* environment variables, a --config file and the
- * defaults in serve-flags.ts, in that order of precedence. The only place `serve` reads env.
+ * defaults in serve-flags.ts, in that order of precedence. The only place `serve` reads its
+ * settings from env (the first start's PKI bootstrap reads DOCKGATE_CA_PASSPHRASE itself, as
+ * `dockgate pki` does, so that the passphrase never passes through a config object).
  * Files named by the config are not opened here: the listener does that and names them in its errors.
  */
 import { readFileSync } from 'node:fs';

@@ -176,7 +176,7 @@ export const serveFlags = [
     kind: 'count',
     valueName: 'N',
     default: 512,
-    description: 'Most connections one client certificate may hold open (0: no limit)',
+    description: 'Most connections one client (certificate CN) may hold open (0: no limit)',
     env: 'DOCKGATE_MAX_CONNECTIONS_PER_CLIENT',
     fileKey: 'max-connections-per-client',
   },
