@@ -206,15 +206,36 @@ export function checkMount(m: GoDecoded, c: RoleConstraints): Check {
   return violation('bindPaths', type, `use the mount type '${type}'`);
 }
 
-/** The local driver mounts `device` with `o`/`type`: an absolute device is a host path or block device. */
+/**
+ * The local driver hands `type`, `o` and `device` to mount(2) in the host's mount namespace, so
+ * its options reach the host in more ways than a bind: a fresh procfs or cgroupfs in a container
+ * (the classic escapes), an overlay over host directories, a relative device resolved against
+ * dockerd's working directory. A constrained role may create a plain named volume (no options,
+ * or only `size`), a tmpfs, or a bind (`o` with bind or rbind) of a device under bindPaths;
+ * any other mount (nfs and cifs included) needs `constraints: unrestricted`.
+ */
 export function checkLocalVolume(
   driver: string,
   opts: ReadonlyMap<string, GoDecoded>,
   c: RoleConstraints,
 ): Check {
   if (driver !== '' && driver !== 'local') return undefined;
+  const type = asString(opts.get('type'));
   const device = asString(opts.get('device'));
-  return device.startsWith('/') ? checkHostPath(device, c, 'mount the volume device') : undefined;
+  const o = asString(opts.get('o'));
+  // With MS_BIND the kernel ignores the filesystem type: whatever `type` says, it is a bind.
+  if (o.split(',').some((flag) => flag === 'bind' || flag === 'rbind'))
+    return checkHostPath(device, c, 'mount the volume device');
+  if (type === 'tmpfs') return undefined;
+  if (type === '' && device === '' && o === '') return undefined;
+  const what = [type && `type=${type}`, device && `device=${device}`, o && `o=${o}`]
+    .filter(Boolean)
+    .join(' ');
+  return violation(
+    'bindPaths',
+    type || device,
+    `create a local volume mounted with ${what} (only tmpfs, or a bind of a path under bindPaths)`,
+  );
 }
 
 export function checkExec(body: GoDecoded, c: RoleConstraints): Check {
@@ -295,9 +316,7 @@ export function checkPluginPrivileges(privileges: GoDecoded, c: RoleConstraints)
       case 'mount':
         return each(values, (v) => checkHostPath(v, c, 'give a plugin the host path'));
       case 'device':
-        return each(values, (v) =>
-          matchesAny(c.devices, v) ? undefined : violation('devices', v, `give a plugin the device ${v}`),
-        );
+        return each(values, (v) => checkDevicePath(v, c, 'give a plugin the device'));
       case 'allow-all-devices':
         return c.devices.includes('*')
           ? undefined
@@ -310,17 +329,31 @@ export function checkPluginPrivileges(privileges: GoDecoded, c: RoleConstraints)
   });
 }
 
-/** `plugin set`: `NAME.source=PATH` moves a plugin mount, `NAME.path=DEV` a device. */
+/** A device path as the daemon resolves it, matched against the role's devices. */
+function checkDevicePath(path: string, c: RoleConstraints, what: string): Check {
+  const clean = path.startsWith('/') ? goPathClean(path) : path;
+  return path.startsWith('/') && matchesAny(c.devices, clean)
+    ? undefined
+    : violation('devices', path, `${what} ${path}`);
+}
+
+/**
+ * `plugin set`: `NAME.source=PATH` moves a plugin mount, `NAME.path=DEV` a device, and a bare
+ * `NAME=VALUE` sets whichever one field NAME has, a mount's source or a device's path included
+ * (moby's isSettable). A bare setting whose value is a path must therefore pass both checks that
+ * could apply; `NAME.source`, `NAME.path` or `NAME.value` says which it is.
+ */
 export function checkPluginSettings(settings: GoDecoded, c: RoleConstraints): Check {
   return each(asStrings(settings), (s) => {
     const eq = s.indexOf('=');
     const key = eq === -1 ? s : s.slice(0, eq);
     const value = eq === -1 ? '' : s.slice(eq + 1);
     if (key.endsWith('.source')) return checkHostPath(value, c, 'point a plugin mount at');
-    if (key.endsWith('.path'))
-      return matchesAny(c.devices, value)
-        ? undefined
-        : violation('devices', value, `point a plugin device at ${value}`);
+    if (key.endsWith('.path')) return checkDevicePath(value, c, 'point a plugin device at');
+    if (!key.includes('.') && value.includes('/')) {
+      const what = `set ${key}=${value}, which may be a mount's source or a device's path (write ${key}.source or ${key}.path); as either, it would`;
+      return checkHostPath(value, c, `${what} mount`) ?? checkDevicePath(value, c, `${what} map`);
+    }
     return undefined;
   });
 }

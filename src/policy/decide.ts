@@ -20,6 +20,7 @@ import {
   CONTAINER_UPDATE,
   EXEC_CREATE,
   HOST_CONFIG,
+  NETWORK_CONNECT,
   PLUGIN_PRIVILEGES,
   PLUGIN_SET,
   SERVICE_SPEC,
@@ -99,7 +100,17 @@ const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
   'plugin.install': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
   'plugin.upgrade': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
   'plugin.set': { type: PLUGIN_SET, check: checkPluginSettings },
+  // Nothing to constrain; read so that a scoped role's connect names a container it owns.
+  'network.connect': { type: NETWORK_CONNECT, check: () => undefined },
+  'network.disconnect': { type: NETWORK_CONNECT, check: () => undefined },
 };
+
+/** Operations whose body a scoped role's request is read for: the owner label, or the container named. */
+const SCOPE_READS_BODY = new Set<OperationName>([
+  'container.create',
+  'network.connect',
+  'network.disconnect',
+]);
 
 const LIST_FILTERED = new Set(['container.list', 'container.prune', 'system.events']);
 
@@ -125,7 +136,7 @@ function bodyCheckFor(route: ResolvedRoute): BodyCheck | undefined {
 }
 
 function roleNeedsBody(role: Role, route: ResolvedRoute): boolean {
-  if (route.operation === 'container.create' && role.scope === 'own') return true;
+  if (role.scope === 'own' && SCOPE_READS_BODY.has(route.operation)) return true;
   return !role.unrestricted && bodyCheckFor(route) !== undefined;
 }
 
@@ -215,7 +226,13 @@ function decideForRole(
         route,
         'the query string is malformed (a pair with ";" or a bad escape)',
       );
-    if (/^(POST|PUT|PATCH)$/.test(request.method) && /x-www-form-urlencoded/i.test(request.contentType ?? ''))
+    // Go's ParseForm reads a urlencoded body as query arguments (POST, PUT, PATCH), and
+    // FormValue (the build route's) parses a multipart body so, whatever the method.
+    const contentType = request.contentType ?? '';
+    if (
+      (/^(POST|PUT|PATCH)$/.test(request.method) && /x-www-form-urlencoded/i.test(contentType)) ||
+      /multipart\/form-data/i.test(contentType)
+    )
       return refused(
         grant,
         identity,
@@ -346,6 +363,17 @@ function applyScope(
       };
     }
     return { ...allowed, scope: 'list-filter' };
+  }
+  if (op === 'network.connect' || op === 'network.disconnect') {
+    // The container is in the body: it must be one of the client's, as for any container action.
+    const container = asString(structField(decoded, 'Container'));
+    if (container === '')
+      return deny({
+        constraint: 'scope',
+        value: '',
+        sentence: `${op === 'network.connect' ? 'connect' : 'disconnect'} a container the request does not name`,
+      });
+    return { ...allowed, ownershipCheck: { kind: 'container', ref: container } };
   }
   const ref =
     op === 'container.commit'

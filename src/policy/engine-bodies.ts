@@ -103,6 +103,9 @@ export const SERVICE_SPEC = T.struct({
 /** POST /volumes/create: volume.CreateOptions. */
 export const VOLUME_CREATE = T.struct({ Name: T.string, Driver: T.string, DriverOpts: T.map(T.string) });
 
+/** POST /networks/{id}/connect and /disconnect: the container is named in the body. */
+export const NETWORK_CONNECT = T.struct({ Container: T.string });
+
 /** POST /plugins/pull and /plugins/{name}/upgrade: the privileges the client accepts for the plugin. */
 export const PLUGIN_PRIVILEGES = T.slice(T.struct({ Name: T.string, Value: T.slice(T.string) }));
 

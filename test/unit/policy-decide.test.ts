@@ -416,3 +416,116 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     'legacy list form read too',
   );
 });
+
+t.test(
+  'mounts, plugin settings, form bodies and network connects that reach past a constraint',
+  async (t) => {
+    const p = parsePolicy(
+      `
+roles:
+  plugins:
+    allow: [plugin.*, image.build]
+    constraints: { bindPaths: [/srv/ci], devices: ["/dev/dri/*"] }
+  tenant:
+    extends: deployer
+    scope: own
+rules:
+  - { match: { cn: dep }, role: deployer }
+  - { match: { cn: plug }, role: plugins }
+  - { match: { cn: tenant }, role: tenant }
+`,
+      'p.yaml',
+    );
+    const askP = (cn: string, method: string, target: string, body?: unknown, contentType?: string) => {
+      const route = resolveOperation(method, target);
+      const raw =
+        body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+      const needed = bodyNeeded(p, id(cn), route);
+      return decide(p, id(cn), {
+        method,
+        target,
+        route,
+        body: needed ? (raw ?? Buffer.alloc(0)) : raw,
+        contentType,
+      });
+    };
+    const volume = (opts: Record<string, string>) =>
+      askP('dep', 'POST', '/v1.41/volumes/create', { Name: 'v', DriverOpts: opts });
+    // The local driver mounts what it is told in the host's mount namespace.
+    for (const opts of <Record<string, string>[]>[
+      { type: 'proc', device: 'proc' },
+      { type: 'cgroup', device: 'cgroup', o: 'rdma' },
+      { type: 'overlay', device: 'overlay', o: 'lowerdir=/root:/etc' },
+      { type: 'none', device: '.', o: 'bind' },
+      { type: 'ext4', device: '/dev/sda1' },
+      { type: 'nfs', device: ':/export', o: 'addr=10.0.0.1' },
+    ])
+      t.match(
+        volume(opts),
+        { allowed: false, constraint: { name: 'bindPaths' } },
+        `refused: ${JSON.stringify(opts)}`,
+      );
+    t.ok(volume({}).allowed, 'a plain named volume');
+    t.ok(volume({ size: '10G' }).allowed, 'a size quota');
+    t.ok(volume({ type: 'tmpfs', device: 'tmpfs', o: 'size=100m,uid=1000' }).allowed, 'a tmpfs');
+    t.match(
+      askP('dep', 'POST', '/containers/create', {
+        Image: 'bb',
+        HostConfig: {
+          Mounts: [
+            {
+              Type: 'volume',
+              Target: '/h',
+              VolumeOptions: { DriverConfig: { Name: 'local', Options: { type: 'proc', device: 'proc' } } },
+            },
+          ],
+        },
+      }),
+      { allowed: false, constraint: { name: 'bindPaths' } },
+      'the same options inline in a create',
+    );
+
+    // plugin set: a bare NAME=VALUE sets a mount's source or a device's path, whichever NAME is.
+    const set = (...settings: string[]) => askP('plug', 'POST', '/plugins/p/set', settings);
+    t.match(set('data=/'), { allowed: false }, 'a bare setting moving a mount to /');
+    t.match(set('dev=/dev/sda'), { allowed: false }, 'a bare setting mapping a disk');
+    t.match(set('data=/srv/ci/x'), { allowed: false }, 'a bare path must pass as mount and as device');
+    t.ok(set('data.source=/srv/ci/x').allowed, 'said to be a mount, under bindPaths');
+    t.ok(set('dev.path=/dev/dri/card0').allowed, 'said to be a device, granted');
+    t.match(
+      set('dev.path=/dev/dri/../sda'),
+      { allowed: false, constraint: { name: 'devices' } },
+      'cleaned first',
+    );
+    t.ok(set('DEBUG=1', 'LOG.value=/var/log').allowed, 'env values, a path said to be one');
+    t.match(
+      askP('plug', 'POST', '/plugins/pull?remote=x/p', [{ Name: 'device', Value: ['/dev/dri/../sda'] }]),
+      { allowed: false, constraint: { name: 'devices' } },
+      'install privileges: device paths cleaned too',
+    );
+
+    // Go's FormValue reads a multipart body as query arguments: networkmode=host could hide there.
+    t.match(
+      askP('plug', 'POST', '/build?remote=https://h/ctx.tar', 'x', 'multipart/form-data; boundary=zz'),
+      { allowed: false, reason: /form-encoded/ },
+    );
+    t.ok(askP('plug', 'POST', '/build?remote=https://h/ctx.tar', 'x', 'application/x-tar').allowed);
+
+    // A scoped client may connect or disconnect only its own containers.
+    t.match(askP('tenant', 'POST', '/networks/n/connect', { Container: 'victim' }), {
+      allowed: true,
+      ownershipCheck: { kind: 'container', ref: 'victim' },
+    });
+    t.match(askP('tenant', 'POST', '/networks/n/disconnect', { Container: 'victim', Force: true }), {
+      ownershipCheck: { kind: 'container', ref: 'victim' },
+    });
+    t.match(askP('tenant', 'POST', '/networks/n/connect', {}), {
+      allowed: false,
+      constraint: { name: 'scope' },
+    });
+    t.notOk(
+      askP('dep', 'POST', '/networks/n/connect', { Container: 'x' }).ownershipCheck,
+      'unscoped: no check',
+    );
+  },
+);
