@@ -213,6 +213,11 @@ t.test(
     t.not(logs.code, 0, 'nor read its logs');
     const rm = await run(pki.client, ['rm', '-f', theirs]);
     t.not(rm.code, 0, 'nor remove it');
+    const unplug = await run(pki.client, ['network', 'disconnect', 'none', theirs]);
+    t.not(unplug.code, 0, 'nor disconnect it from a network (the container is named in the body)');
+    t.match(unplug.stderr, /may act only on its own containers/);
+    const unplugMine = await run(pki.client, ['network', 'disconnect', 'none', mine]);
+    t.notMatch(unplugMine.stderr, /may act only/, 'a disconnect of its own container reaches the engine');
     t.ok(await containerExists(theirs), 'client2’s container is untouched');
     exitsWith(t, await run(pki.client, ['rm', '-f', mine]), 0, 'client removes its own:');
     const forged = await gateRequest(gate.port, pki.client, 'POST', '/containers/create', {
