@@ -124,6 +124,11 @@ Example:
               `ownership:  the gate checks that ${d.ownershipCheck.kind} '${d.ownershipCheck.ref}' belongs to the client first`,
             ]
           : []),
+        ...(d.heldCheck
+          ? [
+              `holds:      the gate checks that container '${d.heldCheck.ref}' is not privileged and has no host path mounted beyond bindPaths first`,
+            ]
+          : []),
         ...(d.scope === 'create-label'
           ? ['scope:      the gate adds the label dockgate.owner to the container']
           : []),

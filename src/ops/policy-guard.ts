@@ -19,6 +19,7 @@ import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
 import { OWNER_LABEL, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
+import { checkHeldByContainer } from '../policy/constraints.js';
 import type { RequestAudit } from '../audit/events.js';
 import { execCommandForLog } from '../audit/redact.js';
 import { EXEC_CREATE } from '../policy/engine-bodies.js';
@@ -153,11 +154,42 @@ export function policyGuard(
       if (err instanceof ScopeError) return { kind: 'refuse', status: 403, message: err.message };
       throw err;
     }
-    if (decision.ownershipCheck === undefined) return rewritten;
+    const { ownershipCheck, heldCheck } = decision;
+    if (ownershipCheck === undefined && heldCheck === undefined) return rewritten;
     return {
       kind: 'later',
-      verdict: checkOwnership(decision.ownershipCheck).then((refusal) => refusal ?? rewritten),
+      verdict: (async () => {
+        const refusal =
+          (ownershipCheck && (await checkOwnership(ownershipCheck))) ??
+          (heldCheck && (await checkHeld(heldCheck, decision.role ?? '')));
+        return refusal ?? rewritten;
+      })(),
     };
+  }
+
+  /**
+   * Undefined when the container holds nothing the role could not create; else the refusal. An
+   * exec into a container with the engine socket mounted (a gate's own) is root on the host.
+   */
+  async function checkHeld(
+    check: NonNullable<Decision['heldCheck']>,
+    role: string,
+  ): Promise<GuardVerdict | undefined> {
+    const inspect = await engineGetJson(connectUpstream, `/containers/${encodeURIComponent(check.ref)}/json`);
+    // A container the engine does not know: let the engine answer (404) as it would.
+    if (inspect.status === 404) return undefined;
+    const refuse = (why: string): GuardVerdict => ({
+      kind: 'refuse',
+      status: 403,
+      message: `dockgate: client ${JSON.stringify(identity.cn)} (role ${role}) may not reach into container ${check.ref}: ${why}`,
+    });
+    if (inspect.status !== 200)
+      return refuse(`the engine answered ${inspect.status} when the gate looked at it`);
+    const hostConfig = (inspect.json as { HostConfig?: unknown } | undefined)?.HostConfig;
+    const held = checkHeldByContainer(hostConfig, check.constraints);
+    if (held === undefined) return undefined;
+    const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
+    return refuse(`it holds ${what}, which the role may not use`);
   }
 
   function noteExecCmd(exchange: Exchange, body: Buffer): void {

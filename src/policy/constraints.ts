@@ -238,6 +238,36 @@ export function checkLocalVolume(
   );
 }
 
+/**
+ * What an existing container already holds that a constrained role reaching into it (exec,
+ * attach, archive, export) would gain: privilege, and host paths mounted into it (the engine
+ * socket of a gate's own container, above all). Read from the engine's inspect, which reports
+ * them plainly: no Go decoding tricks to undo.
+ */
+export function checkHeldByContainer(hostConfig: unknown, c: RoleConstraints): Check {
+  if (hostConfig === null || typeof hostConfig !== 'object') return undefined;
+  const hc = hostConfig as { Privileged?: unknown; Binds?: unknown; Mounts?: unknown };
+  const binds = Array.isArray(hc.Binds) ? hc.Binds.filter((b): b is string => typeof b === 'string') : [];
+  const mounts = Array.isArray(hc.Mounts) ? (hc.Mounts as { Type?: unknown; Source?: unknown }[]) : [];
+  return first(
+    () =>
+      hc.Privileged === true && !c.privileged
+        ? violation('privileged', '', 'reach into a privileged container')
+        : undefined,
+    () => each(binds, (bind) => checkBind(bind, c)),
+    () =>
+      each(mounts, (m) =>
+        m?.Type === 'bind'
+          ? checkHostPath(
+              typeof m.Source === 'string' ? m.Source : '',
+              c,
+              'reach into a container that has mounted',
+            )
+          : undefined,
+      ),
+  );
+}
+
 export function checkExec(body: GoDecoded, c: RoleConstraints): Check {
   const user = asString(structField(body, 'User'));
   return first(

@@ -78,7 +78,23 @@ export interface Decision {
   readonly ownershipCheck?: OwnershipCheck;
   /** The relay must rewrite the request: add the owner label to a create, or the owner filter to a list. */
   readonly scope?: 'create-label' | 'list-filter';
+  /**
+   * The relay must check first that the container this request reaches into holds nothing the
+   * role could not create itself (checkHeldByContainer): constraints apply to what a client
+   * gets into, not only to what it creates.
+   */
+  readonly heldCheck?: { readonly ref: string; readonly constraints: RoleConstraints };
 }
+
+/** Operations that reach into an existing container: what it holds becomes the client's. */
+const REACHES_INTO = new Set<OperationName>([
+  'container.exec',
+  'container.attach',
+  'container.archive.get',
+  'container.archive.stat',
+  'container.archive.put',
+  'container.export',
+]);
 
 type BodyCheck = { readonly type: GoType; check(body: GoDecoded, c: RoleConstraints): Violation | undefined };
 
@@ -256,9 +272,14 @@ function decideForRole(
     if (v) return denied(grant, identity, route, v);
   }
   const allowed = allowedBy(grant, route.operation);
-  return scoped
+  const result = scoped
     ? applyScope(allowed, identity, request, decoded, (v) => denied(grant, identity, route, v))
     : allowed;
+  if (!result.allowed || role.unrestricted || !REACHES_INTO.has(route.operation)) return result;
+  return {
+    ...result,
+    heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
+  };
 }
 
 /**

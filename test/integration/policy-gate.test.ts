@@ -11,6 +11,7 @@ import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
 import {
   containerExists,
   containersToRemove,
+  engineRequest,
   runDetached,
   testEngine,
   testTmpDir,
@@ -180,6 +181,36 @@ t.test('bodies written to slip past a naive reader are refused, through the real
     const answer = await send(`{"Image":"${image}","HostConfig":{"Privileged":true}}`, path);
     t.notMatch(answer, /^HTTP\/1\.1 201 /, `${what}: never created`);
   }
+});
+
+t.test('a constrained client may not reach into a container holding what its role may not use', async (t) => {
+  // Made straight at the engine, as an admin would: the client's owner label, and the host's /etc
+  // mounted (as a gate's own container has the engine socket).
+  const held = uniqueName('held');
+  const plain = uniqueName('plain');
+  containersToRemove(t, held, plain);
+  for (const [name, binds] of [
+    [held, ['/etc:/host-etc:ro']],
+    [plain, []],
+  ] as const) {
+    const created = await engineRequest('POST', `/containers/create?name=${name}`, {
+      body: {
+        Image: image,
+        Cmd: ['sleep', '30'],
+        Labels: { 'dockgate.owner': 'client' },
+        HostConfig: { NetworkMode: 'none', Binds: binds },
+      },
+    });
+    t.equal(created.status, 201, `${name} created`);
+    t.equal((await engineRequest('POST', `/containers/${name}/start`)).status, 204);
+  }
+  const exec = await run(pki.client, ['exec', held, 'cat', '/host-etc/hostname']);
+  t.not(exec.code, 0, 'no exec into it');
+  t.match(exec.stderr, /may not reach into container .*: it holds \/etc \(bindPaths\)/);
+  const copy = await run(pki.client, ['cp', `${held}:/host-etc/hostname`, '-']);
+  t.not(copy.code, 0, 'no copy out of it');
+  t.match(copy.stderr, /may not reach into container/);
+  exitsWith(t, await run(pki.client, ['exec', plain, 'true']), 0, 'a container holding nothing:');
 });
 
 t.test(

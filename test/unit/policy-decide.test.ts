@@ -7,6 +7,7 @@ import { scopeCreateBody, scopeListTarget, ScopeError, readFilters } from '../..
 import { decodeGoJson, structField, asMap } from '../../src/policy/go-decode.js';
 import { parseGoJson } from '../../src/policy/go-json.js';
 import { CONTAINER_CREATE } from '../../src/policy/engine-bodies.js';
+import { checkHeldByContainer } from '../../src/policy/constraints.js';
 import { parseGoQuery } from '../../src/policy/go-url.js';
 
 const policy = parsePolicy(
@@ -529,3 +530,50 @@ rules:
     );
   },
 );
+
+t.test('reaching into a container: constrained roles get a check of what it holds', async (t) => {
+  for (const [m, p] of [
+    ['POST', '/containers/gate/exec'],
+    ['POST', '/containers/gate/attach?stream=1'],
+    ['GET', '/containers/gate/archive?path=/certs'],
+    ['HEAD', '/containers/gate/archive?path=/certs'],
+    ['PUT', '/containers/gate/archive?path=/'],
+    ['GET', '/containers/gate/export'],
+  ] as const) {
+    const body = m === 'POST' && p.endsWith('exec') ? { Cmd: ['sh'] } : undefined;
+    t.match(ask(ci, m, p, body), { allowed: true, heldCheck: { ref: 'gate' } }, `${m} ${p}`);
+  }
+  t.notOk(ask(ci, 'POST', '/containers/gate/start').heldCheck, 'start reaches nothing');
+  t.notOk(ask(ci, 'GET', '/containers/gate/logs').heldCheck, 'nor do logs');
+  t.notOk(
+    ask(id('alice', { ou: ['ops'] }), 'POST', '/containers/gate/exec', { Cmd: ['sh'] }).heldCheck,
+    'admin: no constraints to hold against',
+  );
+  const c = parsePolicy('rules: [{match: {cn: x}, role: deployer}]', 'p.yaml').roles.get(
+    'deployer',
+  )!.constraints;
+  // As dockerd 20.10 and 28 report a container created with defaults.
+  const plain = {
+    Binds: null,
+    NetworkMode: 'none',
+    IpcMode: 'private',
+    CgroupnsMode: 'private',
+    Privileged: false,
+    Mounts: null,
+    MaskedPaths: ['/proc/asound', '/proc/acpi'],
+    ReadonlyPaths: ['/proc/bus', '/proc/fs'],
+    CapAdd: null,
+    SecurityOpt: null,
+  };
+  t.equal(checkHeldByContainer(plain, c), undefined, 'defaults hold nothing');
+  t.equal(checkHeldByContainer({ ...plain, Binds: ['data:/data'] }, c), undefined, 'a named volume');
+  t.match(checkHeldByContainer({ ...plain, Binds: ['/var/run/docker.sock:/var/run/docker.sock'] }, c), {
+    constraint: 'bindPaths',
+    value: '/var/run/docker.sock',
+  });
+  t.match(checkHeldByContainer({ ...plain, Mounts: [{ Type: 'bind', Source: '/', Target: '/h' }] }, c), {
+    constraint: 'bindPaths',
+  });
+  t.match(checkHeldByContainer({ ...plain, Privileged: true }, c), { constraint: 'privileged' });
+  t.equal(checkHeldByContainer(undefined, c), undefined);
+});
