@@ -19,6 +19,7 @@ import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
 import { policyGuard, type PolicyState } from './policy-guard.js';
+import { volumesMountedHere } from './own-volumes.js';
 
 /** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
 const MAX_HEAD_FIELDS = 1000;
@@ -40,6 +41,8 @@ export class Gate {
   /** Engine connections for relayed requests, reused between requests and clients. */
   private readonly upstreams: UpstreamPool;
   private readonly headLimits;
+  /** Volumes mounted into the gate's own container (its certs above all): never a client's. */
+  private readonly gateVolumes = new Set(volumesMountedHere());
   private stopping = false;
 
   constructor(
@@ -177,6 +180,7 @@ export class Gate {
           this.connectUpstream,
           this.refusing,
           this.config.audit.execCmd,
+          this.gateVolumes,
         ),
         headerTimeoutMs: this.config.limits.headerTimeoutMs,
         idleTimeoutMs: this.config.limits.idleTimeoutMs,

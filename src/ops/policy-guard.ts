@@ -45,6 +45,8 @@ export function policyGuard(
   refusing: () => string | undefined = () => undefined,
   /** --audit-exec-cmd: log exec commands as sent rather than redacted. */
   keepExecCmd = false,
+  /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
+  gateVolumes: ReadonlySet<string> = new Set(),
 ): RequestGuard {
   // Decisions that no request can change, per operation, for the policy they were made under:
   // most requests of a client with an unrestricted role skip decide() (constantDecision).
@@ -95,6 +97,7 @@ export function policyGuard(
         target: head.target,
         route,
         contentType: headerOf(head, 'content-type'),
+        gateVolumes,
       };
       if (isExec || bodyNeeded(policy, identity, route)) {
         const withBody = bodyNeeded(policy, identity, route);

@@ -268,6 +268,30 @@ export function checkHeldByContainer(hostConfig: unknown, c: RoleConstraints): C
   );
 }
 
+/**
+ * A create mounting one of the gate's own volumes (own-volumes.ts) by name: in `Binds` as
+ * `NAME:/path`, or in `Mounts` as a volume whose Source is NAME.
+ */
+export function checkGateVolumes(createBody: GoDecoded, names: ReadonlySet<string>): Check {
+  const refused = (name: string) =>
+    names.has(name) ? violation('bindPaths', name, `mount the gate's own volume ${name}`) : undefined;
+  const inHostConfig = (hc: GoDecoded): Check =>
+    first(
+      () =>
+        each(asStrings(structField(hc, 'Binds')), (bind) => {
+          const source = bind.split(':')[0] ?? '';
+          return source.startsWith('/') ? undefined : refused(source);
+        }),
+      () =>
+        each(asList(structField(hc, 'Mounts')), (m) =>
+          asString(structField(m, 'Type')) === 'volume'
+            ? refused(asString(structField(m, 'Source')))
+            : undefined,
+        ),
+    );
+  return inHostConfig(createBody) ?? inHostConfig(structField(createBody, 'HostConfig'));
+}
+
 export function checkExec(body: GoDecoded, c: RoleConstraints): Check {
   const user = asString(structField(body, 'User'));
   return first(

@@ -9,6 +9,7 @@ import {
   checkDevices,
   checkExec,
   checkHostConfig,
+  checkGateVolumes,
   checkLocalVolume,
   checkPluginPrivileges,
   checkPluginSettings,
@@ -53,6 +54,8 @@ export interface PolicyRequest {
    * check of the URL; such requests are refused for constrained roles.
    */
   readonly contentType?: string | undefined;
+  /** The gate's own volumes (ops/own-volumes.ts): no constrained role may mount them. */
+  readonly gateVolumes?: ReadonlySet<string> | undefined;
 }
 
 export interface OwnershipCheck {
@@ -263,7 +266,11 @@ function decideForRole(
     if (read.error !== undefined) return refused(grant, identity, route, read.error);
     decoded = read.value;
     if (!role.unrestricted) {
-      const v = check.check(decoded, role.constraints);
+      const v =
+        check.check(decoded, role.constraints) ??
+        (route.operation === 'container.create' && request.gateVolumes?.size
+          ? checkGateVolumes(decoded, request.gateVolumes)
+          : undefined);
       if (v) return denied(grant, identity, route, v);
     }
   }

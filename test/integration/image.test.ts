@@ -180,6 +180,14 @@ t.test(
       await docker(cli, onEngine, ['rm', '-f', name]);
       await docker(cli, onEngine, ['volume', 'rm', '-f', volume]);
     });
+    // admin (the bootstrap's bundle) is admin; bob, made below, a deployer: constrained.
+    const policyDir = await tempDir('dockgate-sidecar-policy-');
+    const policyFile = join(policyDir, 'policy.yaml');
+    await writeFile(
+      policyFile,
+      'rules:\n  - { match: { cn: admin }, role: admin }\n  - { match: { cn: bob }, role: deployer }\n',
+      { mode: 0o644 },
+    );
     const started = await docker(cli, onEngine, [
       'run',
       '-d',
@@ -196,6 +204,10 @@ t.test(
       socketGid,
       '-v',
       `${volume}:/certs`,
+      '-v',
+      `${policyFile}:/etc/dockgate/policy.yaml:ro`,
+      '-e',
+      'DOCKGATE_POLICY=/etc/dockgate/policy.yaml',
       '-e',
       `DOCKGATE_HOST=tcp://127.0.0.1:${port}`,
       '-e',
@@ -273,6 +285,34 @@ t.test(
 
     const bob = await docker(cli, onEngine, ['exec', name, 'dockgate', 'pki', 'client', 'bob']);
     exitsWith(t, bob, 0, 'dockgate pki client bob in the container writes to /certs by default');
+
+    // A deployer must not get at what the gate holds: its certs volume (clients/admin, the CA
+    // key) or its container (the engine socket).
+    const bobBundle = await tempDir('dockgate-sidecar-bob-');
+    const bobFetched = await sh(
+      '"$1" exec -i "$2" dockgate client bundle bob --tar | tar -x -C "$3"',
+      cliEnv(onEngine),
+      [cli.path, name, bobBundle],
+    );
+    exitsWith(t, { ...bobFetched, out: bobFetched.stdout }, 0, "bob's bundle fetched");
+    const asBob = { host: `tcp://localhost:${port}`, certPath: bobBundle };
+    exitsWith(t, await docker(cli, asBob, ['ps']), 0, 'bob, a deployer, lists containers');
+    const mountCerts = await docker(cli, asBob, [
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '-v',
+      `${volume}:/c:ro`,
+      engine.image,
+      'ls',
+      '/c',
+    ]);
+    t.not(mountCerts.code, 0, "bob may not mount the gate's certs volume");
+    t.match(mountCerts.stderr, /may not mount the gate's own volume/);
+    const execGate = await docker(cli, asBob, ['exec', name, 'true']);
+    t.not(execGate.code, 0, "nor exec into the gate's container");
+    t.match(execGate.stderr, /may not reach into container .*docker\.sock/);
 
     const doctor = await run(process.execPath, [
       GATE_MAIN,

@@ -577,3 +577,30 @@ t.test('reaching into a container: constrained roles get a check of what it hold
   t.match(checkHeldByContainer({ ...plain, Privileged: true }, c), { constraint: 'privileged' });
   t.equal(checkHeldByContainer(undefined, c), undefined);
 });
+
+t.test("the gate's own volumes may not be mounted by a constrained role", async (t) => {
+  const gateVolumes = new Set(['dockgate_certs']);
+  const askWith = (who: Identity, body: unknown) => {
+    const route = resolveOperation('POST', '/containers/create');
+    return decide(policy, who, {
+      method: 'POST',
+      target: '/containers/create',
+      route,
+      body: Buffer.from(JSON.stringify(body)),
+      gateVolumes,
+    });
+  };
+  t.match(askWith(ci, create({ Binds: ['dockgate_certs:/c:ro'] })), {
+    allowed: false,
+    constraint: { name: 'bindPaths', value: 'dockgate_certs' },
+    message: /may not mount the gate's own volume dockgate_certs/,
+  });
+  t.match(askWith(ci, create({ Mounts: [{ Type: 'volume', Source: 'dockgate_certs', Target: '/c' }] })), {
+    allowed: false,
+  });
+  t.ok(askWith(ci, create({ Binds: ['data:/data'] })).allowed, 'other volumes');
+  t.ok(
+    askWith(id('alice', { ou: ['ops'] }), create({ Binds: ['dockgate_certs:/c'] })).allowed,
+    'admin may (it is root anyway)',
+  );
+});
