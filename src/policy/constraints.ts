@@ -97,6 +97,7 @@ export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
         ? checkSecurityOptions(['systempaths=unconfined'], c)
         : undefined,
     () => checkSysctls(asMap(field('Sysctls')), c),
+    () => checkLogDriver(asString(structField(field('LogConfig'), 'Type')), c),
     () => each(asStrings(field('Binds')), (bind) => checkBind(bind, c)),
     () => each(asList(field('Mounts')), (m) => checkMount(m, c)),
     () =>
@@ -204,6 +205,36 @@ export function checkMount(m: GoDecoded, c: RoleConstraints): Check {
   }
   if (SAFE_MOUNT_TYPES.has(type)) return undefined;
   return violation('bindPaths', type, `use the mount type '${type}'`);
+}
+
+/** Log drivers that write on the host itself; every other one connects out from the host. */
+const LOCAL_LOG_DRIVERS = new Set(['', 'json-file', 'local', 'journald', 'none']);
+
+/**
+ * syslog, gelf, fluentd, splunk... make the engine connect, from the host's network namespace, to
+ * an address the client picks, and send it the container's output: the host's network, as
+ * `--network host` gives it, so the same constraint grants them.
+ */
+export function checkLogDriver(type: string, c: RoleConstraints): Check {
+  return LOCAL_LOG_DRIVERS.has(type) || c.hostNamespaces.includes('network')
+    ? undefined
+    : violation(
+        'hostNamespaces',
+        'network',
+        `send a container's logs with the ${type} driver, which connects out from the host's network`,
+      );
+}
+
+/** A URL the engine itself fetches (an import's fromSrc, a build's remote): from the host's network. */
+export function checkEngineFetch(url: string, what: string, c: RoleConstraints): Check {
+  const fetched = /^(https?|git):\/\//i.test(url) || /^git@/i.test(url) || /\.git(#.*)?$/i.test(url);
+  return !fetched || c.hostNamespaces.includes('network')
+    ? undefined
+    : violation(
+        'hostNamespaces',
+        'network',
+        `${what} ${url}, which the engine fetches from the host's network`,
+      );
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   checkDevices,
   checkExec,
   checkHostConfig,
+  checkEngineFetch,
   checkGateVolumes,
   checkLocalVolume,
   checkPluginPrivileges,
@@ -275,7 +276,13 @@ function decideForRole(
     }
   }
   if (route.operation === 'image.build' && !role.unrestricted) {
-    const v = checkBuildQuery(route, role.constraints);
+    const v =
+      checkBuildQuery(route, role.constraints) ??
+      checkEngineFetch(firstValue(route.query, 'remote'), 'build from', role.constraints);
+    if (v) return denied(grant, identity, route, v);
+  }
+  if (route.operation === 'image.import' && !role.unrestricted) {
+    const v = checkEngineFetch(firstValue(route.query, 'fromSrc'), 'import an image from', role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   const allowed = allowedBy(grant, route.operation);

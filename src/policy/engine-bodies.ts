@@ -43,6 +43,7 @@ const hostConfigFields: Record<string, GoType> = {
   VolumesFrom: T.slice(T.string),
   MaskedPaths: T.slice(T.string),
   ReadonlyPaths: T.slice(T.string),
+  LogConfig: T.struct({ Type: T.string, Config: T.map(T.string) }),
   ...resourceFields,
 };
 

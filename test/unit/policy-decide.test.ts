@@ -510,7 +510,7 @@ rules:
       askP('plug', 'POST', '/build?remote=https://h/ctx.tar', 'x', 'multipart/form-data; boundary=zz'),
       { allowed: false, reason: /form-encoded/ },
     );
-    t.ok(askP('plug', 'POST', '/build?remote=https://h/ctx.tar', 'x', 'application/x-tar').allowed);
+    t.ok(askP('plug', 'POST', '/build?t=x', 'x', 'application/x-tar').allowed);
 
     // A scoped client may connect or disconnect only its own containers.
     t.match(askP('tenant', 'POST', '/networks/n/connect', { Container: 'victim' }), {
@@ -603,4 +603,49 @@ t.test("the gate's own volumes may not be mounted by a constrained role", async 
     askWith(id('alice', { ou: ['ops'] }), create({ Binds: ['dockgate_certs:/c'] })).allowed,
     'admin may (it is root anyway)',
   );
+});
+
+t.test("what the engine does from the host's network needs hostNamespaces: [network]", async (t) => {
+  const p = parsePolicy(
+    `
+roles:
+  netted:
+    extends: deployer
+    constraints: { hostNamespaces: [network] }
+rules:
+  - { match: { cn: dep }, role: deployer }
+  - { match: { cn: net }, role: netted }
+`,
+    'p.yaml',
+  );
+  const askP = (cn: string, method: string, target: string, body?: unknown) => {
+    const route = resolveOperation(method, target);
+    const raw = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const needed = bodyNeeded(p, id(cn), route);
+    return decide(p, id(cn), { method, target, route, body: needed ? (raw ?? Buffer.alloc(0)) : raw });
+  };
+  const logs = (type: string) => ({
+    Image: 'bb',
+    HostConfig: { LogConfig: { Type: type, Config: { 'syslog-address': 'tcp://127.0.0.1:25' } } },
+  });
+  for (const type of ['syslog', 'gelf', 'fluentd', 'splunk'])
+    t.match(askP('dep', 'POST', '/containers/create', logs(type)), {
+      allowed: false,
+      constraint: { name: 'hostNamespaces', value: 'network' },
+      message: new RegExp(`with the ${type} driver`),
+    });
+  for (const type of ['', 'json-file', 'local', 'journald', 'none'])
+    t.ok(askP('dep', 'POST', '/containers/create', logs(type)).allowed, `log driver '${type}'`);
+  t.ok(askP('net', 'POST', '/containers/create', logs('syslog')).allowed, 'granted with the host network');
+
+  t.match(askP('dep', 'POST', '/images/create?fromSrc=http%3A%2F%2F169.254.169.254%2Flatest&repo=x'), {
+    allowed: false,
+    message: /import an image from http:\/\/169\.254\.169\.254\/latest/,
+  });
+  t.ok(askP('dep', 'POST', '/images/create?fromSrc=-&repo=x').allowed, 'an import from the request body');
+  t.ok(askP('net', 'POST', '/images/create?fromSrc=http%3A%2F%2Fh%2Fx.tar').allowed);
+  for (const remote of ['https://h/ctx.tar', 'git@h:r.git', 'https://github.com/o/r.git#main'])
+    t.match(askP('dep', 'POST', `/build?remote=${encodeURIComponent(remote)}`), { allowed: false }, remote);
+  t.ok(askP('dep', 'POST', '/build?dockerfile=Dockerfile').allowed, 'a build of the context sent');
+  t.ok(askP('net', 'POST', '/build?remote=https%3A%2F%2Fh%2Fctx.tar').allowed);
 });
