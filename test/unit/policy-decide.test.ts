@@ -2,6 +2,7 @@ import t from 'tap';
 import type { Identity } from '../../src/identity/identity.js';
 import { bodyNeeded, decide, type Decision } from '../../src/policy/decide.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
+import type { Policy } from '../../src/policy/policy-model.js';
 import { resolveOperation } from '../../src/policy/resolve-operation.js';
 import { scopeCreateBody, scopeListTarget, ScopeError, readFilters } from '../../src/policy/scope.js';
 import { decodeGoJson, structField, asMap } from '../../src/policy/go-decode.js';
@@ -79,6 +80,23 @@ function ask(who: Identity, method: string, target: string, body?: unknown, cont
     body: needed ? (raw ?? Buffer.alloc(0)) : raw,
     contentType,
   });
+}
+
+/** ask() against another policy, for clients named by their CN. */
+function askIn(p: Policy) {
+  return (cn: string, method: string, target: string, body?: unknown, contentType?: string): Decision => {
+    const route = resolveOperation(method, target);
+    const raw =
+      body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const needed = bodyNeeded(p, id(cn), route);
+    return decide(p, id(cn), {
+      method,
+      target,
+      route,
+      body: needed ? (raw ?? Buffer.alloc(0)) : raw,
+      contentType,
+    });
+  };
 }
 
 const ci = id('ci-runner');
@@ -437,19 +455,7 @@ rules:
 `,
       'p.yaml',
     );
-    const askP = (cn: string, method: string, target: string, body?: unknown, contentType?: string) => {
-      const route = resolveOperation(method, target);
-      const raw =
-        body === undefined ? undefined : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-      const needed = bodyNeeded(p, id(cn), route);
-      return decide(p, id(cn), {
-        method,
-        target,
-        route,
-        body: needed ? (raw ?? Buffer.alloc(0)) : raw,
-        contentType,
-      });
-    };
+    const askP = askIn(p);
     const volume = (opts: Record<string, string>) =>
       askP('dep', 'POST', '/v1.41/volumes/create', { Name: 'v', DriverOpts: opts });
     // The local driver mounts what it is told in the host's mount namespace.
@@ -618,12 +624,7 @@ rules:
 `,
     'p.yaml',
   );
-  const askP = (cn: string, method: string, target: string, body?: unknown) => {
-    const route = resolveOperation(method, target);
-    const raw = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const needed = bodyNeeded(p, id(cn), route);
-    return decide(p, id(cn), { method, target, route, body: needed ? (raw ?? Buffer.alloc(0)) : raw });
-  };
+  const askP = askIn(p);
   const logs = (type: string) => ({
     Image: 'bb',
     HostConfig: { LogConfig: { Type: type, Config: { 'syslog-address': 'tcp://127.0.0.1:25' } } },
