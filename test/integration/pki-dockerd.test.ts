@@ -213,7 +213,13 @@ if (skipReason && process.env.CI === 'true') {
       await copyFile(join(certs, 'ca.pem'), join(mallory, 'ca.pem'));
       const refused = await exec(DOCKER, ['version', '--format', '{{.Server.Version}}'], env(mallory));
       t.not(refused.code, 0, 'a foreign client certificate is refused');
-      t.match(refused.stderr, /certificate|tls/i, 'with a TLS error');
+      // TLS 1.3 lets the client send its request before it reads the server's alert; dockerd
+      // then closes on it, and the client may see the reset rather than the alert.
+      t.match(
+        refused.stderr,
+        /certificate|tls|connection reset by peer/i,
+        'with a TLS error (or the reset after it)',
+      );
 
       // And the client refuses a server its ca.pem did not sign.
       const wrongCa = join(base, 'wrong-ca');
