@@ -162,9 +162,19 @@ export function policyGuard(
     return {
       kind: 'later',
       verdict: (async () => {
+        // Both checks read the same container: one inspect at the engine serves them.
+        const inspected = new Map<string, ReturnType<typeof engineGetJson>>();
+        const inspect = (ref: string): ReturnType<typeof engineGetJson> => {
+          let answer = inspected.get(ref);
+          if (answer === undefined) {
+            answer = engineGetJson(connectUpstream, `/containers/${encodeURIComponent(ref)}/json`);
+            inspected.set(ref, answer);
+          }
+          return answer;
+        };
         const refusal =
-          (ownershipCheck && (await checkOwnership(ownershipCheck))) ??
-          (heldCheck && (await checkHeld(heldCheck, decision.role ?? '')));
+          (ownershipCheck && (await checkOwnership(ownershipCheck, inspect))) ??
+          (heldCheck && (await checkHeld(heldCheck, decision.role ?? '', inspect)));
         return refusal ?? rewritten;
       })(),
     };
@@ -177,8 +187,9 @@ export function policyGuard(
   async function checkHeld(
     check: NonNullable<Decision['heldCheck']>,
     role: string,
+    inspectContainer: (ref: string) => ReturnType<typeof engineGetJson>,
   ): Promise<GuardVerdict | undefined> {
-    const inspect = await engineGetJson(connectUpstream, `/containers/${encodeURIComponent(check.ref)}/json`);
+    const inspect = await inspectContainer(check.ref);
     // A container the engine does not know: let the engine answer (404) as it would.
     if (inspect.status === 404) return undefined;
     const refuse = (why: string): GuardVerdict => ({
@@ -215,7 +226,10 @@ export function policyGuard(
   }
 
   /** Undefined when the client owns the container; else the refusal. */
-  async function checkOwnership(check: OwnershipCheck): Promise<GuardVerdict | undefined> {
+  async function checkOwnership(
+    check: OwnershipCheck,
+    inspectContainer: (ref: string) => ReturnType<typeof engineGetJson>,
+  ): Promise<GuardVerdict | undefined> {
     const notOwned = (what: string): GuardVerdict => ({
       kind: 'refuse',
       status: 403,
@@ -230,10 +244,7 @@ export function policyGuard(
         return { kind: 'refuse', status: 404, message: `No such exec instance: ${check.ref}` };
       containerRef = id;
     }
-    const inspect = await engineGetJson(
-      connectUpstream,
-      `/containers/${encodeURIComponent(containerRef)}/json`,
-    );
+    const inspect = await inspectContainer(containerRef);
     if (inspect.status === 404)
       return { kind: 'refuse', status: 404, message: `No such container: ${containerRef}` };
     if (inspect.status !== 200)
