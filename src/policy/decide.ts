@@ -156,6 +156,8 @@ function bodyCheckFor(route: ResolvedRoute): BodyCheck | undefined {
 }
 
 function roleNeedsBody(role: Role, route: ResolvedRoute): boolean {
+  // Every role's create is read: the gate names the creator in it (creatorLabelled).
+  if (route.operation === 'container.create') return true;
   if (role.scope === 'own' && SCOPE_READS_BODY.has(route.operation)) return true;
   return !role.unrestricted && bodyCheckFor(route) !== undefined;
 }
@@ -183,7 +185,8 @@ const who = (identity: Identity, roles: readonly string[]) =>
  * The decision on an operation when nothing in the request can change it: every grant of the
  * client that grants the operation is unrestricted and unscoped, so no body is read, no query or
  * content type checked and nothing rewritten; decide() would return the first one's allow for any
- * request of that operation. Undefined otherwise (decide() must see the request).
+ * request of that operation. Undefined otherwise (decide() must see the request), and always for
+ * a container create, whose body is read to name its creator.
  */
 export function constantDecision(
   policy: Policy,
@@ -191,7 +194,7 @@ export function constantDecision(
   operation: OperationName,
 ): Decision | undefined {
   const granting = grantsFor(policy, identity).filter((g) => roleGrants(g.role, operation));
-  if (granting.length === 0) return undefined;
+  if (granting.length === 0 || operation === 'container.create') return undefined;
   if (!granting.every((g) => g.role.unrestricted && g.role.scope !== 'own')) return undefined;
   return allowedBy(granting[0]!, operation);
 }
@@ -288,7 +291,9 @@ function decideForRole(
   const allowed = allowedBy(grant, route.operation);
   const result = scoped
     ? applyScope(allowed, identity, request, decoded, (v) => denied(grant, identity, route, v))
-    : allowed;
+    : route.operation === 'container.create'
+      ? creatorLabelled(allowed, decoded)
+      : allowed;
   if (!result.allowed || role.unrestricted || !REACHES_INTO.has(route.operation)) return result;
   return {
     ...result,
@@ -364,6 +369,16 @@ function checkBuildQuery(route: ResolvedRoute, c: RoleConstraints): Violation | 
       sentence: `build in the network namespace of another container (--network ${mode})`,
     };
   return undefined;
+}
+
+/**
+ * An unscoped client's create gets `dockgate.owner=<its CN>` too, unless it names an owner itself
+ * (an admin may create for someone). dockerd copies an image's labels into its containers, so
+ * without this a scoped client could label an image with its own CN and own every container an
+ * unscoped client later ran from it.
+ */
+function creatorLabelled(allowed: Decision, decoded: GoDecoded): Decision {
+  return ownerLabelOf(decoded) === undefined ? { ...allowed, scope: 'create-label' } : allowed;
 }
 
 function applyScope(

@@ -12,6 +12,7 @@ import {
   containerExists,
   containersToRemove,
   engineRequest,
+  imagesToRemove,
   runDetached,
   testEngine,
   testTmpDir,
@@ -256,6 +257,76 @@ t.test(
       Labels: { 'dockgate.owner': 'client2' },
     });
     t.equal(forged.status, 403, 'a create claiming another owner is refused');
+  },
+);
+
+t.test(
+  'an image labelled with a client’s CN does not make that client the owner of others’ containers',
+  async (t) => {
+    // client2 becomes an unscoped admin; client stays a scoped ci.
+    const mark = gate.logs().length;
+    await writeFile(policyFile, POLICY.replace('role: read-only', 'role: admin'));
+    await gate.waitForLog((l) => l.event === 'policy-reloaded', 10_000, mark);
+    // An image carrying dockgate.owner=client, as a build or commit by client could make one.
+    const base = uniqueName('label-base');
+    const labelled = `${uniqueName('labelled')}:latest`;
+    containersToRemove(t, base);
+    imagesToRemove(t, labelled);
+    t.equal(
+      (await engineRequest('POST', `/containers/create?name=${base}`, { body: { Image: image } })).status,
+      201,
+    );
+    const [repo, tag] = labelled.split(':');
+    const commit = await engineRequest(
+      'POST',
+      `/commit?container=${base}&repo=${repo}&tag=${tag}&changes=${encodeURIComponent('LABEL dockgate.owner=client')}`,
+    );
+    t.equal(commit.status, 201, 'labelled image committed');
+
+    const victim = uniqueName('admins');
+    const named = uniqueName('for-client');
+    containersToRemove(t, victim, named);
+    exitsWith(
+      t,
+      await run(pki.client2, ['create', '--name', victim, '--network', 'none', labelled, 'sleep', '30']),
+      0,
+      'the admin creates from the labelled image:',
+    );
+    const labels = async (name: string) =>
+      (
+        JSON.parse((await engineRequest('GET', `/containers/${name}/json`)).body.toString()) as {
+          Config: { Labels: Record<string, string> };
+        }
+      ).Config.Labels;
+    t.equal(
+      (await labels(victim))['dockgate.owner'],
+      'client-two',
+      'the container names its creator, not the image’s label',
+    );
+    const start = await run(pki.client, ['start', victim]);
+    t.not(start.code, 0, 'client may not start the admin’s container');
+    t.match(start.stderr, /may act only on its own containers/);
+    const exec = await run(pki.client, ['exec', victim, 'true']);
+    t.not(exec.code, 0, 'nor exec into it');
+
+    exitsWith(
+      t,
+      await run(pki.client2, [
+        'create',
+        '--name',
+        named,
+        '--label',
+        'dockgate.owner=client',
+        '--network',
+        'none',
+        image,
+        'true',
+      ]),
+      0,
+      'the admin may create a container for client:',
+    );
+    t.equal((await labels(named))['dockgate.owner'], 'client', 'and its label is kept');
+    exitsWith(t, await run(pki.client, ['rm', named]), 0, 'client may then remove it:');
   },
 );
 

@@ -299,7 +299,7 @@ t.test('bodies the gate cannot read with certainty are refused', async (t) => {
   );
 });
 
-t.test('bodyNeeded: only for operations with constraints, only for roles that have them', async (t) => {
+t.test('bodyNeeded: creates, and operations with constraints for roles that have them', async (t) => {
   t.ok(bodyNeeded(policy, ci, resolveOperation('POST', '/containers/create')));
   t.ok(bodyNeeded(policy, ci, resolveOperation('POST', '/containers/x/exec')));
   t.notOk(
@@ -312,7 +312,7 @@ t.test('bodyNeeded: only for operations with constraints, only for roles that ha
   );
   t.notOk(bodyNeeded(policy, ci, resolveOperation('POST', '/build')), 'build constraints are in the query');
   t.notOk(
-    bodyNeeded(policy, id('alice', { ou: ['ops'] }), resolveOperation('POST', '/containers/create')),
+    bodyNeeded(policy, id('alice', { ou: ['ops'] }), resolveOperation('POST', '/v1.23/containers/x/start')),
     'admin: no constraints',
   );
   t.notOk(
@@ -434,6 +434,43 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     { type: new Map([['container', true]]), label: new Map([['dockgate.owner=x', true]]) },
     'legacy list form read too',
   );
+});
+
+t.test('unscoped creates name their creator too, so an image label cannot make an owner', async (t) => {
+  // dockerd copies an image's labels into its containers: without the gate's own label, a
+  // container an unscoped client runs from an image labelled dockgate.owner=team-a is team-a's.
+  const alice = id('alice', { ou: ['ops'] });
+  t.match(ask(alice, 'POST', '/containers/create', create({})), { allowed: true, scope: 'create-label' });
+  t.match(
+    ask(
+      id('deploy', { sans: { dns: [], email: [], uri: ['spiffe://example.org/deploy/x'], ip: [] } }),
+      'POST',
+      '/containers/create',
+      create({}),
+    ),
+    {
+      allowed: true,
+      role: 'deployer',
+      scope: 'create-label',
+    },
+  );
+  const forBob = ask(
+    alice,
+    'POST',
+    '/containers/create',
+    create({}, { Labels: { 'dockgate.owner': 'bob' } }),
+  );
+  t.ok(forBob.allowed, 'an unscoped client may name another owner');
+  t.equal(forBob.scope, undefined, 'and its label is left as it is');
+  t.ok(
+    bodyNeeded(policy, alice, resolveOperation('POST', '/containers/create')),
+    "an admin's create is read",
+  );
+  t.notOk(
+    bodyNeeded(policy, alice, resolveOperation('POST', '/containers/x/start')),
+    'its other requests are not',
+  );
+  t.match(ask(alice, 'POST', '/containers/create', '{"Image":'), { allowed: false, reason: /^unreadable/ });
 });
 
 t.test(

@@ -231,6 +231,15 @@ const REQUESTS = [
   { method: 'GET', target: '/v1.41/containers/json?all=1' },
   { method: 'GET', target: '/v1.41/containers/json?a=%zz' },
   { method: 'GET', target: '/v1.41/images/json' },
+  { method: 'GET', target: '/v1.41/containers/web/json' },
+  { method: 'POST', target: '/v1.41/containers/web/kill?signal=%zz' },
+  {
+    method: 'POST',
+    target: '/v1.41/containers/web/start',
+    body: 'HostConfig=x',
+    contentType: 'application/x-www-form-urlencoded',
+  },
+  { method: 'POST', target: '/v1.41/images/prune', body: '{}' },
   {
     method: 'POST',
     target: '/v1.41/containers/create',
@@ -290,8 +299,9 @@ t.test(
       ),
       RUNS,
     );
+    // Creates never take it (their body is always read), a third of the requests here.
     t.ok(
-      shortcutsTaken > RUNS.numRuns / 10,
+      shortcutsTaken > RUNS.numRuns / 20,
       `the shortcut was taken in ${shortcutsTaken} of ${RUNS.numRuns} cases`,
     );
   },
