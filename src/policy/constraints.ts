@@ -304,23 +304,37 @@ export function checkHeldByContainer(hostConfig: unknown, c: RoleConstraints): C
  * `NAME:/path`, or in `Mounts` as a volume whose Source is NAME.
  */
 export function checkGateVolumes(createBody: GoDecoded, names: ReadonlySet<string>): Check {
-  const refused = (name: string) =>
-    names.has(name) ? violation('bindPaths', name, `mount the gate's own volume ${name}`) : undefined;
   const inHostConfig = (hc: GoDecoded): Check =>
     first(
       () =>
         each(asStrings(structField(hc, 'Binds')), (bind) => {
           const source = bind.split(':')[0] ?? '';
-          return source.startsWith('/') ? undefined : refused(source);
+          return source.startsWith('/') ? undefined : gateVolumeIn(source, names);
         }),
-      () =>
-        each(asList(structField(hc, 'Mounts')), (m) =>
-          asString(structField(m, 'Type')) === 'volume'
-            ? refused(asString(structField(m, 'Source')))
-            : undefined,
-        ),
+      () => gateVolumeMounts(structField(hc, 'Mounts'), names),
     );
   return inHostConfig(createBody) ?? inHostConfig(structField(createBody, 'HostConfig'));
+}
+
+/**
+ * The same for a swarm service: a task placed on the gate's node mounts the node's volume of
+ * that name.
+ */
+export function checkServiceGateVolumes(spec: GoDecoded, names: ReadonlySet<string>): Check {
+  const containerSpec = structField(structField(spec, 'TaskTemplate'), 'ContainerSpec');
+  return gateVolumeMounts(structField(containerSpec, 'Mounts'), names);
+}
+
+function gateVolumeIn(name: string, names: ReadonlySet<string>): Check {
+  return names.has(name) ? violation('bindPaths', name, `mount the gate's own volume ${name}`) : undefined;
+}
+
+function gateVolumeMounts(mounts: GoDecoded, names: ReadonlySet<string>): Check {
+  return each(asList(mounts), (m) =>
+    asString(structField(m, 'Type')) === 'volume'
+      ? gateVolumeIn(asString(structField(m, 'Source')), names)
+      : undefined,
+  );
 }
 
 export function checkExec(body: GoDecoded, c: RoleConstraints): Check {

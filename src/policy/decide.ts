@@ -11,6 +11,7 @@ import {
   checkHostConfig,
   checkEngineFetch,
   checkGateVolumes,
+  checkServiceGateVolumes,
   checkLocalVolume,
   checkPluginPrivileges,
   checkPluginSettings,
@@ -272,8 +273,8 @@ function decideForRole(
     if (!role.unrestricted) {
       const v =
         check.check(decoded, role.constraints) ??
-        (route.operation === 'container.create' && request.gateVolumes?.size
-          ? checkGateVolumes(decoded, request.gateVolumes)
+        (request.gateVolumes?.size
+          ? gateVolumesIn(route.operation, decoded, request.gateVolumes)
           : undefined);
       if (v) return denied(grant, identity, route, v);
     }
@@ -368,6 +369,17 @@ function checkBuildQuery(route: ResolvedRoute, c: RoleConstraints): Violation | 
       value: mode,
       sentence: `build in the network namespace of another container (--network ${mode})`,
     };
+  return undefined;
+}
+
+function gateVolumesIn(
+  operation: OperationName,
+  body: GoDecoded,
+  names: ReadonlySet<string>,
+): Violation | undefined {
+  if (operation === 'container.create') return checkGateVolumes(body, names);
+  if (operation === 'service.create' || operation === 'service.update')
+    return checkServiceGateVolumes(body, names);
   return undefined;
 }
 

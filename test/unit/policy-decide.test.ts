@@ -646,6 +646,29 @@ t.test("the gate's own volumes may not be mounted by a constrained role", async 
     askWith(id('alice', { ou: ['ops'] }), create({ Binds: ['dockgate_certs:/c'] })).allowed,
     'admin may (it is root anyway)',
   );
+  // A service's task placed on the gate's node mounts the node's volume of that name.
+  const swarm = parsePolicy(
+    'roles:\n  swarmer:\n    allow: [service.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: swarmer }\n',
+    's.yaml',
+  );
+  const service = (method: string, target: string, mounts: unknown[]) =>
+    decide(swarm, id('s'), {
+      method,
+      target,
+      route: resolveOperation(method, target),
+      body: Buffer.from(
+        JSON.stringify({ Name: 'web', TaskTemplate: { ContainerSpec: { Image: 'bb', Mounts: mounts } } }),
+      ),
+      gateVolumes,
+    });
+  const certs = { Type: 'volume', Source: 'dockgate_certs', Target: '/c' };
+  t.match(service('POST', '/services/create', [certs]), {
+    allowed: false,
+    constraint: { name: 'bindPaths', value: 'dockgate_certs' },
+  });
+  t.match(service('POST', '/services/web/update?version=3', [certs]), { allowed: false });
+  t.ok(service('POST', '/services/create', [{ ...certs, Source: 'data' }]).allowed, 'other volumes');
+  t.ok(service('POST', '/services/create', [{ Type: 'bind', Source: '/srv/x', Target: '/x' }]).allowed);
 });
 
 t.test("what the engine does from the host's network needs hostNamespaces: [network]", async (t) => {
