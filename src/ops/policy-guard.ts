@@ -18,7 +18,7 @@ import {
 import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
-import { OWNER_LABEL, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
+import { OWNER_LABEL, pinContainer, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
 import { checkHeldByContainer } from '../policy/constraints.js';
 import type { RequestAudit } from '../audit/events.js';
 import { execCommandForLog } from '../audit/redact.js';
@@ -175,7 +175,28 @@ export function policyGuard(
         const refusal =
           (ownershipCheck && (await checkOwnership(ownershipCheck, inspect))) ??
           (heldCheck && (await checkHeld(heldCheck, decision.role ?? '', inspect)));
-        return refusal ?? rewritten;
+        if (refusal) return refusal;
+        // An exec is named by its full id, which the engine does not resolve by prefix.
+        const checkedRef = ownershipCheck?.kind === 'container' ? ownershipCheck.ref : heldCheck?.ref;
+        if (checkedRef === undefined || rewritten.kind !== 'relay') return rewritten;
+        const id = ((await inspect(checkedRef)).json as { Id?: unknown } | undefined)?.Id;
+        try {
+          const pinned = pinContainer(
+            decision.operation,
+            rewritten.target ?? head.target,
+            rewritten.body ?? body,
+            typeof id === 'string' ? id : '',
+          );
+          return {
+            kind: 'relay',
+            target: pinned.target ?? rewritten.target,
+            body: pinned.body ?? rewritten.body,
+          };
+        } catch (err) {
+          if (err instanceof ScopeError)
+            return { kind: 'refuse', status: 403, message: `dockgate: ${err.message}` };
+          throw err;
+        }
       })(),
     };
   }
@@ -190,8 +211,9 @@ export function policyGuard(
     inspectContainer: (ref: string) => ReturnType<typeof engineGetJson>,
   ): Promise<GuardVerdict | undefined> {
     const inspect = await inspectContainer(check.ref);
-    // A container the engine does not know: let the engine answer (404) as it would.
-    if (inspect.status === 404) return undefined;
+    // Answered here rather than by the engine: relayed, the name could be taken meanwhile.
+    if (inspect.status === 404)
+      return { kind: 'refuse', status: 404, message: `No such container: ${check.ref}` };
     const refuse = (why: string): GuardVerdict => ({
       kind: 'refuse',
       status: 403,

@@ -45,13 +45,7 @@ export function scopeCreateBody(body: Buffer, cn: string): Buffer {
     throw new ScopeError(
       `the create body sets the label ${OWNER_LABEL}=${existing}, which names another client`,
     );
-  let end = body.length - 1;
-  while (end >= 0 && (body[end] === 0x20 || body[end] === 0x0a || body[end] === 0x0d || body[end] === 0x09))
-    end--;
-  if (body[end] !== 0x7d) throw new ScopeError('the create body does not end with its object');
-  const member = `"Labels":${JSON.stringify({ [OWNER_LABEL]: cn })}`;
-  const insert = parsed.entries.length > 0 ? `,${member}` : member;
-  return Buffer.concat([body.subarray(0, end), Buffer.from(insert, 'utf8'), body.subarray(end)]);
+  return appendMember(body, `"Labels":${JSON.stringify({ [OWNER_LABEL]: cn })}`);
 }
 
 const FILTERS = T.map(T.map(T.bool));
@@ -112,4 +106,57 @@ export function scopeListTarget(target: string, cn: string): string {
     .split('&')
     .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'filters');
   return `${path}?${[...kept, `filters=${encodeURIComponent(json)}`].join('&')}`;
+}
+
+/**
+ * The request with the container it names replaced by the full id the gate checked. The engine
+ * resolves names and id prefixes again when it gets the request: a client renaming one of its own
+ * containers between the check and the action (to a prefix of another container's id) would
+ * otherwise have the check pass on its container and the action land on the other.
+ */
+export function pinContainer(
+  operation: string,
+  target: string,
+  body: Buffer | undefined,
+  id: string,
+): { target?: string; body?: Buffer } {
+  if (!/^[0-9a-f]{64}$/.test(id))
+    throw new ScopeError('the engine named the container with an id that is not one');
+  if (operation === 'network.connect' || operation === 'network.disconnect') {
+    // Go keeps the last of repeated keys (matched without regard to case): the id is the last.
+    if (body === undefined) throw new ScopeError('the request body was not read');
+    return { body: appendMember(body, `"Container":${JSON.stringify(id)}`) };
+  }
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const rawQuery = q === -1 ? '' : target.slice(q + 1);
+  if (operation === 'container.commit') {
+    const kept = rawQuery
+      .split('&')
+      .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'container');
+    return { target: `${path}?${[...kept, `container=${id}`].join('&')}` };
+  }
+  // /containers/{name}/... with an optional /vX.Y first (the route table gave the name from there).
+  const segments = path.split('/');
+  const at = segments[1] === 'containers' ? 2 : segments[2] === 'containers' ? 3 : -1;
+  if (at === -1 || segments.length <= at) throw new ScopeError('the request names no container in its path');
+  segments[at] = id;
+  return { target: segments.join('/') + (q === -1 ? '' : target.slice(q)) };
+}
+
+const isJsonSpace = (byte: number | undefined) =>
+  byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
+
+/**
+ * The body (one JSON object, already read as dockerd reads it) with one more member before its
+ * closing brace.
+ */
+function appendMember(body: Buffer, member: string): Buffer {
+  let end = body.length - 1;
+  while (end >= 0 && isJsonSpace(body[end])) end--;
+  if (body[end] !== 0x7d) throw new ScopeError('the request body does not end with its object');
+  let before = end - 1;
+  while (before >= 0 && isJsonSpace(body[before])) before--;
+  const insert = body[before] === 0x7b ? member : `,${member}`;
+  return Buffer.concat([body.subarray(0, end), Buffer.from(insert, 'utf8'), body.subarray(end)]);
 }

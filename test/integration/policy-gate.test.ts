@@ -5,6 +5,7 @@
  * and a bad policy file on reload keeping the previous policy.
  */
 import t from 'tap';
+import net from 'node:net';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
@@ -327,6 +328,54 @@ t.test(
     );
     t.equal((await labels(named))['dockgate.owner'], 'client', 'and its label is kept');
     exitsWith(t, await run(pki.client, ['rm', named]), 0, 'client may then remove it:');
+  },
+);
+
+t.test(
+  'a checked container is named to the engine by its full id, so a rename cannot redirect the action',
+  async (t) => {
+    // A tap between a second gate and the engine records the request lines the engine gets.
+    const engine = testEngine();
+    const tapDir = await mkdtemp(join(testTmpDir(), 'dockgate-tap-'));
+    const tapPath = join(tapDir, 'engine.sock');
+    const seen: string[] = [];
+    const tap = net.createServer((client) => {
+      const upstream = net.connect(engine.socketPath ? { path: engine.socketPath } : engine.tcp!);
+      client.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString('latin1').split('\r\n'))
+          if (/^[A-Z]+ \/\S* HTTP\/1\.1$/.test(line)) seen.push(line);
+      });
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => tap.listen(tapPath, resolve));
+    t.teardown(() => new Promise<void>((resolve) => tap.close(() => resolve())));
+    await writeFile(policyFile, POLICY);
+    const tapped = await startGate(t, { pki, upstream: `unix://${tapPath}`, args: ['--policy', policyFile] });
+    const viaTap = (args: string[]) => docker(cli, { host: tapped.host, certPath: pki.client.dir }, args);
+    const name = uniqueName('pinned');
+    containersToRemove(t, name);
+    exitsWith(
+      t,
+      await viaTap(['create', '--name', name, '--network', 'none', image, 'sleep', '30']),
+      0,
+      'create:',
+    );
+    const id = (
+      JSON.parse((await engineRequest('GET', `/containers/${name}/json`)).body.toString()) as { Id: string }
+    ).Id;
+    seen.length = 0;
+    exitsWith(t, await viaTap(['start', name]), 0, 'start:');
+    exitsWith(t, await viaTap(['exec', name, 'true']), 0, 'exec:');
+    exitsWith(t, await viaTap(['rm', '-f', name]), 0, 'rm:');
+    t.ok(
+      seen.some((l) => l.includes(`/containers/${name}/json`)),
+      'the gate looked the name up',
+    );
+    const actions = seen.filter((l) => /\/containers\/[^/ ]+\/(start|exec)|^DELETE /.test(l));
+    t.ok(actions.length >= 3, `start, exec and delete reached the engine (${actions.join('; ')})`);
+    for (const line of actions) t.match(line, `/containers/${id}`, `by id: ${line}`);
   },
 );
 

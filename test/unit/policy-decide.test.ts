@@ -4,10 +4,16 @@ import { bodyNeeded, decide, type Decision } from '../../src/policy/decide.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import type { Policy } from '../../src/policy/policy-model.js';
 import { resolveOperation } from '../../src/policy/resolve-operation.js';
-import { scopeCreateBody, scopeListTarget, ScopeError, readFilters } from '../../src/policy/scope.js';
-import { decodeGoJson, structField, asMap } from '../../src/policy/go-decode.js';
+import {
+  pinContainer,
+  scopeCreateBody,
+  scopeListTarget,
+  ScopeError,
+  readFilters,
+} from '../../src/policy/scope.js';
+import { decodeGoJson, structField, asMap, asString } from '../../src/policy/go-decode.js';
 import { parseGoJson } from '../../src/policy/go-json.js';
-import { CONTAINER_CREATE } from '../../src/policy/engine-bodies.js';
+import { CONTAINER_CREATE, NETWORK_CONNECT } from '../../src/policy/engine-bodies.js';
 import { checkHeldByContainer } from '../../src/policy/constraints.js';
 import { parseGoQuery } from '../../src/policy/go-url.js';
 
@@ -434,6 +440,44 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     { type: new Map([['container', true]]), label: new Map([['dockgate.owner=x', true]]) },
     'legacy list form read too',
   );
+});
+
+t.test('pinContainer: the checked container is named by its full id in path, query or body', async (t) => {
+  const id = 'a'.repeat(64);
+  t.same(pinContainer('container.start', '/v1.41/containers/web/start', undefined, id), {
+    target: `/v1.41/containers/${id}/start`,
+  });
+  t.same(pinContainer('container.delete', '/containers/we%62?force=1&v=1', undefined, id), {
+    target: `/containers/${id}?force=1&v=1`,
+  });
+  t.same(
+    pinContainer('container.commit', '/v1.41/commit?repo=x&container=web&Container=w2&tag=1', undefined, id),
+    {
+      target: `/v1.41/commit?repo=x&Container=w2&tag=1&container=${id}`,
+    },
+  );
+  const connect = pinContainer(
+    'network.connect',
+    '/networks/n/connect',
+    Buffer.from('{"Container":"web"}\n'),
+    id,
+  );
+  const decoded = decodeGoJson(NETWORK_CONNECT, parseGoJson(connect.body!));
+  t.equal(asString(structField(decoded, 'Container')), id, 'the body names the id, as Go reads it');
+  t.equal(
+    asString(
+      structField(
+        decodeGoJson(
+          NETWORK_CONNECT,
+          parseGoJson(pinContainer('network.connect', '/networks/n/connect', Buffer.from('{ }'), id).body!),
+        ),
+        'Container',
+      ),
+    ),
+    id,
+  );
+  t.throws(() => pinContainer('container.start', '/containers/web/start', undefined, 'web'), ScopeError);
+  t.throws(() => pinContainer('container.start', '/images/web/json', undefined, id), ScopeError);
 });
 
 t.test('unscoped creates name their creator too, so an image label cannot make an owner', async (t) => {
