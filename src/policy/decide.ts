@@ -29,7 +29,7 @@ import {
   SERVICE_SPEC,
   VOLUME_CREATE,
 } from './engine-bodies.js';
-import { asMap, asString, decodeGoJson, structField, type GoDecoded, type GoType } from './go-decode.js';
+import { asMap, asString, asStrings, decodeGoJson, structField, type GoDecoded, type GoType } from './go-decode.js';
 import { GoJsonError, parseGoJson } from './go-json.js';
 import {
   roleGrants,
@@ -129,6 +129,8 @@ const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
 /** Operations whose body a scoped role's request is read for: the owner label, or the container named. */
 const SCOPE_READS_BODY = new Set<OperationName>([
   'container.create',
+  // Before API 1.24 a start carried a HostConfig, links and volumes-from included.
+  'container.start',
   'network.connect',
   'network.disconnect',
 ]);
@@ -402,6 +404,13 @@ function applyScope(
 ): Decision {
   const { route } = request;
   const op = route.operation;
+  const reference = otherContainerIn(op, decoded, route);
+  if (reference !== undefined)
+    return deny({
+      constraint: 'scope',
+      value: reference,
+      sentence: `name a container in its settings (${reference}): the gate checks the owner only of the container a request acts on`,
+    });
   if (op === 'container.create') {
     const owner = ownerLabelOf(decoded);
     if (owner !== undefined && owner !== identity.cn)
@@ -444,6 +453,46 @@ function applyScope(
   const kind = op.startsWith('container.') ? 'container' : op.startsWith('exec.') ? 'exec' : undefined;
   if (!kind) return allowed;
   return { ...allowed, ownershipCheck: { kind, ref } };
+}
+
+/**
+ * A container a scoped client's request names besides the one it acts on (links, volumes-from,
+ * another container's namespaces, a build in a container's network), as `Field value`; such a
+ * container could be anyone's, so these are refused to scoped roles.
+ */
+function otherContainerIn(op: OperationName, body: GoDecoded, route: ResolvedRoute): string | undefined {
+  if (op === 'image.build') {
+    const mode = firstValue(route.query, 'networkmode');
+    return /^container:/i.test(mode) ? `networkmode ${mode}` : undefined;
+  }
+  if (op === 'network.connect')
+    return linksIn(structField(structField(body, 'EndpointConfig'), 'Links'), 'EndpointConfig.Links');
+  if (op !== 'container.create' && op !== 'container.start') return undefined;
+  const inHostConfig = (hc: GoDecoded): string | undefined => {
+    const links = linksIn(structField(hc, 'Links'), 'Links');
+    if (links) return links;
+    const volumesFrom = asStrings(structField(hc, 'VolumesFrom'));
+    if (volumesFrom.length > 0) return `VolumesFrom ${volumesFrom.join(',')}`;
+    for (const field of ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup']) {
+      const mode = asString(structField(hc, field));
+      if (/^container:/i.test(mode)) return `${field} ${mode}`;
+    }
+    return undefined;
+  };
+  const endpoints = asMap(structField(structField(body, 'NetworkingConfig'), 'EndpointsConfig'));
+  for (const [network, endpoint] of endpoints) {
+    const links = linksIn(
+      structField(endpoint, 'Links'),
+      `NetworkingConfig.EndpointsConfig.${network}.Links`,
+    );
+    if (links) return links;
+  }
+  return inHostConfig(body) ?? inHostConfig(structField(body, 'HostConfig'));
+}
+
+function linksIn(links: GoDecoded, field: string): string | undefined {
+  const list = asStrings(links);
+  return list.length > 0 ? `${field} ${list.join(',')}` : undefined;
 }
 
 /** The body parsed once, decoded per Go type on demand. */

@@ -41,6 +41,7 @@ const hostConfigFields: Record<string, GoType> = {
   Sysctls: T.map(T.string),
   Mounts: T.slice(mount),
   VolumesFrom: T.slice(T.string),
+  Links: T.slice(T.string),
   MaskedPaths: T.slice(T.string),
   ReadonlyPaths: T.slice(T.string),
   LogConfig: T.struct({ Type: T.string, Config: T.map(T.string) }),
@@ -61,6 +62,7 @@ export const CONTAINER_CREATE = T.struct({
   User: T.string,
   Labels: T.map(T.string),
   HostConfig: HOST_CONFIG,
+  NetworkingConfig: T.ptr({ EndpointsConfig: T.map(T.ptr({ Links: T.slice(T.string) })) }),
   ...hostConfigFields,
 });
 
@@ -105,7 +107,10 @@ export const SERVICE_SPEC = T.struct({
 export const VOLUME_CREATE = T.struct({ Name: T.string, Driver: T.string, DriverOpts: T.map(T.string) });
 
 /** POST /networks/{id}/connect and /disconnect: the container is named in the body. */
-export const NETWORK_CONNECT = T.struct({ Container: T.string });
+export const NETWORK_CONNECT = T.struct({
+  Container: T.string,
+  EndpointConfig: T.ptr({ Links: T.slice(T.string) }),
+});
 
 /** POST /plugins/pull and /plugins/{name}/upgrade: the privileges the client accepts for the plugin. */
 export const PLUGIN_PRIVILEGES = T.slice(T.struct({ Name: T.string, Value: T.slice(T.string) }));

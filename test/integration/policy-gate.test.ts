@@ -251,6 +251,9 @@ t.test(
     t.match(unplug.stderr, /may act only on its own containers/);
     const unplugMine = await run(pki.client, ['network', 'disconnect', 'none', mine]);
     t.notMatch(unplugMine.stderr, /may act only/, 'a disconnect of its own container reaches the engine');
+    const linked = await run(pki.client, ['create', '--link', `${theirs}:db`, image, 'true']);
+    t.not(linked.code, 0, 'a create linking client2’s container is refused');
+    t.match(linked.stderr, /may not name a container in its settings \(Links/);
     t.ok(await containerExists(theirs), 'client2’s container is untouched');
     exitsWith(t, await run(pki.client, ['rm', '-f', mine]), 0, 'client removes its own:');
     const forged = await gateRequest(gate.port, pki.client, 'POST', '/containers/create', {

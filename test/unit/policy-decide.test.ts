@@ -442,6 +442,58 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
   );
 });
 
+t.test('a scoped client may not name other containers in its settings', async (t) => {
+  // Even with the constraints that would let an unscoped role do so.
+  const p = parsePolicy(
+    `
+roles:
+  joiner:
+    extends: deployer
+    scope: own
+    constraints: { volumesFrom: true, joinContainerNamespaces: true }
+rules:
+  - { match: { cn: team-a }, role: joiner }
+  - { match: { cn: ci-1 }, role: deployer }
+`,
+    'p.yaml',
+  );
+  const inP = askIn(p);
+  const refused: Array<[string, string, unknown, RegExp]> = [
+    ['POST', '/containers/create', create({ Links: ['db:db'] }), /^Links db:db/],
+    ['POST', '/containers/create', { Image: 'bb', Links: ['db'] }, /^Links db/],
+    ['POST', '/containers/create', create({ VolumesFrom: ['data'] }), /^VolumesFrom data/],
+    ['POST', '/containers/create', create({ NetworkMode: 'container:web' }), /^NetworkMode container:web/],
+    ['POST', '/containers/create', create({ PidMode: 'Container:web' }), /^PidMode/],
+    ['POST', '/containers/create', create({ IpcMode: 'container:web' }), /^IpcMode/],
+    [
+      'POST',
+      '/containers/create',
+      create({}, { NetworkingConfig: { EndpointsConfig: { front: { Links: ['web:w'] } } } }),
+      /^NetworkingConfig\.EndpointsConfig\.front\.Links web:w/,
+    ],
+    ['POST', '/v1.23/containers/mine/start', { Links: ['web:w'] }, /^Links/],
+    [
+      'POST',
+      '/networks/n/connect',
+      { Container: 'mine', EndpointConfig: { Links: ['web:w'] } },
+      /^EndpointConfig/,
+    ],
+    ['POST', '/build?networkmode=container:web', undefined, /^networkmode container:web/],
+  ];
+  for (const [method, target, body, value] of refused) {
+    const d = inP('team-a', method, target, body);
+    t.match(d, { allowed: false, constraint: { name: 'scope', value } }, `${target} ${JSON.stringify(body)}`);
+    t.match(d.message, /may not name a container in its settings/);
+  }
+  t.ok(inP('team-a', 'POST', '/containers/create', create({ NetworkMode: 'none' })).allowed, 'plain modes');
+  t.ok(inP('team-a', 'POST', '/v1.23/containers/mine/start', {}).allowed, 'an old start without links');
+  t.ok(inP('team-a', 'POST', '/build?networkmode=none').allowed);
+  t.ok(
+    inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] })).allowed,
+    'unscoped roles may link',
+  );
+});
+
 t.test('pinContainer: the checked container is named by its full id in path, query or body', async (t) => {
   const id = 'a'.repeat(64);
   t.same(pinContainer('container.start', '/v1.41/containers/web/start', undefined, id), {
