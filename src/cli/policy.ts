@@ -132,6 +132,9 @@ Example:
         ...(d.scope === 'create-label'
           ? ['scope:      the gate adds the label dockgate.owner to the container']
           : []),
+        ...(d.scope === 'image-unlabel'
+          ? ['scope:      the gate gives the image an empty dockgate.owner label']
+          : []),
         ...(d.scope === 'list-filter'
           ? ["scope:      the gate limits the answer to the client's own containers"]
           : []),

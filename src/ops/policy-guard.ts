@@ -18,7 +18,14 @@ import {
 import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
-import { OWNER_LABEL, pinContainer, ScopeError, scopeCreateBody, scopeListTarget } from '../policy/scope.js';
+import {
+  OWNER_LABEL,
+  pinContainer,
+  ScopeError,
+  scopeCreateBody,
+  scopeListTarget,
+  unlabelledImageTarget,
+} from '../policy/scope.js';
 import { checkHeldByContainer } from '../policy/constraints.js';
 import type { RequestAudit } from '../audit/events.js';
 import { execCommandForLog } from '../audit/redact.js';
@@ -244,6 +251,8 @@ export function policyGuard(
       return { kind: 'relay', body: scopeCreateBody(body, identity.cn) };
     if (decision.scope === 'list-filter')
       return { kind: 'relay', target: scopeListTarget(head.target, identity.cn) };
+    if (decision.scope === 'image-unlabel')
+      return { kind: 'relay', target: unlabelledImageTarget(decision.operation, head.target), body };
     return body === undefined ? RELAY : { kind: 'relay', body };
   }
 
@@ -272,7 +281,25 @@ export function policyGuard(
     if (inspect.status !== 200)
       return notOwned(`container ${containerRef} (the engine answered ${inspect.status})`);
     const labels = (inspect.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config?.Labels;
-    return labels?.[OWNER_LABEL] === identity.cn ? undefined : notOwned(`container ${containerRef}`);
+    if (labels?.[OWNER_LABEL] !== identity.cn) return notOwned(`container ${containerRef}`);
+    // dockerd copies an image's labels into its containers (build steps too): a label that the
+    // image carries as well says nothing about who made the container.
+    const imageId = (inspect.json as { Image?: unknown }).Image;
+    const image =
+      typeof imageId === 'string' && imageId !== ''
+        ? await engineGetJson(connectUpstream, `/images/${encodeURIComponent(imageId)}/json`)
+        : undefined;
+    if (image?.status !== 200)
+      return notOwned(
+        `container ${containerRef} (its image cannot be looked at, so where its owner label came from cannot be told)`,
+      );
+    const imageLabels = (image.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config
+      ?.Labels;
+    return imageLabels?.[OWNER_LABEL] === identity.cn
+      ? notOwned(
+          `container ${containerRef} (its label ${OWNER_LABEL}=${identity.cn} comes from its image, which carries it too)`,
+        )
+      : undefined;
   }
 }
 

@@ -29,7 +29,15 @@ import {
   SERVICE_SPEC,
   VOLUME_CREATE,
 } from './engine-bodies.js';
-import { asMap, asString, asStrings, decodeGoJson, structField, type GoDecoded, type GoType } from './go-decode.js';
+import {
+  asMap,
+  asString,
+  asStrings,
+  decodeGoJson,
+  structField,
+  type GoDecoded,
+  type GoType,
+} from './go-decode.js';
 import { GoJsonError, parseGoJson } from './go-json.js';
 import {
   roleGrants,
@@ -82,7 +90,7 @@ export interface Decision {
   /** The relay must check the container (or exec's container) carries dockgate.owner=<CN> first. */
   readonly ownershipCheck?: OwnershipCheck;
   /** The relay must rewrite the request: add the owner label to a create, or the owner filter to a list. */
-  readonly scope?: 'create-label' | 'list-filter';
+  readonly scope?: 'create-label' | 'list-filter' | 'image-unlabel';
   /**
    * The relay must check first that the container this request reaches into holds nothing the
    * role could not create itself (checkHeldByContainer): constraints apply to what a client
@@ -446,13 +454,20 @@ function applyScope(
       });
     return { ...allowed, ownershipCheck: { kind: 'container', ref: container } };
   }
+  // Images the client makes get an empty owner label: an image's labels are copied into every
+  // container made from it, the engine's own build steps included.
+  if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
   const ref =
     op === 'container.commit'
       ? firstValue(route.query, 'container')
       : (route.params.name ?? route.params.id ?? '');
   const kind = op.startsWith('container.') ? 'container' : op.startsWith('exec.') ? 'exec' : undefined;
   if (!kind) return allowed;
-  return { ...allowed, ownershipCheck: { kind, ref } };
+  return {
+    ...allowed,
+    ownershipCheck: { kind, ref },
+    ...(op === 'container.commit' ? { scope: 'image-unlabel' as const } : {}),
+  };
 }
 
 /**

@@ -160,3 +160,38 @@ function appendMember(body: Buffer, member: string): Buffer {
   const insert = body[before] === 0x7b ? member : `,${member}`;
   return Buffer.concat([body.subarray(0, end), Buffer.from(insert, 'utf8'), body.subarray(end)]);
 }
+
+const OWNER_UNSET = `LABEL ${OWNER_LABEL}=`;
+
+/**
+ * The request target of a commit, import or build with an empty owner label for the image it
+ * makes (a commit's or import's last `changes`, a build's `labels`, which the engine applies
+ * after the Dockerfile's own). An image carrying `dockgate.owner=<CN>` would hand that client the
+ * containers others make from it, the steps of their builds included.
+ */
+export function unlabelledImageTarget(operation: string, target: string): string {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const pairs = (q === -1 ? '' : target.slice(q + 1)).split('&').filter((pair) => pair !== '');
+  if (operation !== 'image.build')
+    return `${path}?${[...pairs, `changes=${encodeURIComponent(OWNER_UNSET)}`].join('&')}`;
+  // The engine reads the first `labels` value, a JSON object of strings.
+  const query = parseGoQuery(pairs.join('&'));
+  if (query.malformed) throw new ScopeError('the query string is malformed');
+  const given = query.values.get('labels')?.[0] ?? '';
+  const labels = new Map<string, string>();
+  if (given !== '') {
+    let parsed;
+    try {
+      parsed = decodeGoJson(T.map(T.string), parseGoJson(Buffer.from(given, 'utf8')));
+    } catch (err) {
+      throw new ScopeError(
+        `the labels argument cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    for (const [k, v] of asMap(parsed)) labels.set(k, asString(v));
+  }
+  labels.set(OWNER_LABEL, '');
+  const kept = pairs.filter((pair) => unescapeBytes(pair.split('=')[0]!, true) !== 'labels');
+  return `${path}?${[...kept, `labels=${encodeURIComponent(JSON.stringify(Object.fromEntries(labels)))}`].join('&')}`;
+}

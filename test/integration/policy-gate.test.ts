@@ -331,6 +331,59 @@ t.test(
     );
     t.equal((await labels(named))['dockgate.owner'], 'client', 'and its label is kept');
     exitsWith(t, await run(pki.client, ['rm', named]), 0, 'client may then remove it:');
+
+    // A container the engine makes from the image itself (a build step, or a create on the
+    // socket) inherits the label: it is not client's for that.
+    const inherited = uniqueName('inherited');
+    containersToRemove(t, inherited);
+    t.equal(
+      (await engineRequest('POST', `/containers/create?name=${inherited}`, { body: { Image: labelled } }))
+        .status,
+      201,
+    );
+    t.equal((await labels(inherited))['dockgate.owner'], 'client', 'the engine copied the image’s label');
+    const startInherited = await run(pki.client, ['start', inherited]);
+    t.not(startInherited.code, 0, 'client may not start it');
+    t.match(startInherited.stderr, /comes from its image, which carries it too/);
+
+    // Images client makes through the gate carry an empty owner label, so its own containers
+    // from them stay its own.
+    const mine = uniqueName('mine');
+    const committed = `${uniqueName('committed')}:1`;
+    const built = `${uniqueName('built')}:1`;
+    containersToRemove(t, mine);
+    imagesToRemove(t, committed, built);
+    exitsWith(
+      t,
+      await run(pki.client, ['create', '--name', mine, '--network', 'none', image, 'true']),
+      0,
+      'create:',
+    );
+    exitsWith(t, await run(pki.client, ['commit', mine, committed]), 0, 'client commits its container:');
+    const imageLabels = async (name: string) =>
+      (
+        JSON.parse((await engineRequest('GET', `/images/${name}/json`)).body.toString()) as {
+          Config: { Labels: Record<string, string> | null };
+        }
+      ).Config.Labels ?? {};
+    t.equal(
+      (await imageLabels(committed))['dockgate.owner'],
+      '',
+      'the committed image’s owner label is empty',
+    );
+    const rerun = await run(pki.client, ['run', '--rm', '--network', 'none', committed, 'echo', 'again']);
+    exitsWith(t, rerun, 0, 'client runs its commit:');
+    const context = await mkdtemp(join(testTmpDir(), 'dockgate-label-build-'));
+    await writeFile(join(context, 'Dockerfile'), `FROM ${labelled}\nLABEL dockgate.owner=client app=web\n`);
+    const build = await docker(cli, as(pki.client), ['build', '--network', 'none', '-t', built, context], {
+      env: { DOCKER_BUILDKIT: '0' },
+    });
+    exitsWith(t, build, 0, 'client builds:');
+    t.same(
+      await imageLabels(built),
+      { 'dockgate.owner': '', app: 'web' },
+      'the built image’s owner label is empty, whatever its Dockerfile and base said',
+    );
   },
 );
 

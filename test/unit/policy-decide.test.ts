@@ -10,6 +10,7 @@ import {
   scopeListTarget,
   ScopeError,
   readFilters,
+  unlabelledImageTarget,
 } from '../../src/policy/scope.js';
 import { decodeGoJson, structField, asMap, asString } from '../../src/policy/go-decode.js';
 import { parseGoJson } from '../../src/policy/go-json.js';
@@ -492,6 +493,44 @@ rules:
     inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] })).allowed,
     'unscoped roles may link',
   );
+});
+
+t.test('images a scoped client makes get an empty owner label', async (t) => {
+  const tenant = id('team-a', { o: ['tenants'] });
+  for (const target of ['/build?t=x', '/images/create?fromSrc=-&repo=x', '/commit?container=web&repo=x'])
+    t.match(ask(tenant, 'POST', target), { allowed: true, scope: 'image-unlabel' }, target);
+  t.match(ask(tenant, 'POST', '/commit?container=web'), {
+    ownershipCheck: { kind: 'container', ref: 'web' },
+  });
+  t.equal(
+    ask(id('alice', { ou: ['ops'] }), 'POST', '/build?t=x').scope,
+    undefined,
+    'unscoped builds are left',
+  );
+
+  const unset = encodeURIComponent('LABEL dockgate.owner=');
+  t.equal(
+    unlabelledImageTarget('container.commit', '/v1.41/commit?container=web&changes=LABEL%20a%3Db'),
+    `/v1.41/commit?container=web&changes=LABEL%20a%3Db&changes=${unset}`,
+  );
+  t.equal(unlabelledImageTarget('image.import', '/images/create'), `/images/create?changes=${unset}`);
+  const labelsOf = (target: string) => {
+    const q = parseGoQuery(target.split('?')[1]!);
+    t.equal(q.values.get('labels')?.length, 1, 'one labels argument');
+    return JSON.parse(q.values.get('labels')![0]!) as Record<string, string>;
+  };
+  t.same(labelsOf(unlabelledImageTarget('image.build', '/build?t=x')), { 'dockgate.owner': '' });
+  t.same(
+    labelsOf(
+      unlabelledImageTarget(
+        'image.build',
+        `/build?labels=${encodeURIComponent('{"app":"web","dockgate.owner":"team-a"}')}&t=x&labels=%7B%7D`,
+      ),
+    ),
+    { app: 'web', 'dockgate.owner': '' },
+    "the client's labels kept, the owner label emptied",
+  );
+  t.throws(() => unlabelledImageTarget('image.build', '/build?labels=%7Bnot'), ScopeError);
 });
 
 t.test('pinContainer: the checked container is named by its full id in path, query or body', async (t) => {
