@@ -412,6 +412,12 @@ function applyScope(
 ): Decision {
   const { route } = request;
   const op = route.operation;
+  if (op === 'system.df')
+    return deny({
+      constraint: 'scope',
+      value: '',
+      sentence: "see the engine's disk usage, which names every client's containers (docker system df)",
+    });
   const reference = otherContainerIn(op, decoded, route);
   if (reference !== undefined)
     return deny({

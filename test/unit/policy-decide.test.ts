@@ -404,6 +404,12 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     ownershipCheck: { kind: 'container', ref: 'web' },
   });
   t.notOk(ask(tenant, 'GET', '/images/json').ownershipCheck, 'images are shared');
+  t.match(ask(tenant, 'GET', '/v1.41/system/df'), {
+    allowed: false,
+    constraint: { name: 'scope' },
+    message: /disk usage, which names every client's containers/,
+  });
+  t.ok(ask(id('ci-1'), 'GET', '/system/df').allowed, 'unscoped roles see it');
 
   const body = Buffer.from('{"Image":"bb","Labels":{"app":"web"}}\n');
   const scoped = scopeCreateBody(body, 'team-a');
