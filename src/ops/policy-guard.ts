@@ -275,13 +275,14 @@ export function policyGuard(
         return { kind: 'refuse', status: 404, message: `No such exec instance: ${check.ref}` };
       containerRef = id;
     }
+    // Named as the client named it: an exec's container id is not the client's to learn.
+    const named = check.kind === 'exec' ? `the container of exec ${check.ref}` : `container ${containerRef}`;
     const inspect = await inspectContainer(containerRef);
     if (inspect.status === 404)
       return { kind: 'refuse', status: 404, message: `No such container: ${containerRef}` };
-    if (inspect.status !== 200)
-      return notOwned(`container ${containerRef} (the engine answered ${inspect.status})`);
+    if (inspect.status !== 200) return notOwned(`${named} (the engine answered ${inspect.status})`);
     const labels = (inspect.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config?.Labels;
-    if (labels?.[OWNER_LABEL] !== identity.cn) return notOwned(`container ${containerRef}`);
+    if (labels?.[OWNER_LABEL] !== identity.cn) return notOwned(named);
     // dockerd copies an image's labels into its containers (build steps too): a label that the
     // image carries as well says nothing about who made the container.
     const imageId = (inspect.json as { Image?: unknown }).Image;
@@ -291,13 +292,13 @@ export function policyGuard(
         : undefined;
     if (image?.status !== 200)
       return notOwned(
-        `container ${containerRef} (its image cannot be looked at, so where its owner label came from cannot be told)`,
+        `${named} (its image cannot be looked at, so where its owner label came from cannot be told)`,
       );
     const imageLabels = (image.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config
       ?.Labels;
     return imageLabels?.[OWNER_LABEL] === identity.cn
       ? notOwned(
-          `container ${containerRef} (its label ${OWNER_LABEL}=${identity.cn} comes from its image, which carries it too)`,
+          `${named} (its label ${OWNER_LABEL}=${identity.cn} comes from its image, which carries it too)`,
         )
       : undefined;
   }

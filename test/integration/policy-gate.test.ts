@@ -254,6 +254,21 @@ t.test(
     const linked = await run(pki.client, ['create', '--link', `${theirs}:db`, image, 'true']);
     t.not(linked.code, 0, 'a create linking client2’s container is refused');
     t.match(linked.stderr, /may not name a container in its settings \(Links/);
+    exitsWith(t, await run(pki.client2, ['start', theirs]), 0, 'client2 starts its container:');
+    const exec = await gateRequest(gate.port, pki.client2, 'POST', `/containers/${theirs}/exec`, {
+      Cmd: ['true'],
+    });
+    t.equal(exec.status, 201, 'client2 creates an exec');
+    const execId = exec.json<{ Id: string }>().Id;
+    const foreignExec = await gateRequest(gate.port, pki.client, 'POST', `/exec/${execId}/start`, {
+      Detach: true,
+    });
+    t.equal(foreignExec.status, 403, 'client may not start client2’s exec');
+    t.match(foreignExec.body.toString(), `the container of exec ${execId}`);
+    const theirId = (
+      JSON.parse((await engineRequest('GET', `/containers/${theirs}/json`)).body.toString()) as { Id: string }
+    ).Id;
+    t.notMatch(foreignExec.body.toString(), theirId, 'and is not told the id of client2’s container');
     t.ok(await containerExists(theirs), 'client2’s container is untouched');
     exitsWith(t, await run(pki.client, ['rm', '-f', mine]), 0, 'client removes its own:');
     const forged = await gateRequest(gate.port, pki.client, 'POST', '/containers/create', {
