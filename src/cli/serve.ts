@@ -56,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
       : undefined;
   const gate = new Gate(config, tls, logger, metrics, log.audit, policy.current, refusing);
   await gate.start();
-  const health = await startOpsListener(config, metrics, logger);
+  const health = await startOpsListener(config, metrics, logger, refusing);
   const reloader = new TlsReloader(source, tls, gate, logger, metrics);
   reloader.start();
   policy.start();
@@ -115,6 +115,7 @@ async function startOpsListener(
   config: ServeConfig,
   metrics: ReturnType<typeof createGateMetrics>,
   logger: Logger,
+  refusing: () => string | undefined,
 ): Promise<HealthServer | undefined> {
   if (config.metrics === undefined) return undefined;
   const health = await startHealthServer(
@@ -122,6 +123,7 @@ async function startOpsListener(
     metrics,
     upstreamConnector(config.upstream),
     config.upstream.raw,
+    refusing,
   );
   logger.info(
     { event: 'metrics-listening', address: health.address },

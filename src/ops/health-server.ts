@@ -19,6 +19,8 @@ export async function startHealthServer(
   metrics: GateMetrics,
   connectUpstream: () => Socket,
   upstreamLabel: string,
+  /** Why the gate refuses every request now (the audit log under --audit-fail closed), if it does. */
+  refusing: () => string | undefined = () => undefined,
 ): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -26,10 +28,15 @@ export async function startHealthServer(
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
     } else if (path === '/healthz') {
       void pingEngine(connectUpstream).then((ping) => {
-        const body = ping.ok
-          ? { status: 'ok', engine: 'ok' }
-          : { status: 'engine-unreachable', engine: upstreamLabel, error: ping.error };
-        res.writeHead(ping.ok ? 200 : 503, { 'Content-Type': 'application/json' });
+        // A gate that refuses every request serves no one, whatever the engine says.
+        const refusal = refusing();
+        const body =
+          refusal !== undefined
+            ? { status: 'refusing-requests', engine: ping.ok ? 'ok' : upstreamLabel, error: refusal }
+            : ping.ok
+              ? { status: 'ok', engine: 'ok' }
+              : { status: 'engine-unreachable', engine: upstreamLabel, error: ping.error };
+        res.writeHead(body.status === 'ok' ? 200 : 503, { 'Content-Type': 'application/json' });
         res.end(`${JSON.stringify(body)}\n`);
       });
     } else if (path === '/metrics') {

@@ -6,6 +6,7 @@
  * written (/dev/full): requests refused with 503 by default, let through with --audit-fail open.
  */
 import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -16,7 +17,7 @@ import {
   testTmpDir,
   uniqueName,
 } from '../helpers/engine.js';
-import { gateMetrics, startGate, type RunningGate } from '../helpers/gate.js';
+import { GATE_MAIN, gateMetrics, startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { connectAny, eventually, openFds, readAll } from '../helpers/raw-clients.js';
 import { demux, gateRequest } from '../helpers/tls-client.js';
@@ -183,8 +184,23 @@ t.test(
       'stderr names the problem',
     );
     t.equal(gate.process.exitCode, null, 'the gate stays up');
+    // A container HEALTHCHECK must see that this gate serves no one.
+    const health = await healthCheck(gate);
+    t.equal(health.status, 1, 'dockgate health exits 1');
+    t.match(
+      health.stderr,
+      /unhealthy[^\n]*503[^\n]*"status":"refusing-requests"[^\n]*audit log cannot be written/,
+    );
   },
 );
+
+/** `dockgate health` against the gate's ops listener. */
+async function healthCheck(gate: RunningGate) {
+  const line = await gate.waitForLog((l) => l.event === 'metrics-listening');
+  return spawnSync(process.execPath, [GATE_MAIN, 'health', '--metrics-addr', String(line.address)], {
+    encoding: 'utf8',
+  });
+}
 
 t.test(
   'audit log on a full disk with --audit-fail open: requests go on, the outage is on stderr',
@@ -201,6 +217,7 @@ t.test(
         `request ${i + 1} served`,
       );
     t.match(gate.output(), /"event":"audit-log-unwritable"[^\n]*"failMode":"open"/);
+    t.equal((await healthCheck(gate)).status, 0, 'healthy: it serves, unaudited, as told');
   },
 );
 
