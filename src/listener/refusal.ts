@@ -61,14 +61,15 @@ export function refusalFor(
     authorizationError instanceof Error
       ? ((authorizationError as NodeJS.ErrnoException).code ?? authorizationError.message)
       : (authorizationError ?? 'UNKNOWN');
-  if (!hasCertificate) return { reason: 'no-certificate', detail: code };
+  // OpenSSL's code here (UNABLE_TO_GET_ISSUER_CERT) would send the reader after a CA problem.
+  if (!hasCertificate) return { reason: 'no-certificate', detail: 'none sent' };
   if (!fromTrustedCa) return { reason: 'unknown-ca', detail: code };
   return { reason: BY_OPENSSL_CODE[code] ?? 'invalid-certificate', detail: code };
 }
 
 const SENTENCES: Record<RefusalReason, string> = {
   'no-certificate':
-    'a client certificate is required: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem',
+    'a client certificate is required: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem (the docker CLI sends none when its certificate is not from the CA this gate names)',
   'unknown-ca': 'the client certificate is not signed by the CA this gate trusts',
   expired: 'the client certificate has expired',
   'not-yet-valid': 'the client certificate is not valid yet',

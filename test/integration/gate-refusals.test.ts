@@ -32,7 +32,7 @@ const cases: Case[] = [
     bundle: pki.noCertificate,
     curlReasons: ['no-certificate'],
     cliReasons: ['no-certificate'],
-    message: /certificate/i,
+    message: /certificate is required.*\(none sent\)/,
   },
   {
     what: 'a client certificate from another CA',
