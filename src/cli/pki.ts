@@ -367,6 +367,10 @@ ${DIR_HELP}
           `${paths.dir} holds no CA; create one with 'dockgate pki init --dir ${paths.dir}'.`,
         );
       }
+      if (!(await pathExists(paths.index)))
+        io.stderr.write(
+          `dockgate: ${paths.index} does not exist: certificates are recorded where the CA key is (the directory 'pki init' made), not in a copy of the gate's files.\n`,
+        );
       const { certificates } = await readIndex(paths);
       if (values.json) {
         io.stdout.write(

@@ -115,6 +115,9 @@ export async function revokeCertificate(
     now?: Date;
   },
 ): Promise<{ record: IssuedCertificate; crl: CrlWritten }> {
+  // The CA first: in a directory without its key (a copy of the gate's files) that is the reason
+  // to give, not the index it lacks too. A missing passphrase likewise changes nothing.
+  const ca = await loadCa(paths, opts.passphrase);
   const index = await readIndex(paths);
   const record = findForRevocation(index, opts.target, paths.index);
   if (record.revoked) {
@@ -123,8 +126,6 @@ export async function revokeCertificate(
       `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}.`,
     );
   }
-  // Load the CA before changing anything, so a missing passphrase changes nothing.
-  const ca = await loadCa(paths, opts.passphrase);
   record.revoked = { at: (opts.now ?? new Date()).toISOString(), reason: opts.reason };
   const crl = await writeCrl(paths, ca, index, opts.crlDays);
   return { record, crl };

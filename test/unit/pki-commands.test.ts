@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { run as pki } from '../../src/cli/pki.js';
@@ -373,6 +373,17 @@ t.test('pki list, revoke by name and by serial, crl renewal', async (t) => {
   await t.rejects(dockgate(['pki', 'revoke', 'server', '--reason', 'because', '--dir', dir]), {
     code: 'E_USAGE_REASON',
   });
+
+  // A copy of the gate's files (no CA key, no index): the missing key is the reason given.
+  const gateCopy = join(dir, 'gate-copy');
+  await mkdir(gateCopy);
+  for (const f of ['ca.pem', 'server-cert.pem', 'server-key.pem', 'crl.pem'])
+    await writeFile(join(gateCopy, f), await readFile(join(dir, f)));
+  await t.rejects(dockgate(['pki', 'revoke', 'alice', '--dir', gateCopy]), {
+    message: /ca-key\.pem does not exist; signing needs the CA key/,
+  });
+  const listed = await dockgate(['pki', 'list', '--dir', gateCopy]);
+  t.match(listed.err, /index\.json does not exist: certificates are recorded where the CA key is/);
 
   const renewed = await dockgate(['pki', 'crl', '--days', '7', '--dir', dir]);
   t.match(renewed.out, /#3, 2 revoked/);
