@@ -26,8 +26,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const config = loaded.config;
   if (config.checkOnly) {
-    await preflight(config, tlsSourceOf(config), (line) => process.stdout.write(`${line}\n`));
-    process.stdout.write('dockgate serve --check: everything is in order\n');
+    const { warnings } = await preflight(config, tlsSourceOf(config), (line) =>
+      process.stdout.write(`${line}\n`),
+    );
+    process.stdout.write(
+      warnings === 0
+        ? 'dockgate serve --check: everything is in order\n'
+        : `dockgate serve --check: the gate would start, with ${warnings === 1 ? 'the warning' : `${warnings} warnings`} above\n`,
+    );
     return 0;
   }
   // The process is `node` running main.js; naming it lets operators find the gate as the docs

@@ -13,6 +13,13 @@ export interface ListenAddress {
   readonly port: number;
 }
 
+/** `--host RAW` for messages, with the port when RAW left it to the default. */
+export function listenLabel(address: ListenAddress): string {
+  return address.raw.endsWith(`:${address.port}`)
+    ? `--host ${address.raw}`
+    : `--host ${address.raw} (port ${address.port})`;
+}
+
 /** Where the Docker engine listens: its unix socket, or a plain-HTTP TCP address. */
 export type UpstreamAddress =
   | { readonly kind: 'unix'; readonly raw: string; readonly path: string }

@@ -12,7 +12,7 @@ import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
-import type { ListenAddress } from '../config/serve-config.js';
+import { listenLabel, type ListenAddress } from '../config/serve-config.js';
 import type { Identity } from '../identity/identity.js';
 import { PeerCertificates } from '../identity/peer-certificates.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
@@ -117,7 +117,7 @@ export class GateListener {
         server.once('error', (err) => {
           const code = systemErrorCode(err);
           const why = code === 'EADDRINUSE' ? 'the port is already in use' : code;
-          reject(new ConfigError('E_LISTEN', `cannot listen on --host ${address.raw}: ${why}`, err));
+          reject(new ConfigError('E_LISTEN', `cannot listen on ${listenLabel(address)}: ${why}`, err));
         });
         server.listen({ host: address.host, port: address.port }, () => resolve());
       });

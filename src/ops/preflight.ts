@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { ConfigError, systemErrorCode } from '../errors.js';
-import type { ServeConfig } from '../config/serve-config.js';
+import { listenLabel, type ServeConfig } from '../config/serve-config.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { pingEngine } from './engine-ping.js';
 import { loadTls, type TlsSource } from './tls-reload.js';
@@ -17,7 +17,8 @@ export async function preflight(
   config: ServeConfig,
   source: TlsSource,
   say: (line: string) => void,
-): Promise<void> {
+): Promise<{ warnings: number }> {
+  let warnings = 0;
   say(`config: ok${config.configFile ? ` (${config.configFile})` : ''}`);
   const { caFile, certFile, keyFile } = source.files;
   if (!config.tlsFilesExplicit && ![caFile, certFile, keyFile].some((f) => existsSync(f))) {
@@ -29,6 +30,11 @@ export async function preflight(
     say(
       `tls: ok (server certificate valid until ${material.serverNotAfter.toISOString()}, CA until ${material.caNotAfter.toISOString()})`,
     );
+    // serve logs this at start (tls-key-mode) and goes on; --check says it too.
+    if (material.keyFileWarning !== undefined) {
+      warnings++;
+      say(`tls key: warning: ${material.keyFileWarning.message}`);
+    }
     if (crl) say(`crl: ok (${crl.revokedSerials.size} revoked, next update ${crl.nextUpdate.toISOString()})`);
     else say('crl: none');
   }
@@ -42,7 +48,7 @@ export async function preflight(
     checkAppendable(config.audit.logFile);
     say(`audit log: ok (${config.audit.logFile}, --audit-fail ${config.audit.failMode})`);
   }
-  for (const address of config.listen) await probeListen(address.host, address.port, `--host ${address.raw}`);
+  for (const address of config.listen) await probeListen(address.host, address.port, listenLabel(address));
   if (config.metrics)
     await probeListen(
       config.metrics.host,
@@ -60,6 +66,7 @@ export async function preflight(
     );
   }
   say(`engine: ok (${config.upstream.raw} answers /_ping)`);
+  return { warnings };
 }
 
 /** Binds and releases the address, so "port in use" shows up here rather than at start. */

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import type { TLSSocket } from 'node:tls';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
 import { testEngine, testTmpDir } from '../helpers/engine.js';
-import { writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { curl } from '../helpers/curl.js';
 import { GATE_MAIN, sleep, startGate, type RunningGate } from '../helpers/gate.js';
@@ -253,6 +253,22 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
   t.match(ok.stdout, /tls: ok/);
   t.match(ok.stdout, /engine: ok/);
   t.match(ok.stdout, /everything is in order/);
+  // A key its group may read: serve warns at start and goes on, so --check warns and exits 0.
+  const groupKey = join(testTmpDir(), `group-key-${port}.pem`);
+  await writeFile(groupKey, await readFile(pki.serverKey), { mode: 0o640 });
+  await chmod(groupKey, 0o640);
+  const keyArgs = base.map((a) => (a === pki.serverKey ? groupKey : a));
+  const warned = await run(process.execPath, [
+    GATE_MAIN,
+    ...keyArgs,
+    '-H',
+    `tcp://127.0.0.1:${port}`,
+    '--upstream',
+    testEngine().host,
+    '--check',
+  ]);
+  t.match(warned.stdout, /tls key: warning: [^\n]*group-key-\d+\.pem/, 'the key mode is named');
+  t.match(warned.stdout, /the gate would start, with the warning above/);
 
   const fail = (args: string[]) =>
     run(process.execPath, [GATE_MAIN, ...base, ...args, '--check']).then(

@@ -2,7 +2,7 @@ import { chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { loadServeConfig } from '../../src/config/load-serve-config.js';
-import type { ServeConfig } from '../../src/config/serve-config.js';
+import { listenLabel, type ServeConfig } from '../../src/config/serve-config.js';
 import { camelCaseKey, serveFlags, serveHelpText } from '../../src/config/serve-flags.js';
 import { ConfigError, DockgateError, UsageError } from '../../src/errors.js';
 
@@ -499,3 +499,11 @@ t.test(
     t.match(rejection(t, ['--audit-exec-cmd=yes']), { message: /--audit-exec-cmd takes no value/ });
   },
 );
+
+t.test('listenLabel names the port when the address left it to the default', async (t) => {
+  t.equal(
+    listenLabel({ raw: 'tcp://127.0.0.1', host: '127.0.0.1', port: 2376 }),
+    '--host tcp://127.0.0.1 (port 2376)',
+  );
+  t.equal(listenLabel({ raw: 'tcp://[::1]:2377', host: '::1', port: 2377 }), '--host tcp://[::1]:2377');
+});
