@@ -4,6 +4,9 @@
  *   bundle NAME   the bundle as a tar archive on stdout, to carry it out of a container or host
  *   context NAME  a docker context, so that `docker --context NAME ps` goes through the gate
  */
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { UsageError } from '../errors.js';
 import { bundleArchive, existingBundleDir, existingCertPath } from '../pki/bundle-archive.js';
 import { DEFAULT_DOCKER_HOST, dockerEnvLines, validateDockerHost } from '../pki/env-lines.js';
@@ -125,7 +128,7 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
       name,
       dockerHost,
       bundleDir,
-      description: `dockgate at ${dockerHost} as ${name}`,
+      description: `dockgate at ${dockerHost} as ${await bundleIdentity(bundleDir)}`,
       env: io.env,
     });
     io.stdout.write(
@@ -139,4 +142,14 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
 function usage(io: ClientIo): number {
   io.stdout.write(clientUsage);
   return 0;
+}
+
+/** The CN of the bundle's certificate (the identity the gate will see), or the bundle's name. */
+async function bundleIdentity(bundleDir: string): Promise<string> {
+  try {
+    const cert = new X509Certificate(await readFile(join(bundleDir, 'cert.pem')));
+    return /(?:^|\n)CN=([^\n]*)/.exec(cert.subject)?.[1] ?? basename(bundleDir);
+  } catch {
+    return basename(bundleDir);
+  }
 }

@@ -51,7 +51,11 @@ export function parseFlags(
       );
     }
     if (systemErrorCode(err) === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-      const hint = /does not take an argument/.test(message) ? 'takes no value' : 'needs a value';
+      const hint = /does not take an argument/.test(message)
+        ? 'takes no value'
+        : /argument is ambiguous/.test(message)
+          ? `was followed by something starting with '-' (write ${flag}=VALUE to give such a value)`
+          : 'needs a value';
       throw new UsageError('E_USAGE_FLAG', `flag ${flag} of 'dockgate ${command}' ${hint}; ${see}.`, err);
     }
     throw new UsageError('E_USAGE_FLAG', `unknown flag ${flag} for 'dockgate ${command}'; ${see}.`, err);

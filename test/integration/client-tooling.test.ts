@@ -164,6 +164,14 @@ t.test(
           }),
         );
         exitsWith(t, version, 0, 'docker --context gate version');
+        const listed = await run(cli.path, ['context', 'ls', '--format', '{{.Name}}: {{.Description}}'], {
+          env,
+        });
+        t.match(
+          listed.stdout,
+          /^gate: dockgate at \S+ as alice$/m,
+          'the context is described by the certificate’s CN, not its name',
+        );
       });
     }
   },

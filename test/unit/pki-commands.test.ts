@@ -450,6 +450,12 @@ t.test('bad flags and commands are usage errors (exit 2) that name the flag', as
     exitCode: 2,
     message: /flag --days of 'dockgate pki server' needs a value/,
   });
+  await t.rejects(dockgate(['pki', 'init', '--days', '-5', '--dir', dir]), {
+    exitCode: 2,
+    message:
+      /flag --days of 'dockgate pki init' was followed by something starting with '-' \(write --days=VALUE/,
+  });
+  await t.rejects(dockgate(['pki', 'init', '--days=-5', '--dir', dir]), { exitCode: 2, message: /--days/ });
   await t.rejects(dockgate(['pki', 'list', '--json=yes']), {
     exitCode: 2,
     message: /--json .* takes no value/,
