@@ -2,6 +2,7 @@
  * `dockgate pki ...`: parse flags, call src/pki, say what was written and what to do next.
  * Passphrases come only from DOCKGATE_CA_PASSPHRASE or --passphrase-file, never from a flag value.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError, systemErrorCode } from '../errors.js';
@@ -10,10 +11,18 @@ import { DEFAULT_CRL_DAYS, parseRevocationReason, renewCrl, revokeCertificate } 
 import { signCsrFile } from '../pki/csr.js';
 import { pkiPaths, pathExists } from '../pki/files.js';
 import { readIndex, statusOf, type IssuedCertificate } from '../pki/index-file.js';
-import { DEFAULT_LEAF_DAYS, issueClient, issueServer } from '../pki/issue.js';
+import { DEFAULT_LEAF_DAYS, LOCAL_SANS, issueClient, issueServer } from '../pki/issue.js';
 import { DEFAULT_KEY_TYPE, KEY_TYPES, parseKeyType } from '../pki/keys.js';
 import { withProgress } from './progress.js';
-import { parseDays, validateDnsName, validateIpAddress, validateOrganizationalUnit } from '../pki/names.js';
+import {
+  formatSan,
+  parseDays,
+  sansOfCertificate,
+  validateDnsName,
+  validateIpAddress,
+  validateOrganizationalUnit,
+  type SubjectAltName,
+} from '../pki/names.js';
 
 export interface CommandIo {
   readonly stdout: { write(text: string): unknown };
@@ -161,7 +170,8 @@ Issue the gate's server certificate (EKU serverAuth). Names: those given, plus l
   --dns NAME, --ip ADDR  subjectAltNames clients will connect to (repeatable)
   --days N               validity (default ${DEFAULT_LEAF_DAYS})
   --key-type TYPE        ${KEY_TYPES.join('|')} (default: the CA's)
-  --replace              replace existing server files (rotation)
+  --replace              replace existing server files (rotation); without --dns/--ip the
+                         new certificate keeps the current one's names
 ${DIR_HELP}
 ${PASS_HELP}
 `,
@@ -178,14 +188,19 @@ ${PASS_HELP}
     positionals: { min: 0, max: 0 },
     async run(values, _p, io) {
       const paths = pkiPaths(str(values.dir)!);
+      const given = [
+        ...list(values.dns).map((d) => validateDnsName(d)),
+        ...list(values.ip).map((a) => validateIpAddress(a)),
+      ];
+      const sans =
+        values.replace === true
+          ? await namesForReplacement(paths.serverCert, given, !values['no-local'], io)
+          : given;
       const result = await withProgress(
         io.stderr,
         'generating the server key',
         issueServer(paths, {
-          sans: [
-            ...list(values.dns).map((d) => validateDnsName(d)),
-            ...list(values.ip).map((a) => validateIpAddress(a)),
-          ],
+          sans,
           includeLocal: !values['no-local'],
           days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
           ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
@@ -449,4 +464,27 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
     return 0;
   }
   return sub.run(values, positionals, io);
+}
+
+/**
+ * --replace without names renews the current certificate's names (the first start added the host
+ * name and --san values the user may not remember); with names, those are what the new one gets,
+ * and any the current one had are listed so that dropping them is not a surprise.
+ */
+async function namesForReplacement(
+  certFile: string,
+  given: readonly SubjectAltName[],
+  includeLocal: boolean,
+  io: CommandIo,
+): Promise<SubjectAltName[]> {
+  if (!(await pathExists(certFile))) return [...given];
+  const current = sansOfCertificate(new X509Certificate(await readFile(certFile)).subjectAltName);
+  if (given.length === 0) return current;
+  const kept = new Set([...given, ...(includeLocal ? LOCAL_SANS : [])].map(formatSan));
+  const dropped = current.map(formatSan).filter((name) => !kept.has(name));
+  if (dropped.length > 0)
+    io.stderr.write(
+      `dockgate: the new server certificate no longer names ${dropped.join(', ')}, which the replaced one did; give them again with --dns/--ip to keep them.\n`,
+    );
+  return [...given];
 }

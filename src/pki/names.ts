@@ -81,3 +81,22 @@ export function parseDays(text: string, flag = '--days'): number {
   }
   return days;
 }
+
+/**
+ * The DNS and IP names of a certificate, as dockgate writes them (IPv6 compressed, as --ip takes
+ * them), from Node's subjectAltName text: "DNS:a, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1".
+ */
+export function sansOfCertificate(subjectAltName: string | undefined): SubjectAltName[] {
+  const out: SubjectAltName[] = [];
+  for (const part of (subjectAltName ?? '').split(', ')) {
+    if (part.startsWith('DNS:')) out.push({ type: 'dns', value: part.slice(4) });
+    else if (part.startsWith('IP Address:')) {
+      const ip = part.slice('IP Address:'.length);
+      out.push({
+        type: 'ip',
+        value: ip.includes(':') ? new URL(`http://[${ip}]`).hostname.slice(1, -1) : ip,
+      });
+    }
+  }
+  return out;
+}

@@ -163,9 +163,32 @@ t.test(
       '--no-local drops localhost and loopback addresses',
     );
     t.equal(await mode(join(dir, 'server-key.pem')), 0o400);
-    await t.rejects(dockgate(['pki', 'server', '--dir', dir, '--replace', '--no-local']), {
-      code: 'E_PKI_NO_SANS',
-    });
+    // Without names, --replace renews the current names; with names, dropped ones are listed.
+    const renewed = await dockgate(['pki', 'server', '--dir', dir, '--replace', '--no-local']);
+    t.equal(
+      (await cert(join(dir, 'server-cert.pem'))).subjectAltName,
+      'DNS:other.example',
+      'renewed as it was',
+    );
+    t.equal(renewed.err.includes('no longer names'), false);
+    await dockgate(['pki', 'server', '--dir', dir, '--replace', '--dns', 'gate.example', '--ip', '10.0.0.5']);
+    const swapped = await dockgate(['pki', 'server', '--dir', dir, '--replace', '--dns', 'gate.example']);
+    t.match(
+      swapped.err,
+      /no longer names IP:10\.0\.0\.5, which the replaced one did; give them again/,
+      'the dropped name is listed (not the local names, kept)',
+    );
+    t.notMatch(swapped.err, /localhost|127\.0\.0\.1|::1/);
+    const kept = await dockgate(['pki', 'server', '--dir', dir, '--replace']);
+    t.equal(kept.err.includes('no longer names'), false);
+    t.equal(
+      (await cert(join(dir, 'server-cert.pem'))).subjectAltName,
+      'DNS:gate.example, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1',
+      'a bare --replace keeps every name',
+    );
+    const fresh = join(dir, 'fresh');
+    await dockgate(['pki', 'init', '--dir', fresh]);
+    await t.rejects(dockgate(['pki', 'server', '--dir', fresh, '--no-local']), { code: 'E_PKI_NO_SANS' });
   },
 );
 
