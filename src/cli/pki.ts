@@ -6,7 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError, systemErrorCode } from '../errors.js';
-import { DEFAULT_CA_CN, DEFAULT_CA_DAYS, describeCa, initCa } from '../pki/ca.js';
+import { DEFAULT_CA_DAYS, defaultCaCn, describeCa, initCa } from '../pki/ca.js';
 import { DEFAULT_CRL_DAYS, parseRevocationReason, renewCrl, revokeCertificate } from '../pki/crl.js';
 import { signCsrFile } from '../pki/csr.js';
 import { pkiPaths, pathExists } from '../pki/files.js';
@@ -124,7 +124,7 @@ const subcommands: Record<string, Subcommand> = {
     usage: `Usage: dockgate pki init [--cn NAME] [--key-type TYPE] [--days N] [--dir DIR]
 
 Create the certificate authority. Refuses to overwrite an existing one.
-  --cn NAME              CA common name (default '${DEFAULT_CA_CN}')
+  --cn NAME              CA common name (default 'dockgate CA HOST DATE', this host and today)
   --key-type TYPE        ${KEY_TYPES.join('|')} (default ${DEFAULT_KEY_TYPE})
   --days N               validity (default ${DEFAULT_CA_DAYS})
 ${DIR_HELP}
@@ -146,7 +146,7 @@ ${PASS_HELP}; the CA key is then encrypted
         io.stderr,
         `generating the CA's ${keyType} key`,
         initCa(paths, {
-          cn: str(values.cn) ?? DEFAULT_CA_CN,
+          cn: str(values.cn) ?? defaultCaCn(),
           keyType,
           days: values.days ? parseDays(str(values.days)!) : DEFAULT_CA_DAYS,
           passphrase,

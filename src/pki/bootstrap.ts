@@ -6,7 +6,7 @@
  */
 import { hostname as osHostname } from 'node:os';
 import { PkiError } from '../errors.js';
-import { DEFAULT_CA_CN, DEFAULT_CA_DAYS, initCa } from './ca.js';
+import { DEFAULT_CA_DAYS, defaultCaCn, initCa } from './ca.js';
 import { DEFAULT_DOCKER_HOST, dockerEnvLines, validateDockerHost } from './env-lines.js';
 import { ensureDir, pathExists, pkiPaths } from './files.js';
 import { DEFAULT_LEAF_DAYS, LOCAL_SANS, issueClient, issueServer } from './issue.js';
@@ -59,7 +59,7 @@ export async function bootstrapServeMaterial(opts: BootstrapOptions): Promise<Bo
     'caPassphrase' in opts ? opts.caPassphrase : process.env.DOCKGATE_CA_PASSPHRASE || undefined;
 
   await ensureDir(paths.dir);
-  await initCa(paths, { cn: DEFAULT_CA_CN, keyType: DEFAULT_KEY_TYPE, days: DEFAULT_CA_DAYS, passphrase });
+  await initCa(paths, { cn: defaultCaCn(), keyType: DEFAULT_KEY_TYPE, days: DEFAULT_CA_DAYS, passphrase });
   await issueServer(paths, {
     sans: [...hostnameSan(opts.hostname ?? osHostname()), ...LOCAL_SANS, ...sans],
     includeLocal: true,

@@ -3,6 +3,7 @@
  * given) and load it for signing. Only commands that sign need loadCa(); the others read ca.pem alone.
  */
 import { X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
+import { hostname } from 'node:os';
 import { PkiError, UsageError } from '../errors.js';
 import {
   MODE_CERTIFICATE,
@@ -30,7 +31,17 @@ import {
 import { randomSerialHex } from './serial.js';
 import { x509 } from './x509.js';
 
-export const DEFAULT_CA_CN = 'dockgate CA';
+/**
+ * `dockgate CA HOST DATE`: CAs with one name look alike to clients. A TLS server names the CAs it
+ * accepts by subject, and Go clients send a certificate only if its issuer is named, so a bundle
+ * of another gate's CA would be sent and fail on its signature, and doctor could not tell the two
+ * CAs apart.
+ */
+export function defaultCaCn(now = new Date()): string {
+  return `dockgate CA ${hostname()
+    .replace(/[^A-Za-z0-9.-]/g, '-')
+    .slice(0, 32)} ${now.toISOString().slice(0, 10)}`;
+}
 export const DEFAULT_CA_DAYS = 3650;
 /** Certificates start this long before "now", so that a peer whose clock is a little behind accepts them. */
 export const BACKDATE_MS = 5 * 60 * 1000;

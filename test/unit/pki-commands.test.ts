@@ -41,7 +41,7 @@ t.test('pki init creates ca.pem 0444 and ca-key.pem 0400 and refuses to run twic
   const dir = join(t.testdir(), 'certs');
   const r = await dockgate(['pki', 'init', '--dir', dir]);
   t.equal(r.status, 0);
-  t.match(r.out, /Created CA 'dockgate CA' \(ECDSA P-256/);
+  t.match(r.out, /Created CA 'dockgate CA \S+ \d{4}-\d\d-\d\d' \(ECDSA P-256/);
   t.match(r.out, /NOT encrypted/);
   t.equal(await mode(join(dir, 'ca.pem')), 0o444);
   t.equal(await mode(join(dir, 'ca-key.pem')), 0o400);
