@@ -128,6 +128,13 @@ export function engineStreamDigest(
   });
 }
 
+/** GET PATH at the engine, answered 200 with JSON (inspects): the parsed body. */
+export async function engineJson<T>(path: string, engine?: TestEngine): Promise<T> {
+  const r = await engineRequest('GET', path, {}, engine);
+  if (r.status !== 200) throw new Error(`GET ${path}: the engine answered ${r.status}`);
+  return JSON.parse(r.body.toString()) as T;
+}
+
 export async function containerExists(nameOrId: string, engine?: TestEngine): Promise<boolean> {
   const res = await engineRequest('GET', `/containers/${encodeURIComponent(nameOrId)}/json`, {}, engine);
   if (res.status !== 200 && res.status !== 404)

@@ -12,6 +12,7 @@ import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
 import {
   containerExists,
   containersToRemove,
+  engineJson,
   engineRequest,
   imagesToRemove,
   runDetached,
@@ -265,9 +266,7 @@ t.test(
     });
     t.equal(foreignExec.status, 403, 'client may not start client2’s exec');
     t.match(foreignExec.body.toString(), `the container of exec ${execId}`);
-    const theirId = (
-      JSON.parse((await engineRequest('GET', `/containers/${theirs}/json`)).body.toString()) as { Id: string }
-    ).Id;
+    const theirId = (await engineJson<{ Id: string }>(`/containers/${theirs}/json`)).Id;
     t.notMatch(foreignExec.body.toString(), theirId, 'and is not told the id of client2’s container');
     t.ok(await containerExists(theirs), 'client2’s container is untouched');
     exitsWith(t, await run(pki.client, ['rm', '-f', mine]), 0, 'client removes its own:');
@@ -312,11 +311,8 @@ t.test(
       'the admin creates from the labelled image:',
     );
     const labels = async (name: string) =>
-      (
-        JSON.parse((await engineRequest('GET', `/containers/${name}/json`)).body.toString()) as {
-          Config: { Labels: Record<string, string> };
-        }
-      ).Config.Labels;
+      (await engineJson<{ Config: { Labels: Record<string, string> } }>(`/containers/${name}/json`)).Config
+        .Labels;
     t.equal(
       (await labels(victim))['dockgate.owner'],
       'client-two',
@@ -376,11 +372,8 @@ t.test(
     );
     exitsWith(t, await run(pki.client, ['commit', mine, committed]), 0, 'client commits its container:');
     const imageLabels = async (name: string) =>
-      (
-        JSON.parse((await engineRequest('GET', `/images/${name}/json`)).body.toString()) as {
-          Config: { Labels: Record<string, string> | null };
-        }
-      ).Config.Labels ?? {};
+      (await engineJson<{ Config: { Labels: Record<string, string> | null } }>(`/images/${name}/json`)).Config
+        .Labels ?? {};
     t.equal(
       (await imageLabels(committed))['dockgate.owner'],
       '',
@@ -433,9 +426,7 @@ t.test(
       0,
       'create:',
     );
-    const id = (
-      JSON.parse((await engineRequest('GET', `/containers/${name}/json`)).body.toString()) as { Id: string }
-    ).Id;
+    const id = (await engineJson<{ Id: string }>(`/containers/${name}/json`)).Id;
     seen.length = 0;
     exitsWith(t, await viaTap(['start', name]), 0, 'start:');
     exitsWith(t, await viaTap(['exec', name, 'true']), 0, 'exec:');
