@@ -189,7 +189,7 @@ export function policyGuard(
         const id = ((await inspect(checkedRef)).json as { Id?: unknown } | undefined)?.Id;
         try {
           const pinned = pinContainer(
-            decision.operation,
+            route,
             rewritten.target ?? head.target,
             rewritten.body ?? body,
             typeof id === 'string' ? id : '',

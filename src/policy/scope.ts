@@ -7,6 +7,7 @@ import { CONTAINER_CREATE } from './engine-bodies.js';
 import { asMap, asString, asStrings, decodeGoJson, structField, T, type GoDecoded } from './go-decode.js';
 import { GoJsonError, isGoObject, parseGoJson } from './go-json.js';
 import { parseGoQuery, unescapeBytes } from './go-url.js';
+import type { ResolvedRoute } from './resolve-operation.js';
 
 export const OWNER_LABEL = 'dockgate.owner';
 
@@ -115,13 +116,14 @@ export function scopeListTarget(target: string, cn: string): string {
  * otherwise have the check pass on its container and the action land on the other.
  */
 export function pinContainer(
-  operation: string,
+  route: ResolvedRoute,
   target: string,
   body: Buffer | undefined,
   id: string,
 ): { target?: string; body?: Buffer } {
   if (!/^[0-9a-f]{64}$/.test(id))
     throw new ScopeError('the engine named the container with an id that is not one');
+  const operation = route.operation;
   if (operation === 'network.connect' || operation === 'network.disconnect') {
     // Go keeps the last of repeated keys (matched without regard to case): the id is the last.
     if (body === undefined) throw new ScopeError('the request body was not read');
@@ -136,12 +138,16 @@ export function pinContainer(
       .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'container');
     return { target: `${path}?${[...kept, `container=${id}`].join('&')}` };
   }
-  // /containers/{name}/... with an optional /vX.Y first (the route table gave the name from there).
-  const segments = path.split('/');
-  const at = segments[1] === 'containers' ? 2 : segments[2] === 'containers' ? 3 : -1;
-  if (at === -1 || segments.length <= at) throw new ScopeError('the request names no container in its path');
-  segments[at] = id;
-  return { target: segments.join('/') + (q === -1 ? '' : target.slice(q)) };
+  // The path made anew from the route's template: a name may span segments (`web/db`, a link
+  // alias), so replacing one raw segment could leave part of it for the engine to read.
+  const template = route.template;
+  if (template === undefined || !/^\/containers\/\{name(?::[^}]*)?\}/.test(template))
+    throw new ScopeError('the request names no container in its path');
+  const pinned = template.replace(/\{(\w+)(?::[^}]*)?\}/g, (_, param: string) =>
+    param === 'name' ? id : encodeURIComponent(route.params[param] ?? ''),
+  );
+  const version = route.apiVersion === undefined ? '' : `/v${route.apiVersion}`;
+  return { target: version + pinned + (q === -1 ? '' : target.slice(q)) };
 }
 
 const isJsonSpace = (byte: number | undefined) =>

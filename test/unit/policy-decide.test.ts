@@ -541,40 +541,26 @@ t.test('images a scoped client makes get an empty owner label', async (t) => {
 
 t.test('pinContainer: the checked container is named by its full id in path, query or body', async (t) => {
   const id = 'a'.repeat(64);
-  t.same(pinContainer('container.start', '/v1.41/containers/web/start', undefined, id), {
-    target: `/v1.41/containers/${id}/start`,
+  const pin = (method: string, target: string, body?: Buffer, as = id) =>
+    pinContainer(resolveOperation(method, target), target, body, as);
+  t.same(pin('POST', '/v1.41/containers/web/start'), { target: `/v1.41/containers/${id}/start` });
+  t.same(pin('DELETE', '/containers/we%62?force=1&v=1'), { target: `/containers/${id}?force=1&v=1` });
+  // A link alias spans segments: all of it is the name the check saw, none of it may stay.
+  t.same(pin('POST', '/v1.41/containers/web/db/exec'), { target: `/v1.41/containers/${id}/exec` });
+  t.same(pin('GET', '/containers/web%2Fdb/json?size=1'), { target: `/containers/${id}/json?size=1` });
+  t.same(pin('DELETE', '/containers/web/checkpoints/c%201'), {
+    target: `/containers/${id}/checkpoints/c%201`,
   });
-  t.same(pinContainer('container.delete', '/containers/we%62?force=1&v=1', undefined, id), {
-    target: `/containers/${id}?force=1&v=1`,
+  t.same(pin('POST', '/v1.41/commit?repo=x&container=web&Container=w2&tag=1'), {
+    target: `/v1.41/commit?repo=x&Container=w2&tag=1&container=${id}`,
   });
-  t.same(
-    pinContainer('container.commit', '/v1.41/commit?repo=x&container=web&Container=w2&tag=1', undefined, id),
-    {
-      target: `/v1.41/commit?repo=x&Container=w2&tag=1&container=${id}`,
-    },
-  );
-  const connect = pinContainer(
-    'network.connect',
-    '/networks/n/connect',
-    Buffer.from('{"Container":"web"}\n'),
-    id,
-  );
-  const decoded = decodeGoJson(NETWORK_CONNECT, parseGoJson(connect.body!));
-  t.equal(asString(structField(decoded, 'Container')), id, 'the body names the id, as Go reads it');
-  t.equal(
-    asString(
-      structField(
-        decodeGoJson(
-          NETWORK_CONNECT,
-          parseGoJson(pinContainer('network.connect', '/networks/n/connect', Buffer.from('{ }'), id).body!),
-        ),
-        'Container',
-      ),
-    ),
-    id,
-  );
-  t.throws(() => pinContainer('container.start', '/containers/web/start', undefined, 'web'), ScopeError);
-  t.throws(() => pinContainer('container.start', '/images/web/json', undefined, id), ScopeError);
+  const connect = pin('POST', '/networks/n/connect', Buffer.from('{"Container":"web"}\n'));
+  const containerIn = (body: Buffer) =>
+    asString(structField(decodeGoJson(NETWORK_CONNECT, parseGoJson(body)), 'Container'));
+  t.equal(containerIn(connect.body!), id, 'the body names the id, as Go reads it');
+  t.equal(containerIn(pin('POST', '/networks/n/connect', Buffer.from('{ }')).body!), id);
+  t.throws(() => pin('POST', '/containers/web/start', undefined, 'web'), ScopeError);
+  t.throws(() => pin('GET', '/images/web/json'), ScopeError);
 });
 
 t.test('unscoped creates name their creator too, so an image label cannot make an owner', async (t) => {
