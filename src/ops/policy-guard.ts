@@ -19,6 +19,8 @@ import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
 import {
+  CREATE_ID_LABEL,
+  createIdBody,
   OWNER_LABEL,
   pinContainer,
   ScopeError,
@@ -249,6 +251,8 @@ export function policyGuard(
   function scoped(decision: Decision, head: RequestHead, body: Buffer | undefined): GuardVerdict {
     if (decision.scope === 'create-label' && body !== undefined)
       return { kind: 'relay', body: scopeCreateBody(body, identity.cn) };
+    if (decision.scope === 'create-id' && body !== undefined)
+      return { kind: 'relay', body: createIdBody(body) };
     if (decision.scope === 'list-filter')
       return { kind: 'relay', target: scopeListTarget(head.target, identity.cn) };
     if (decision.scope === 'image-unlabel')
@@ -283,8 +287,8 @@ export function policyGuard(
     if (inspect.status !== 200) return notOwned(`${named} (the engine answered ${inspect.status})`);
     const labels = (inspect.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config?.Labels;
     if (labels?.[OWNER_LABEL] !== identity.cn) return notOwned(named);
-    // dockerd copies an image's labels into its containers (build steps too): a label that the
-    // image carries as well says nothing about who made the container.
+    // dockerd copies an image's labels into its containers (build steps, creates on the socket):
+    // a label the container got from its image says nothing about who made it.
     const imageId = (inspect.json as { Image?: unknown }).Image;
     const image =
       typeof imageId === 'string' && imageId !== ''
@@ -292,11 +296,17 @@ export function policyGuard(
         : undefined;
     if (image?.status !== 200)
       return notOwned(
-        `${named} (its image cannot be looked at, so where its owner label came from cannot be told)`,
+        `${named} (its image cannot be looked at, so whether its labels came from the image cannot be told)`,
       );
     const imageLabels = (image.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config
       ?.Labels;
-    return imageLabels?.[OWNER_LABEL] === identity.cn
+    const createId = labels[CREATE_ID_LABEL];
+    const inherited =
+      typeof createId === 'string' && createId !== ''
+        ? imageLabels?.[CREATE_ID_LABEL] === createId
+        : // Made before the gate gave create ids: judged by the owner label.
+          imageLabels?.[OWNER_LABEL] === identity.cn;
+    return inherited
       ? notOwned(
           `${named} (its label ${OWNER_LABEL}=${identity.cn} comes from its image, which carries it too)`,
         )

@@ -89,8 +89,12 @@ export interface Decision {
   readonly constraint?: { readonly name: ConstraintName; readonly value: string };
   /** The relay must check the container (or exec's container) carries dockgate.owner=<CN> first. */
   readonly ownershipCheck?: OwnershipCheck;
-  /** The relay must rewrite the request: add the owner label to a create, or the owner filter to a list. */
-  readonly scope?: 'create-label' | 'list-filter' | 'image-unlabel';
+  /**
+   * The relay must rewrite the request: `create-label` adds the owner label (and a create id) to a
+   * create, `create-id` a create id only, `list-filter` the owner filter to a list,
+   * `image-unlabel` an empty owner label to the image a commit, import or build makes.
+   */
+  readonly scope?: 'create-label' | 'create-id' | 'list-filter' | 'image-unlabel';
   /**
    * The relay must check first that the container this request reaches into holds nothing the
    * role could not create itself (checkHeldByContainer): constraints apply to what a client
@@ -143,7 +147,7 @@ const SCOPE_READS_BODY = new Set<OperationName>([
   'network.disconnect',
 ]);
 
-const LIST_FILTERED = new Set(['container.list', 'container.prune', 'system.events']);
+const LIST_FILTERED = new Set(['container.list', 'system.events']);
 
 /** moby's versions.LessThan: dotted numbers, missing or non-numeric parts count as 0. */
 export function apiVersionLess(a: string, b: string): boolean {
@@ -400,7 +404,7 @@ function gateVolumesIn(
  * unscoped client later ran from it.
  */
 function creatorLabelled(allowed: Decision, decoded: GoDecoded): Decision {
-  return ownerLabelOf(decoded) === undefined ? { ...allowed, scope: 'create-label' } : allowed;
+  return { ...allowed, scope: ownerLabelOf(decoded) === undefined ? 'create-label' : 'create-id' };
 }
 
 function applyScope(
@@ -412,6 +416,13 @@ function applyScope(
 ): Decision {
   const { route } = request;
   const op = route.operation;
+  if (op === 'container.prune')
+    return deny({
+      constraint: 'scope',
+      value: '',
+      sentence:
+        'prune containers: a prune by label would also remove containers that got the label from an image (the steps of builds from it); remove them by name',
+    });
   if (op === 'system.df')
     return deny({
       constraint: 'scope',

@@ -3,6 +3,7 @@
  * `dockgate.owner=<CN>`, lists, prunes and events of a scoped client are filtered to that label,
  * and actions on a named container need the relay to check its label upstream first.
  */
+import { randomUUID } from 'node:crypto';
 import { CONTAINER_CREATE } from './engine-bodies.js';
 import { asMap, asString, asStrings, decodeGoJson, structField, T, type GoDecoded } from './go-decode.js';
 import { GoJsonError, isGoObject, parseGoJson } from './go-json.js';
@@ -10,6 +11,12 @@ import { parseGoQuery, unescapeBytes } from './go-url.js';
 import type { ResolvedRoute } from './resolve-operation.js';
 
 export const OWNER_LABEL = 'dockgate.owner';
+/**
+ * A random value the gate gives each container it creates. dockerd copies an image's labels into
+ * the containers made from it (the steps of a build, creates on the socket): a container whose
+ * create id is its image's own was not made through the gate, whatever its owner label says.
+ */
+export const CREATE_ID_LABEL = 'dockgate.create-id';
 
 /** A body or query the gate cannot scope with certainty: the request is refused. */
 export class ScopeError extends Error {
@@ -46,7 +53,15 @@ export function scopeCreateBody(body: Buffer, cn: string): Buffer {
     throw new ScopeError(
       `the create body sets the label ${OWNER_LABEL}=${existing}, which names another client`,
     );
-  return appendMember(body, `"Labels":${JSON.stringify({ [OWNER_LABEL]: cn })}`);
+  return appendMember(
+    body,
+    `"Labels":${JSON.stringify({ [OWNER_LABEL]: cn, [CREATE_ID_LABEL]: randomUUID() })}`,
+  );
+}
+
+/** The create body of a client that named the owner itself: the create id only. */
+export function createIdBody(body: Buffer): Buffer {
+  return appendMember(body, `"Labels":${JSON.stringify({ [CREATE_ID_LABEL]: randomUUID() })}`);
 }
 
 const FILTERS = T.map(T.map(T.bool));
@@ -179,11 +194,19 @@ export function unlabelledImageTarget(operation: string, target: string): string
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
   const pairs = (q === -1 ? '' : target.slice(q + 1)).split('&').filter((pair) => pair !== '');
-  if (operation !== 'image.build')
-    return `${path}?${[...pairs, `changes=${encodeURIComponent(OWNER_UNSET)}`].join('&')}`;
-  // The engine reads the first `labels` value, a JSON object of strings.
   const query = parseGoQuery(pairs.join('&'));
   if (query.malformed) throw new ScopeError('the query string is malformed');
+  if (operation !== 'image.build') {
+    // The engine joins the changes with newlines and reads them as a Dockerfile: one that goes on
+    // to the next line (a line break, or the escape character last) would swallow the gate's.
+    for (const change of query.values.get('changes') ?? [])
+      if (/[\r\n]/.test(change) || /[\\`]\s*$/.test(change))
+        throw new ScopeError(
+          `the change ${JSON.stringify(change)} goes on to the next line (a line break, or \\ or \` last), which the gate does not accept`,
+        );
+    return `${path}?${[...pairs, `changes=${encodeURIComponent(OWNER_UNSET)}`].join('&')}`;
+  }
+  // The engine reads the first `labels` value, a JSON object of strings.
   const given = query.values.get('labels')?.[0] ?? '';
   const labels = new Map<string, string>();
   if (given !== '') {

@@ -356,6 +356,48 @@ t.test(
     const startInherited = await run(pki.client, ['start', inherited]);
     t.not(startInherited.code, 0, 'client may not start it');
     t.match(startInherited.stderr, /comes from its image, which carries it too/);
+    // client's own create from that image gets a create id of the gate's: it stays client's.
+    const ownFromLabelled = uniqueName('own-from-labelled');
+    containersToRemove(t, ownFromLabelled);
+    exitsWith(
+      t,
+      await run(pki.client, ['run', '--name', ownFromLabelled, '--network', 'none', labelled, 'true']),
+      0,
+      'client runs its own container from the labelled image:',
+    );
+    exitsWith(t, await run(pki.client, ['rm', ownFromLabelled]), 0, 'and removes it:');
+    // An image with client's owner label and a create id (committed on the socket from a gate-made
+    // container): a container the engine makes from it carries both, and is still not client's.
+    const gateMade = uniqueName('gate-made');
+    const copied = `${uniqueName('copied')}:1`;
+    const fromCopy = uniqueName('from-copy');
+    containersToRemove(t, gateMade, fromCopy);
+    imagesToRemove(t, copied);
+    exitsWith(
+      t,
+      await run(pki.client, ['create', '--name', gateMade, '--network', 'none', image, 'true']),
+      0,
+      'create:',
+    );
+    const [copiedRepo, copiedTag] = copied.split(':');
+    t.equal(
+      (await engineRequest('POST', `/commit?container=${gateMade}&repo=${copiedRepo}&tag=${copiedTag}`))
+        .status,
+      201,
+    );
+    t.equal(
+      (await engineRequest('POST', `/containers/create?name=${fromCopy}`, { body: { Image: copied } }))
+        .status,
+      201,
+    );
+    t.match(await labels(fromCopy), { 'dockgate.owner': 'client', 'dockgate.create-id': /^[0-9a-f-]{36}$/ });
+    const startCopy = await run(pki.client, ['start', fromCopy]);
+    t.not(startCopy.code, 0, 'client may not start a container whose create id is its image’s');
+    t.match(startCopy.stderr, /comes from its image/);
+    const prune = await run(pki.client, ['container', 'prune', '-f']);
+    t.not(prune.code, 0, 'a scoped prune is refused');
+    t.match(prune.stderr, /may not prune containers/);
+    t.ok(await containerExists(fromCopy), 'and removed nothing');
 
     // Images client makes through the gate carry an empty owner label, so its own containers
     // from them stay its own.
@@ -392,6 +434,15 @@ t.test(
       { 'dockgate.owner': '', app: 'web' },
       'the built image’s owner label is empty, whatever its Dockerfile and base said',
     );
+    const swallowing = await run(pki.client, [
+      'commit',
+      '-c',
+      'ENV X=\\',
+      mine,
+      `${uniqueName('swallow')}:1`,
+    ]);
+    t.not(swallowing.code, 0, 'a change that goes on to the next line is refused');
+    t.match(swallowing.stderr, /goes on to the next line/);
   },
 );
 

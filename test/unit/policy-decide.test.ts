@@ -11,6 +11,7 @@ import {
   ScopeError,
   readFilters,
   unlabelledImageTarget,
+  createIdBody,
 } from '../../src/policy/scope.js';
 import { decodeGoJson, structField, asMap, asString } from '../../src/policy/go-decode.js';
 import { parseGoJson } from '../../src/policy/go-json.js';
@@ -393,7 +394,11 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     constraint: { name: 'scope' },
   });
   t.match(ask(tenant, 'GET', '/containers/json?all=1'), { allowed: true, scope: 'list-filter' });
-  t.match(ask(tenant, 'POST', '/containers/prune'), { allowed: true, scope: 'list-filter' });
+  t.match(ask(tenant, 'POST', '/containers/prune'), {
+    allowed: false,
+    constraint: { name: 'scope' },
+    message: /may not prune containers/,
+  });
   t.match(ask(tenant, 'GET', '/containers/json?filters=%7Bbad'), { allowed: false, reason: /^unreadable/ });
   t.match(ask(tenant, 'POST', '/containers/web/start'), {
     allowed: true,
@@ -414,14 +419,34 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
   const body = Buffer.from('{"Image":"bb","Labels":{"app":"web"}}\n');
   const scoped = scopeCreateBody(body, 'team-a');
   const labels = asMap(structField(decodeGoJson(CONTAINER_CREATE, parseGoJson(scoped)), 'Labels'));
-  t.same(
+  t.match(
     Object.fromEntries(labels),
-    { app: 'web', 'dockgate.owner': 'team-a' },
-    'owner label added, client labels kept',
+    { app: 'web', 'dockgate.owner': 'team-a', 'dockgate.create-id': /^[0-9a-f-]{36}$/ },
+    'owner label and a create id added, client labels kept',
   );
-  t.same(JSON.parse(scopeCreateBody(Buffer.from('{}'), 'x').toString()), {
-    Labels: { 'dockgate.owner': 'x' },
-  });
+  const bare = JSON.parse(scopeCreateBody(Buffer.from('{}'), 'x').toString()) as {
+    Labels: Record<string, string>;
+  };
+  t.same(Object.keys(bare.Labels), ['dockgate.owner', 'dockgate.create-id']);
+  t.not(
+    bare.Labels['dockgate.create-id'],
+    (JSON.parse(scopeCreateBody(Buffer.from('{}'), 'x').toString()) as { Labels: Record<string, string> })
+      .Labels['dockgate.create-id'],
+    'a new create id each time',
+  );
+  const named = asMap(
+    structField(
+      decodeGoJson(
+        CONTAINER_CREATE,
+        parseGoJson(
+          createIdBody(Buffer.from('{"Labels":{"dockgate.owner":"bob","dockgate.create-id":"x"}}')),
+        ),
+      ),
+      'Labels',
+    ),
+  );
+  t.equal(named.get('dockgate.owner'), 'bob', 'an owner named by an unscoped client is kept');
+  t.match(named.get('dockgate.create-id'), /^[0-9a-f-]{36}$/, 'but the create id is the gate’s');
   t.throws(() => scopeCreateBody(Buffer.from('{"Labels":{"dockgate.owner":"b"}}'), 'a'), ScopeError);
   t.throws(() => scopeCreateBody(Buffer.from(''), 'a'), ScopeError);
 
@@ -537,6 +562,26 @@ t.test('images a scoped client makes get an empty owner label', async (t) => {
     "the client's labels kept, the owner label emptied",
   );
   t.throws(() => unlabelledImageTarget('image.build', '/build?labels=%7Bnot'), ScopeError);
+  // The engine reads the changes as Dockerfile lines: one going on to the next would swallow the gate's.
+  for (const change of [
+    'ENV X=\\',
+    'ENV X=`',
+    'ENV X=\\  ',
+    'ENV X=1\nLABEL dockgate.owner=team-a',
+    'ENV X=1\r',
+  ])
+    t.throws(
+      () =>
+        unlabelledImageTarget(
+          'container.commit',
+          `/commit?container=web&changes=${encodeURIComponent(change)}`,
+        ),
+      ScopeError,
+      JSON.stringify(change),
+    );
+  t.doesNotThrow(() =>
+    unlabelledImageTarget('image.import', `/images/create?changes=${encodeURIComponent('ENV X=a\\b')}`),
+  );
 });
 
 t.test('pinContainer: the checked container is named by its full id in path, query or body', async (t) => {
@@ -588,7 +633,7 @@ t.test('unscoped creates name their creator too, so an image label cannot make a
     create({}, { Labels: { 'dockgate.owner': 'bob' } }),
   );
   t.ok(forBob.allowed, 'an unscoped client may name another owner');
-  t.equal(forBob.scope, undefined, 'and its label is left as it is');
+  t.equal(forBob.scope, 'create-id', 'and its label is left as it is (the gate adds only a create id)');
   t.ok(
     bodyNeeded(policy, alice, resolveOperation('POST', '/containers/create')),
     "an admin's create is read",
