@@ -129,6 +129,11 @@ Example:
               `holds:      the gate checks that container '${d.heldCheck.ref}' is not privileged and has no host path mounted beyond bindPaths first`,
             ]
           : []),
+        ...(d.joinedChecks
+          ? [
+              `holds:      the gate checks that ${d.joinedChecks.refs.map((r) => `'${r}'`).join(', ')} ${d.joinedChecks.refs.length === 1 ? 'is' : 'are'} not privileged and ${d.joinedChecks.refs.length === 1 ? 'has' : 'have'} no host path mounted beyond bindPaths first`,
+            ]
+          : []),
         ...(d.scope === 'create-label'
           ? ['scope:      the gate adds the label dockgate.owner to the container']
           : []),

@@ -166,8 +166,9 @@ export function policyGuard(
       if (err instanceof ScopeError) return { kind: 'refuse', status: 403, message: err.message };
       throw err;
     }
-    const { ownershipCheck, heldCheck } = decision;
-    if (ownershipCheck === undefined && heldCheck === undefined) return rewritten;
+    const { ownershipCheck, heldCheck, joinedChecks } = decision;
+    if (ownershipCheck === undefined && heldCheck === undefined && joinedChecks === undefined)
+      return rewritten;
     return {
       kind: 'later',
       verdict: (async () => {
@@ -185,6 +186,14 @@ export function policyGuard(
           (ownershipCheck && (await checkOwnership(ownershipCheck, inspect))) ??
           (heldCheck && (await checkHeld(heldCheck, decision.role ?? '', inspect)));
         if (refusal) return refusal;
+        for (const ref of joinedChecks?.refs ?? []) {
+          const joined = await checkHeld(
+            { ref, constraints: joinedChecks!.constraints },
+            decision.role ?? '',
+            inspect,
+          );
+          if (joined) return joined;
+        }
         // An exec is named by its full id, which the engine does not resolve by prefix.
         const checkedRef = ownershipCheck?.kind === 'container' ? ownershipCheck.ref : heldCheck?.ref;
         if (checkedRef === undefined || rewritten.kind !== 'relay') return rewritten;

@@ -101,6 +101,12 @@ export interface Decision {
    * gets into, not only to what it creates.
    */
   readonly heldCheck?: { readonly ref: string; readonly constraints: RoleConstraints };
+  /**
+   * The same for the containers a create (or build, or network connect) names in its settings:
+   * links, volumes-from, namespaces. Named, not pinned by id: the check and the create are two
+   * requests.
+   */
+  readonly joinedChecks?: { readonly refs: readonly string[]; readonly constraints: RoleConstraints };
 }
 
 /** Operations that reach into an existing container: what it holds becomes the client's. */
@@ -309,11 +315,17 @@ function decideForRole(
     : route.operation === 'container.create'
       ? creatorLabelled(allowed, decoded)
       : allowed;
-  if (!result.allowed || role.unrestricted || !REACHES_INTO.has(route.operation)) return result;
-  return {
-    ...result,
-    heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
-  };
+  if (!result.allowed || role.unrestricted) return result;
+  if (REACHES_INTO.has(route.operation))
+    return {
+      ...result,
+      heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
+    };
+  // What a create takes from containers it names (env, mounts, namespaces) is reached into too.
+  const joined = containersNamedIn(route.operation, decoded, route).map((c) => c.name);
+  return joined.length === 0
+    ? result
+    : { ...result, joinedChecks: { refs: joined, constraints: role.constraints } };
 }
 
 /**
@@ -429,7 +441,8 @@ function applyScope(
       value: '',
       sentence: "see the engine's disk usage, which names every client's containers (docker system df)",
     });
-  const reference = otherContainerIn(op, decoded, route);
+  const named = containersNamedIn(op, decoded, route)[0];
+  const reference = named && `${named.field} ${named.value}`;
   if (reference !== undefined)
     return deny({
       constraint: 'scope',
@@ -487,44 +500,46 @@ function applyScope(
   };
 }
 
-/**
- * A container a scoped client's request names besides the one it acts on (links, volumes-from,
- * another container's namespaces, a build in a container's network), as `Field value`; such a
- * container could be anyone's, so these are refused to scoped roles.
- */
-function otherContainerIn(op: OperationName, body: GoDecoded, route: ResolvedRoute): string | undefined {
-  if (op === 'image.build') {
-    const mode = firstValue(route.query, 'networkmode');
-    return /^container:/i.test(mode) ? `networkmode ${mode}` : undefined;
-  }
-  if (op === 'network.connect')
-    return linksIn(structField(structField(body, 'EndpointConfig'), 'Links'), 'EndpointConfig.Links');
-  if (op !== 'container.create' && op !== 'container.start') return undefined;
-  const inHostConfig = (hc: GoDecoded): string | undefined => {
-    const links = linksIn(structField(hc, 'Links'), 'Links');
-    if (links) return links;
-    const volumesFrom = asStrings(structField(hc, 'VolumesFrom'));
-    if (volumesFrom.length > 0) return `VolumesFrom ${volumesFrom.join(',')}`;
-    for (const field of ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup']) {
-      const mode = asString(structField(hc, field));
-      if (/^container:/i.test(mode)) return `${field} ${mode}`;
-    }
-    return undefined;
-  };
-  const endpoints = asMap(structField(structField(body, 'NetworkingConfig'), 'EndpointsConfig'));
-  for (const [network, endpoint] of endpoints) {
-    const links = linksIn(
-      structField(endpoint, 'Links'),
-      `NetworkingConfig.EndpointsConfig.${network}.Links`,
-    );
-    if (links) return links;
-  }
-  return inHostConfig(body) ?? inHostConfig(structField(body, 'HostConfig'));
+/** A container a request names besides the one it acts on, and where. */
+interface NamedContainer {
+  /** e.g. `Links`, `VolumesFrom`, `PidMode`, `networkmode`. */
+  readonly field: string;
+  /** As written there, e.g. `web:db`, `data:ro`, `container:web`. */
+  readonly value: string;
+  /** The container's name or id alone. */
+  readonly name: string;
 }
 
-function linksIn(links: GoDecoded, field: string): string | undefined {
-  const list = asStrings(links);
-  return list.length > 0 ? `${field} ${list.join(',')}` : undefined;
+/**
+ * The containers a request names in its settings: links (also per endpoint, and in a network
+ * connect), volumes-from, another container's namespaces, a build in a container's network. Each
+ * gives the new container something of that one (its environment, mounts or namespaces).
+ */
+function containersNamedIn(op: OperationName, body: GoDecoded, route: ResolvedRoute): NamedContainer[] {
+  const out: NamedContainer[] = [];
+  const mode = (field: string, value: string) => {
+    if (/^container:/i.test(value)) out.push({ field, value, name: value.slice('container:'.length) });
+  };
+  // `name:alias` for links, `name:ro` / `name:rw` for volumes-from.
+  const each = (field: string, list: GoDecoded) => {
+    for (const value of asStrings(list)) out.push({ field, value, name: value.split(':')[0] ?? '' });
+  };
+  if (op === 'image.build') mode('networkmode', firstValue(route.query, 'networkmode'));
+  else if (op === 'network.connect')
+    each('EndpointConfig.Links', structField(structField(body, 'EndpointConfig'), 'Links'));
+  else if (op === 'container.create' || op === 'container.start') {
+    for (const [network, endpoint] of asMap(
+      structField(structField(body, 'NetworkingConfig'), 'EndpointsConfig'),
+    ))
+      each(`NetworkingConfig.EndpointsConfig.${network}.Links`, structField(endpoint, 'Links'));
+    for (const hc of [body, structField(body, 'HostConfig')]) {
+      each('Links', structField(hc, 'Links'));
+      each('VolumesFrom', structField(hc, 'VolumesFrom'));
+      for (const field of ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup'])
+        mode(field, asString(structField(hc, field)));
+    }
+  }
+  return out;
 }
 
 /** The body parsed once, decoded per Go type on demand. */

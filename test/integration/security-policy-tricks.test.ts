@@ -236,3 +236,29 @@ t.test('volume create binding /etc through the local driver is refused', async (
   t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
   t.equal((await engineRequest('GET', `/volumes/${vol}`)).status, 404, 'no such volume on the engine');
 });
+
+t.test('a create may not take what a container it names holds (a link copies its environment)', async (t) => {
+  // A container the role could not create: /etc of the host mounted (bindPaths is /tmp/dockgate-allowed).
+  const holder = uniqueName('holder');
+  const linked = uniqueName('linked');
+  containersToRemove(t, holder, linked);
+  const made = await engineRequest('POST', `/containers/create?name=${holder}`, {
+    body: {
+      Image: image,
+      Cmd: ['sleep', '30'],
+      HostConfig: { Binds: ['/etc:/host-etc:ro'], NetworkMode: 'none' },
+    },
+  });
+  t.equal(made.status, 201, 'a container holding /etc exists');
+  const r = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(
+      `/containers/create?name=${linked}`,
+      JSON.stringify({ Image: image, HostConfig: { Links: [`${holder}:h`], NetworkMode: 'none' } }),
+    ),
+  );
+  t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
+  t.match(r.text, new RegExp(`may not reach into container ${holder}: it holds /etc`));
+  t.notOk(await containerExists(linked), 'no container was created');
+});

@@ -520,9 +520,31 @@ rules:
   t.ok(inP('team-a', 'POST', '/containers/create', create({ NetworkMode: 'none' })).allowed, 'plain modes');
   t.ok(inP('team-a', 'POST', '/v1.23/containers/mine/start', {}).allowed, 'an old start without links');
   t.ok(inP('team-a', 'POST', '/build?networkmode=none').allowed);
-  t.ok(
-    inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] })).allowed,
-    'unscoped roles may link',
+  const linking = inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] }));
+  t.ok(linking.allowed, 'unscoped roles may link');
+  t.same(linking.joinedChecks?.refs, ['db'], 'after the gate checks what the linked container holds');
+  const joining = parsePolicy(
+    'roles:\n  j:\n    extends: deployer\n    constraints: { volumesFrom: true, joinContainerNamespaces: true }\nrules:\n  - { match: { cn: j }, role: j }\n  - { match: { cn: root }, role: admin }\n',
+    'j.yaml',
+  );
+  const inJ = askIn(joining);
+  t.same(
+    inJ(
+      'j',
+      'POST',
+      '/containers/create',
+      create(
+        { VolumesFrom: ['data:ro'], PidMode: 'container:web' },
+        { NetworkingConfig: { EndpointsConfig: { n: { Links: ['x:y'] } } } },
+      ),
+    ).joinedChecks?.refs,
+    ['x', 'data', 'web'],
+  );
+  t.same(inJ('j', 'POST', '/build?networkmode=container:web').joinedChecks?.refs, ['web']);
+  t.equal(
+    inJ('root', 'POST', '/containers/create', create({ VolumesFrom: ['data'] })).joinedChecks,
+    undefined,
+    'admin: nothing to check',
   );
 });
 
