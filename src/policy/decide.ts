@@ -411,9 +411,9 @@ function gateVolumesIn(
 
 /**
  * An unscoped client's create gets `dockgate.owner=<its CN>` too, unless it names an owner itself
- * (an admin may create for someone). dockerd copies an image's labels into its containers, so
- * without this a scoped client could label an image with its own CN and own every container an
- * unscoped client later ran from it.
+ * (an admin may create for someone), and a create id either way. dockerd copies an image's labels
+ * into its containers: without these, a scoped client could label an image with its own CN and
+ * own every container an unscoped client later ran from it.
  */
 function creatorLabelled(allowed: Decision, decoded: GoDecoded): Decision {
   return { ...allowed, scope: ownerLabelOf(decoded) === undefined ? 'create-label' : 'create-id' };
@@ -484,8 +484,9 @@ function applyScope(
       });
     return { ...allowed, ownershipCheck: { kind: 'container', ref: container } };
   }
-  // Images the client makes get an empty owner label: an image's labels are copied into every
-  // container made from it, the engine's own build steps included.
+  // Images the client makes get an empty owner label, so that the containers the engine makes
+  // from them (others' build steps) stay out of the client's lists and events. Ownership does not
+  // rest on it: the create id does (policy-guard's checkOwnership).
   if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
   const ref =
     op === 'container.commit'

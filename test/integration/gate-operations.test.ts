@@ -241,15 +241,17 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
     'off',
   ];
   const port = await freePort();
-  const ok = await run(process.execPath, [
-    GATE_MAIN,
-    ...base,
-    '-H',
-    `tcp://127.0.0.1:${port}`,
-    '--upstream',
-    testEngine().host,
-    '--check',
-  ]);
+  const check = (flags: readonly string[]) =>
+    run(process.execPath, [
+      GATE_MAIN,
+      ...flags,
+      '-H',
+      `tcp://127.0.0.1:${port}`,
+      '--upstream',
+      testEngine().host,
+      '--check',
+    ]);
+  const ok = await check(base);
   t.match(ok.stdout, /tls: ok/);
   t.match(ok.stdout, /engine: ok/);
   t.match(ok.stdout, /everything is in order/);
@@ -257,16 +259,7 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
   const groupKey = join(testTmpDir(), `group-key-${port}.pem`);
   await writeFile(groupKey, await readFile(pki.serverKey), { mode: 0o640 });
   await chmod(groupKey, 0o640);
-  const keyArgs = base.map((a) => (a === pki.serverKey ? groupKey : a));
-  const warned = await run(process.execPath, [
-    GATE_MAIN,
-    ...keyArgs,
-    '-H',
-    `tcp://127.0.0.1:${port}`,
-    '--upstream',
-    testEngine().host,
-    '--check',
-  ]);
+  const warned = await check(base.map((a) => (a === pki.serverKey ? groupKey : a)));
   t.match(warned.stdout, /tls key: warning: [^\n]*group-key-\d+\.pem/, 'the key mode is named');
   t.match(warned.stdout, /the gate would start, with the warning above/);
 
