@@ -103,8 +103,7 @@ export interface Decision {
   readonly heldCheck?: { readonly ref: string; readonly constraints: RoleConstraints };
   /**
    * The same for the containers a create (or build, or network connect) names in its settings:
-   * links, volumes-from, namespaces. Named, not pinned by id: the check and the create are two
-   * requests.
+   * links, volumes-from, namespaces, which a constrained role must give by full id.
    */
   readonly joinedChecks?: { readonly refs: readonly string[]; readonly constraints: RoleConstraints };
 }
@@ -322,11 +321,22 @@ function decideForRole(
       heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
     };
   // What a create takes from containers it names (env, mounts, namespaces) is reached into too.
-  const joined = containersNamedIn(route.operation, decoded, route).map((c) => c.name);
-  return joined.length === 0
+  // By full id only: a name could be moved to another container by a rename between the check
+  // and the create, or (namespaces are joined at start) any time before the start.
+  const named = containersNamedIn(route.operation, decoded, route);
+  const byName = named.find((c) => !FULL_ID.test(c.name));
+  if (byName)
+    return denied(grant, identity, route, {
+      constraint: 'containerIds',
+      value: `${byName.field} ${byName.value}`,
+      sentence: `name a container in its settings other than by its full id (${byName.field} ${byName.value}); give its id (docker inspect -f '{{.Id}}' ${byName.name}), which no rename can move`,
+    });
+  return named.length === 0
     ? result
-    : { ...result, joinedChecks: { refs: joined, constraints: role.constraints } };
+    : { ...result, joinedChecks: { refs: named.map((c) => c.name), constraints: role.constraints } };
 }
+
+const FULL_ID = /^[0-9a-f]{64}$/;
 
 /**
  * An allow depends on the grant and the operation only: made once and shared (decisions are

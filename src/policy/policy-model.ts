@@ -49,6 +49,8 @@ export type ConstraintName =
   | 'exec.privileged'
   | 'exec.users'
   | 'build.networkHost'
+  /** A constrained role named a container in its settings by other than its full id. */
+  | 'containerIds'
   /** Ownership: a create asking for another client's owner label. */
   | 'scope';
 

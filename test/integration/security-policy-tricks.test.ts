@@ -250,15 +250,21 @@ t.test('a create may not take what a container it names holds (a link copies its
     },
   });
   t.equal(made.status, 201, 'a container holding /etc exists');
-  const r = await tlsExchange(
-    gate.port,
-    pki.client,
-    post(
-      `/containers/create?name=${linked}`,
-      JSON.stringify({ Image: image, HostConfig: { Links: [`${holder}:h`], NetworkMode: 'none' } }),
-    ),
-  );
-  t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
-  t.match(r.text, new RegExp(`may not reach into container ${holder}: it holds /etc`));
+  const holderId = (JSON.parse(made.body.toString()) as { Id: string }).Id;
+  const link = (ref: string) =>
+    tlsExchange(
+      gate.port,
+      pki.client,
+      post(
+        `/containers/create?name=${linked}`,
+        JSON.stringify({ Image: image, HostConfig: { Links: [`${ref}:h`], NetworkMode: 'none' } }),
+      ),
+    );
+  const byName = await link(holder);
+  t.equal(byName.status, 403, 'by name: refused', { text: byName.text.slice(0, 300) });
+  t.match(byName.text, /other than by its full id/, 'a name could be moved to another container');
+  const byId = await link(holderId);
+  t.equal(byId.status, 403, 'by id: refused', { text: byId.text.slice(0, 300) });
+  t.match(byId.text, new RegExp(`may not reach into container ${holderId}: it holds /etc`));
   t.notOk(await containerExists(linked), 'no container was created');
 });

@@ -520,9 +520,17 @@ rules:
   t.ok(inP('team-a', 'POST', '/containers/create', create({ NetworkMode: 'none' })).allowed, 'plain modes');
   t.ok(inP('team-a', 'POST', '/v1.23/containers/mine/start', {}).allowed, 'an old start without links');
   t.ok(inP('team-a', 'POST', '/build?networkmode=none').allowed);
-  const linking = inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] }));
-  t.ok(linking.allowed, 'unscoped roles may link');
-  t.same(linking.joinedChecks?.refs, ['db'], 'after the gate checks what the linked container holds');
+  // Unscoped constrained roles: by full id only, then checked for what that container holds.
+  const [a, b, c] = ['a', 'b', 'c'].map((x) => x.repeat(64)) as [string, string, string];
+  const byName = inP('ci-1', 'POST', '/containers/create', create({ Links: ['db:db'] }));
+  t.match(byName, { allowed: false, constraint: { name: 'containerIds', value: 'Links db:db' } });
+  t.match(
+    byName.message,
+    /other than by its full id \(Links db:db\); give its id \(docker inspect -f '\{\{\.Id\}\}' db\)/,
+  );
+  const linking = inP('ci-1', 'POST', '/containers/create', create({ Links: [`${a}:db`] }));
+  t.ok(linking.allowed, 'unscoped roles may link by id');
+  t.same(linking.joinedChecks?.refs, [a], 'after the gate checks what the linked container holds');
   const joining = parsePolicy(
     'roles:\n  j:\n    extends: deployer\n    constraints: { volumesFrom: true, joinContainerNamespaces: true }\nrules:\n  - { match: { cn: j }, role: j }\n  - { match: { cn: root }, role: admin }\n',
     'j.yaml',
@@ -534,13 +542,17 @@ rules:
       'POST',
       '/containers/create',
       create(
-        { VolumesFrom: ['data:ro'], PidMode: 'container:web' },
-        { NetworkingConfig: { EndpointsConfig: { n: { Links: ['x:y'] } } } },
+        { VolumesFrom: [`${b}:ro`], PidMode: `container:${c}` },
+        { NetworkingConfig: { EndpointsConfig: { n: { Links: [`${a}:y`] } } } },
       ),
     ).joinedChecks?.refs,
-    ['x', 'data', 'web'],
+    [a, b, c],
   );
-  t.same(inJ('j', 'POST', '/build?networkmode=container:web').joinedChecks?.refs, ['web']);
+  t.same(inJ('j', 'POST', `/build?networkmode=container:${c}`).joinedChecks?.refs, [c]);
+  t.match(inJ('j', 'POST', '/build?networkmode=container:web'), {
+    allowed: false,
+    constraint: { name: 'containerIds' },
+  });
   t.equal(
     inJ('root', 'POST', '/containers/create', create({ VolumesFrom: ['data'] })).joinedChecks,
     undefined,
