@@ -163,7 +163,12 @@ export function policyGuard(
     try {
       rewritten = scoped(decision, head, body);
     } catch (err) {
-      if (err instanceof ScopeError) return { kind: 'refuse', status: 403, message: err.message };
+      if (err instanceof ScopeError)
+        return {
+          kind: 'refuse',
+          status: 403,
+          message: `dockgate: client ${JSON.stringify(identity.cn)}: ${err.message}`,
+        };
       throw err;
     }
     const { ownershipCheck, heldCheck, joinedChecks } = decision;
@@ -191,6 +196,7 @@ export function policyGuard(
             { ref, constraints: joinedChecks!.constraints },
             decision.role ?? '',
             inspect,
+            true,
           );
           if (joined) return joined;
         }
@@ -227,6 +233,8 @@ export function policyGuard(
     check: NonNullable<Decision['heldCheck']>,
     role: string,
     inspectContainer: (ref: string) => ReturnType<typeof engineGetJson>,
+    /** The ref is meant as a full id (joinedChecks), not a name. */
+    exactId = false,
   ): Promise<GuardVerdict | undefined> {
     const inspect = await inspectContainer(check.ref);
     // Answered here rather than by the engine: relayed, the name could be taken meanwhile.
@@ -239,8 +247,11 @@ export function policyGuard(
     });
     if (inspect.status !== 200)
       return refuse(`the engine answered ${inspect.status} when the gate looked at it`);
-    const hostConfig = (inspect.json as { HostConfig?: unknown } | undefined)?.HostConfig;
-    const held = checkHeldByContainer(hostConfig, check.constraints);
+    // A container named by id must be that container: a 64-hex name (the engine resolves full
+    // ids first, then names) could be moved by a rename.
+    if (exactId && (inspect.json as { Id?: unknown } | undefined)?.Id !== check.ref)
+      return refuse('it is named by a 64-hex name, not its id');
+    const held = checkHeldByContainer(inspect.json, check.constraints, gateVolumes);
     if (held === undefined) return undefined;
     const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
     return refuse(`it holds ${what}, which the role may not use`);

@@ -62,6 +62,7 @@ const NAMESPACE_FIELDS: ReadonlyArray<readonly [string, NamespaceName, string]> 
   ['UsernsMode', 'userns', '--userns'],
   ['CgroupnsMode', 'cgroup', '--cgroupns'],
 ];
+const HELD_NAMESPACE_FIELDS = NAMESPACE_FIELDS.filter(([name]) => name !== 'CgroupnsMode');
 const JOIN_FIELDS = ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup'];
 
 /** A HostConfig (or the fields older engines read from the top level of a create body). */
@@ -271,31 +272,79 @@ export function checkLocalVolume(
 
 /**
  * What an existing container already holds that a constrained role reaching into it (exec,
- * attach, archive, export) would gain: privilege, and host paths mounted into it (the engine
- * socket of a gate's own container, above all). Read from the engine's inspect, which reports
- * them plainly: no Go decoding tricks to undo.
+ * attach, archive, export) or taking from it (links, volumes-from, `container:` namespaces) would
+ * gain: privilege, the host's namespaces, another container's namespaces (not followed: refused),
+ * capabilities, devices and security options beyond the role's, and what the engine mounted into
+ * it (host paths beyond bindPaths, the gate's own volumes), volumes-from included. Read from the
+ * engine's inspect answer, which reports all this plainly: no Go decoding tricks to undo.
  */
-export function checkHeldByContainer(hostConfig: unknown, c: RoleConstraints): Check {
-  if (hostConfig === null || typeof hostConfig !== 'object') return undefined;
-  const hc = hostConfig as { Privileged?: unknown; Binds?: unknown; Mounts?: unknown };
-  const binds = Array.isArray(hc.Binds) ? hc.Binds.filter((b): b is string => typeof b === 'string') : [];
-  const mounts = Array.isArray(hc.Mounts) ? (hc.Mounts as { Type?: unknown; Source?: unknown }[]) : [];
+export function checkHeldByContainer(
+  inspect: unknown,
+  c: RoleConstraints,
+  gateVolumes: ReadonlySet<string> = new Set(),
+): Check {
+  if (inspect === null || typeof inspect !== 'object') return undefined;
+  const { HostConfig: hostConfig, Mounts: effective } = inspect as { HostConfig?: unknown; Mounts?: unknown };
+  const hc = (hostConfig !== null && typeof hostConfig === 'object' ? hostConfig : {}) as Record<
+    string,
+    unknown
+  >;
+  const text = (name: string) => (typeof hc[name] === 'string' ? (hc[name] as string) : '');
+  const strings = (v: unknown) =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+  const list = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
+  const devices = list(hc.Devices).map((d) => ({ PathOnHost: d?.PathOnHost }));
   return first(
     () =>
       hc.Privileged === true && !c.privileged
         ? violation('privileged', '', 'reach into a privileged container')
         : undefined,
-    () => each(binds, (bind) => checkBind(bind, c)),
     () =>
-      each(mounts, (m) =>
-        m?.Type === 'bind'
-          ? checkHostPath(
-              typeof m.Source === 'string' ? m.Source : '',
-              c,
-              'reach into a container that has mounted',
+      // Not the cgroup namespace: engines on cgroup v1 hosts put every container in the host's.
+      each(HELD_NAMESPACE_FIELDS, ([name, ns, flag]) =>
+        text(name).toLowerCase() === 'host' && !c.hostNamespaces.includes(ns)
+          ? violation(
+              'hostNamespaces',
+              ns,
+              `reach into a container in the host's ${ns} namespace (${flag} host)`,
             )
           : undefined,
       ),
+    () =>
+      each(JOIN_FIELDS, (name) =>
+        /^container:/i.test(text(name))
+          ? violation(
+              'joinContainerNamespaces',
+              text(name),
+              `reach into a container that shares another container's namespaces (${name} ${text(name)})`,
+            )
+          : undefined,
+      ),
+    () => checkCapabilities([...strings(hc.CapAdd), ...strings(hc.Capabilities)], c),
+    () =>
+      checkDevices(
+        {
+          Devices: devices,
+          DeviceCgroupRules: strings(hc.DeviceCgroupRules),
+          DeviceRequests: list(hc.DeviceRequests),
+        } as unknown as GoDecoded,
+        c,
+      ),
+    () => checkSecurityOptions(strings(hc.SecurityOpt), c),
+    () => each(strings(hc.Binds), (bind) => checkBind(bind, c)),
+    () =>
+      each([...list(hc.Mounts), ...list(effective)], (m) => {
+        if (m?.Type === 'bind')
+          return checkHostPath(
+            typeof m.Source === 'string' ? m.Source : '',
+            c,
+            'reach into a container that has mounted',
+          );
+        const name = typeof m?.Name === 'string' ? m.Name : typeof m?.Source === 'string' ? m.Source : '';
+        return m?.Type === 'volume' && gateVolumes.has(name)
+          ? violation('bindPaths', name, `reach into a container that has the gate's own volume ${name}`)
+          : undefined;
+      }),
   );
 }
 

@@ -49,7 +49,7 @@ import {
 import { firstValue, type ResolvedRoute } from './resolve-operation.js';
 import { OPERATIONS, type OperationName } from './route-table.js';
 import { grantsFor, type RoleGrant } from './rule-match.js';
-import { OWNER_LABEL, ownerLabelOf, scopeListTarget, ScopeError } from './scope.js';
+import { continuesLine, OWNER_LABEL, ownerLabelOf, scopeListTarget, ScopeError } from './scope.js';
 
 export interface PolicyRequest {
   readonly method: string;
@@ -497,6 +497,14 @@ function applyScope(
   // Images the client makes get an empty owner label, so that the containers the engine makes
   // from them (others' build steps) stay out of the client's lists and events. Ownership does not
   // rest on it: the create id does (policy-guard's checkOwnership).
+  // The engine reads a commit's or import's changes as Dockerfile lines, the gate's appended last.
+  const running = (route.query.values.get('changes') ?? []).find(continuesLine);
+  if (running !== undefined && (op === 'image.import' || op === 'container.commit'))
+    return deny({
+      constraint: 'scope',
+      value: running,
+      sentence: `make an image with a change that goes on to the next line (${JSON.stringify(running)}: a line break, or \\ or \` last)`,
+    });
   if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
   const ref =
     op === 'container.commit'

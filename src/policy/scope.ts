@@ -200,7 +200,7 @@ export function unlabelledImageTarget(operation: string, target: string): string
     // The engine joins the changes with newlines and reads them as a Dockerfile: one that goes on
     // to the next line (a line break, or the escape character last) would swallow the gate's.
     for (const change of query.values.get('changes') ?? [])
-      if (/[\r\n]/.test(change) || /[\\`]\s*$/.test(change))
+      if (continuesLine(change))
         throw new ScopeError(
           `the change ${JSON.stringify(change)} goes on to the next line (a line break, or \\ or \` last), which the gate does not accept`,
         );
@@ -223,4 +223,9 @@ export function unlabelledImageTarget(operation: string, target: string): string
   labels.set(OWNER_LABEL, '');
   const kept = pairs.filter((pair) => unescapeBytes(pair.split('=')[0]!, true) !== 'labels');
   return `${path}?${[...kept, `labels=${encodeURIComponent(JSON.stringify(Object.fromEntries(labels)))}`].join('&')}`;
+}
+
+/** A Dockerfile line that goes on to the next: a line break in it, or the escape character last. */
+export function continuesLine(change: string): boolean {
+  return /[\r\n]/.test(change) || /[\\`]\s*$/.test(change);
 }

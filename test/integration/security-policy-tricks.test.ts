@@ -266,5 +266,15 @@ t.test('a create may not take what a container it names holds (a link copies its
   const byId = await link(holderId);
   t.equal(byId.status, 403, 'by id: refused', { text: byId.text.slice(0, 300) });
   t.match(byId.text, new RegExp(`may not reach into container ${holderId}: it holds /etc`));
+  // A container that got /etc only through --volumes-from holds it all the same.
+  const relay = uniqueName('relay');
+  containersToRemove(t, relay);
+  const relayed = await engineRequest('POST', `/containers/create?name=${relay}`, {
+    body: { Image: image, Cmd: ['true'], HostConfig: { VolumesFrom: [holder], NetworkMode: 'none' } },
+  });
+  t.equal(relayed.status, 201);
+  const viaRelay = await link((JSON.parse(relayed.body.toString()) as { Id: string }).Id);
+  t.equal(viaRelay.status, 403, 'a link to it is refused', { text: viaRelay.text.slice(0, 300) });
+  t.match(viaRelay.text, /it holds \/etc \(bindPaths\)/);
   t.notOk(await containerExists(linked), 'no container was created');
 });

@@ -572,6 +572,11 @@ t.test('images a scoped client makes get an empty owner label', async (t) => {
     undefined,
     'unscoped builds are left',
   );
+  t.match(ask(tenant, 'POST', `/commit?container=web&changes=${encodeURIComponent('ENV X=\\')}`), {
+    allowed: false,
+    constraint: { name: 'scope', value: 'ENV X=\\' },
+    message: /may not make an image with a change that goes on to the next line/,
+  });
 
   const unset = encodeURIComponent('LABEL dockgate.owner=');
   t.equal(
@@ -814,16 +819,51 @@ t.test('reaching into a container: constrained roles get a check of what it hold
     CapAdd: null,
     SecurityOpt: null,
   };
-  t.equal(checkHeldByContainer(plain, c), undefined, 'defaults hold nothing');
-  t.equal(checkHeldByContainer({ ...plain, Binds: ['data:/data'] }, c), undefined, 'a named volume');
-  t.match(checkHeldByContainer({ ...plain, Binds: ['/var/run/docker.sock:/var/run/docker.sock'] }, c), {
+  const held = (hostConfig: Record<string, unknown>, mounts: unknown[] = [], gateVolumes?: Set<string>) =>
+    checkHeldByContainer({ Id: 'a'.repeat(64), HostConfig: hostConfig, Mounts: mounts }, c, gateVolumes);
+  t.equal(held(plain), undefined, 'defaults hold nothing');
+  t.equal(
+    held({ ...plain, CgroupnsMode: 'host' }),
+    undefined,
+    "cgroup v1 hosts: the host's cgroup namespace",
+  );
+  t.equal(held({ ...plain, Binds: ['data:/data'] }), undefined, 'a named volume');
+  t.match(held({ ...plain, Binds: ['/var/run/docker.sock:/var/run/docker.sock'] }), {
     constraint: 'bindPaths',
     value: '/var/run/docker.sock',
   });
-  t.match(checkHeldByContainer({ ...plain, Mounts: [{ Type: 'bind', Source: '/', Target: '/h' }] }, c), {
+  t.match(held({ ...plain, Mounts: [{ Type: 'bind', Source: '/', Target: '/h' }] }), {
     constraint: 'bindPaths',
   });
-  t.match(checkHeldByContainer({ ...plain, Privileged: true }, c), { constraint: 'privileged' });
+  t.match(held({ ...plain, Privileged: true }), { constraint: 'privileged' });
+  // What the engine mounted, volumes-from included, whatever HostConfig says.
+  t.match(
+    held({ ...plain, VolumesFrom: ['holder'] }, [{ Type: 'bind', Source: '/etc', Destination: '/e' }]),
+    {
+      constraint: 'bindPaths',
+      value: '/etc',
+    },
+  );
+  const volume = (name: string) => ({
+    Type: 'volume',
+    Name: name,
+    Source: `/var/lib/docker/volumes/${name}/_data`,
+  });
+  t.match(held(plain, [volume('dockgate_certs')], new Set(['dockgate_certs'])), {
+    constraint: 'bindPaths',
+    value: 'dockgate_certs',
+  });
+  t.equal(held(plain, [volume('data')], new Set(['dockgate_certs'])), undefined);
+  t.match(held({ ...plain, NetworkMode: 'host' }), { constraint: 'hostNamespaces', value: 'network' });
+  t.match(held({ ...plain, PidMode: 'host' }), { constraint: 'hostNamespaces', value: 'pid' });
+  t.match(held({ ...plain, NetworkMode: `container:${'b'.repeat(64)}` }), {
+    constraint: 'joinContainerNamespaces',
+  });
+  t.match(held({ ...plain, CapAdd: ['SYS_ADMIN'] }), { constraint: 'capabilities' });
+  t.match(held({ ...plain, Devices: [{ PathOnHost: '/dev/sda', PathInContainer: '/dev/sda' }] }), {
+    constraint: 'devices',
+  });
+  t.match(held({ ...plain, SecurityOpt: ['seccomp=unconfined'] }), { constraint: 'securityOpt' });
   t.equal(checkHeldByContainer(undefined, c), undefined);
 });
 
