@@ -187,8 +187,9 @@ const OWNER_UNSET = `LABEL ${OWNER_LABEL}=`;
 /**
  * The request target of a commit, import or build with an empty owner label for the image it
  * makes (a commit's or import's last `changes`, a build's `labels`, which the engine applies
- * after the Dockerfile's own). An image carrying `dockgate.owner=<CN>` would hand that client the
- * containers others make from it, the steps of their builds included.
+ * after the Dockerfile's own). The containers the engine makes from an image carry its labels
+ * (the steps of others' builds): without this they would show in the client's lists and events.
+ * Ownership does not rest on it: see CREATE_ID_LABEL.
  */
 export function unlabelledImageTarget(operation: string, target: string): string {
   const q = target.indexOf('?');
