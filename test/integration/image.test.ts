@@ -312,11 +312,12 @@ t.test(
     t.match(mountCerts.stderr, /may not mount the gate's own volume/);
     const execGate = await docker(cli, asBob, ['exec', name, 'true']);
     t.not(execGate.code, 0, "nor exec into the gate's container");
-    // It names one of the host paths the sidecar has mounted (the engine socket, the policy file):
-    // the engine reports binds in no fixed order.
+    // The first thing it holds that a deployer could not create: here the host's network (the
+    // test engine has no bridge, so the sidecar runs with --network host), or one of the host paths
+    // it has mounted (the engine socket, the policy file; the engine reports binds in no fixed order).
     t.match(
       execGate.stderr,
-      /may not reach into container dockgate-sidecar-\d+: it holds \/\S+ \(bindPaths\)/,
+      /may not reach into container dockgate-sidecar-\d+: it holds (network \(hostNamespaces\)|\/\S+ \(bindPaths\))/,
     );
 
     const doctor = await run(process.execPath, [
