@@ -163,12 +163,7 @@ export function policyGuard(
     try {
       rewritten = scoped(decision, head, body);
     } catch (err) {
-      if (err instanceof ScopeError)
-        return {
-          kind: 'refuse',
-          status: 403,
-          message: `dockgate: client ${JSON.stringify(identity.cn)}: ${err.message}`,
-        };
+      if (err instanceof ScopeError) return scopeRefusal(err);
       throw err;
     }
     const { ownershipCheck, heldCheck, joinedChecks } = decision;
@@ -217,8 +212,7 @@ export function policyGuard(
             body: pinned.body ?? rewritten.body,
           };
         } catch (err) {
-          if (err instanceof ScopeError)
-            return { kind: 'refuse', status: 403, message: `dockgate: ${err.message}` };
+          if (err instanceof ScopeError) return scopeRefusal(err);
           throw err;
         }
       })(),
@@ -255,6 +249,15 @@ export function policyGuard(
     if (held === undefined) return undefined;
     const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
     return refuse(`it holds ${what}, which the role may not use`);
+  }
+
+  /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */
+  function scopeRefusal(err: ScopeError): GuardVerdict {
+    return {
+      kind: 'refuse',
+      status: 403,
+      message: `dockgate: client ${JSON.stringify(identity.cn)}: ${err.message}`,
+    };
   }
 
   function noteExecCmd(exchange: Exchange, body: Buffer): void {

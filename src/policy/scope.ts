@@ -106,11 +106,7 @@ export function readFilters(json: string): Map<string, Map<string, boolean>> {
  * Every other query pair is kept byte for byte; the client's `filters` pairs are replaced by one.
  */
 export function scopeListTarget(target: string, cn: string): string {
-  const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
-  const rawQuery = q === -1 ? '' : target.slice(q + 1);
-  const query = parseGoQuery(rawQuery);
-  if (query.malformed) throw new ScopeError('the query string is malformed');
+  const query = queryOf(target);
   const filters = readFilters(query.values.get('filters')?.[0] ?? '');
   const labels = filters.get('label') ?? new Map<string, boolean>();
   labels.set(`${OWNER_LABEL}=${cn}`, true);
@@ -118,10 +114,28 @@ export function scopeListTarget(target: string, cn: string): string {
   const json = JSON.stringify(
     Object.fromEntries([...filters].map(([k, inner]) => [k, Object.fromEntries(inner)])),
   );
-  const kept = rawQuery
+  return withQueryPair(target, 'filters', json, true);
+}
+
+/** The target's query as Go reads it; a malformed one cannot be rewritten with certainty. */
+function queryOf(target: string): ReturnType<typeof parseGoQuery> {
+  const q = target.indexOf('?');
+  const query = parseGoQuery(q === -1 ? '' : target.slice(q + 1));
+  if (query.malformed) throw new ScopeError('the query string is malformed');
+  return query;
+}
+
+/**
+ * The target with KEY=VALUE as its last query pair; with `replace`, the client's KEY pairs (keys
+ * compared as Go unescapes them) are dropped first. Every other pair is kept byte for byte.
+ */
+function withQueryPair(target: string, key: string, value: string, replace: boolean): string {
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const kept = (q === -1 ? '' : target.slice(q + 1))
     .split('&')
-    .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'filters');
-  return `${path}?${[...kept, `filters=${encodeURIComponent(json)}`].join('&')}`;
+    .filter((pair) => pair !== '' && !(replace && unescapeBytes(pair.split('=')[0]!, true) === key));
+  return `${path}?${[...kept, `${key}=${encodeURIComponent(value)}`].join('&')}`;
 }
 
 /**
@@ -144,15 +158,7 @@ export function pinContainer(
     if (body === undefined) throw new ScopeError('the request body was not read');
     return { body: appendMember(body, `"Container":${JSON.stringify(id)}`) };
   }
-  const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
-  const rawQuery = q === -1 ? '' : target.slice(q + 1);
-  if (operation === 'container.commit') {
-    const kept = rawQuery
-      .split('&')
-      .filter((pair) => pair !== '' && unescapeBytes(pair.split('=')[0]!, true) !== 'container');
-    return { target: `${path}?${[...kept, `container=${id}`].join('&')}` };
-  }
+  if (operation === 'container.commit') return { target: withQueryPair(target, 'container', id, true) };
   // The path made anew from the route's template: a name may span segments (`web/db`, a link
   // alias), so replacing one raw segment could leave part of it for the engine to read.
   const template = route.template;
@@ -162,6 +168,7 @@ export function pinContainer(
     param === 'name' ? id : encodeURIComponent(route.params[param] ?? ''),
   );
   const version = route.apiVersion === undefined ? '' : `/v${route.apiVersion}`;
+  const q = target.indexOf('?');
   return { target: version + pinned + (q === -1 ? '' : target.slice(q)) };
 }
 
@@ -192,11 +199,7 @@ const OWNER_UNSET = `LABEL ${OWNER_LABEL}=`;
  * Ownership does not rest on it: see CREATE_ID_LABEL.
  */
 export function unlabelledImageTarget(operation: string, target: string): string {
-  const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
-  const pairs = (q === -1 ? '' : target.slice(q + 1)).split('&').filter((pair) => pair !== '');
-  const query = parseGoQuery(pairs.join('&'));
-  if (query.malformed) throw new ScopeError('the query string is malformed');
+  const query = queryOf(target);
   if (operation !== 'image.build') {
     // The engine joins the changes with newlines and reads them as a Dockerfile: one that goes on
     // to the next line (a line break, or the escape character last) would swallow the gate's.
@@ -205,7 +208,7 @@ export function unlabelledImageTarget(operation: string, target: string): string
         throw new ScopeError(
           `the change ${JSON.stringify(change)} goes on to the next line (a line break, or \\ or \` last), which the gate does not accept`,
         );
-    return `${path}?${[...pairs, `changes=${encodeURIComponent(OWNER_UNSET)}`].join('&')}`;
+    return withQueryPair(target, 'changes', OWNER_UNSET, false);
   }
   // The engine reads the first `labels` value, a JSON object of strings.
   const given = query.values.get('labels')?.[0] ?? '';
@@ -222,8 +225,7 @@ export function unlabelledImageTarget(operation: string, target: string): string
     for (const [k, v] of asMap(parsed)) labels.set(k, asString(v));
   }
   labels.set(OWNER_LABEL, '');
-  const kept = pairs.filter((pair) => unescapeBytes(pair.split('=')[0]!, true) !== 'labels');
-  return `${path}?${[...kept, `labels=${encodeURIComponent(JSON.stringify(Object.fromEntries(labels)))}`].join('&')}`;
+  return withQueryPair(target, 'labels', JSON.stringify(Object.fromEntries(labels)), true);
 }
 
 /** A Dockerfile line that goes on to the next: a line break in it, or the escape character last. */
