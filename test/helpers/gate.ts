@@ -13,6 +13,12 @@ import { testEngine, testTmpDir } from './engine.js';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** DOCKGATE_TEST_GATE_MAIN runs another build of the gate under the same tests. */
 export const GATE_MAIN = process.env.DOCKGATE_TEST_GATE_MAIN ?? join(ROOT, 'dist/cli/main.js');
+/** nodeFlags for a gate that runs a full garbage collection on SIGWINCH (see collectGarbage). */
+export const gcOnSignalFlags: readonly string[] = [
+  '--expose-gc',
+  '--require',
+  join(ROOT, 'test/helpers/gc-on-signal.cjs'),
+];
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -26,6 +32,8 @@ export interface GateOptions {
   readonly upstream?: string;
   /** More `serve` flags, e.g. ['--shutdown-timeout', '10']. */
   readonly args?: readonly string[];
+  /** Flags for node itself, before the gate's script (e.g. gcOnSignalFlags). */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface RunningGate {
@@ -71,6 +79,7 @@ export async function startGate(t: Teardown, options: GateOptions): Promise<Runn
   const upstream = options.upstream ?? testEngine().host;
   const cwd = await mkdtemp(join(testTmpDir(), 'dockgate-gate-'));
   const args = [
+    ...(options.nodeFlags ?? []),
     GATE_MAIN,
     'serve',
     '-H',
@@ -217,6 +226,15 @@ export function requestLines(gate: RunningGate, path?: RegExp): LogLine[] {
   return gate
     .logs()
     .filter((l) => l.event === 'request' && (path === undefined || path.test(String(l.path))));
+}
+
+/**
+ * Asks a gate started with gcOnSignalFlags for a full garbage collection and gives the signal
+ * time to be handled, so figures read next count live objects only.
+ */
+export async function collectGarbage(gate: RunningGate): Promise<void> {
+  gate.process.kill('SIGWINCH');
+  await sleep(300);
 }
 
 export function sleep(ms: number): Promise<void> {
