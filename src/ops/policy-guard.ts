@@ -8,13 +8,8 @@ import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import type { RequestHead } from '../relay/request-head.js';
 import { RELAY, type GuardStep, type GuardVerdict, type RequestGuard } from '../relay/request-guard.js';
-import {
-  bodyNeeded,
-  constantDecision,
-  decide,
-  type Decision,
-  type OwnershipCheck,
-} from '../policy/decide.js';
+import { bodyNeeded, constantDecision, decide } from '../policy/decide.js';
+import type { Decision, OwnershipCheck } from '../policy/decision.js';
 import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';

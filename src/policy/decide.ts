@@ -29,84 +29,14 @@ import {
   SERVICE_SPEC,
   VOLUME_CREATE,
 } from './engine-bodies.js';
-import {
-  asMap,
-  asString,
-  asStrings,
-  decodeGoJson,
-  structField,
-  type GoDecoded,
-  type GoType,
-} from './go-decode.js';
-import { GoJsonError, parseGoJson } from './go-json.js';
-import {
-  roleGrants,
-  type ConstraintName,
-  type Policy,
-  type Role,
-  type RoleConstraints,
-} from './policy-model.js';
+import { describeClient, type Decision, type PolicyRequest } from './decision.js';
+import { asMap, asString, structField, type GoDecoded, type GoType } from './go-decode.js';
+import { LazyBody } from './lazy-body.js';
+import { roleGrants, type Policy, type Role, type RoleConstraints } from './policy-model.js';
 import { firstValue, type ResolvedRoute } from './resolve-operation.js';
 import { OPERATIONS, type OperationName } from './route-table.js';
 import { grantsFor, type RoleGrant } from './rule-match.js';
-import { continuesLine, OWNER_LABEL, ownerLabelOf, scopeListTarget, ScopeError } from './scope.js';
-
-export interface PolicyRequest {
-  readonly method: string;
-  /** The request target as sent: path and query. */
-  readonly target: string;
-  readonly route: ResolvedRoute;
-  /** The whole body when bodyNeeded() said so (an empty Buffer for none); else undefined. */
-  readonly body: Buffer | undefined;
-  /**
-   * The Content-Type header, if any. dockerd's ParseForm reads a form-encoded POST body as query
-   * arguments (taking precedence over the URL's), which would hide e.g. `networkmode=host` from a
-   * check of the URL; such requests are refused for constrained roles.
-   */
-  readonly contentType?: string | undefined;
-  /** The gate's own volumes (ops/own-volumes.ts): no constrained role may mount them. */
-  readonly gateVolumes?: ReadonlySet<string> | undefined;
-}
-
-export interface OwnershipCheck {
-  readonly kind: 'container' | 'exec';
-  /** The name or id as the client gave it. */
-  readonly ref: string;
-}
-
-export interface Decision {
-  readonly allowed: boolean;
-  readonly operation: OperationName;
-  readonly role?: string;
-  readonly rule?: string;
-  /**
-   * Short and stable, for the audit line: `allowed`, `no rule matches`, `not granted`,
-   * `constraint NAME` or `constraint NAME: VALUE`, `unreadable: WHY`.
-   */
-  readonly reason: string;
-  /** For a denial, the 403 message; for an allow, what allowed it. */
-  readonly message: string;
-  readonly constraint?: { readonly name: ConstraintName; readonly value: string };
-  /** The relay must check the container (or exec's container) carries dockgate.owner=<CN> first. */
-  readonly ownershipCheck?: OwnershipCheck;
-  /**
-   * The relay must rewrite the request: `create-label` adds the owner label (and a create id) to a
-   * create, `create-id` a create id only, `list-filter` the owner filter to a list,
-   * `image-unlabel` an empty owner label to the image a commit, import or build makes.
-   */
-  readonly scope?: 'create-label' | 'create-id' | 'list-filter' | 'image-unlabel';
-  /**
-   * The relay must check first that the container this request reaches into holds nothing the
-   * role could not create itself (checkHeldByContainer): constraints apply to what a client
-   * gets into, not only to what it creates.
-   */
-  readonly heldCheck?: { readonly ref: string; readonly constraints: RoleConstraints };
-  /**
-   * The same for the containers a create (or build, or network connect) names in its settings:
-   * links, volumes-from, namespaces, which a constrained role must give by full id.
-   */
-  readonly joinedChecks?: { readonly refs: readonly string[]; readonly constraints: RoleConstraints };
-}
+import { applyScope, containersNamedIn, creatorLabelled } from './scope-decision.js';
 
 /** Operations that reach into an existing container: what it holds becomes the client's. */
 const REACHES_INTO = new Set<OperationName>([
@@ -152,8 +82,6 @@ const SCOPE_READS_BODY = new Set<OperationName>([
   'network.disconnect',
 ]);
 
-const LIST_FILTERED = new Set(['container.list', 'system.events']);
-
 /** moby's versions.LessThan: dotted numbers, missing or non-numeric parts count as 0. */
 export function apiVersionLess(a: string, b: string): boolean {
   const pa = a.split('.');
@@ -197,10 +125,6 @@ function does(route: ResolvedRoute, method: string): string {
   return `call ${method} ${route.path}, which is not an Engine API route dockgate knows`;
 }
 
-const who = (identity: Identity, roles: readonly string[]) =>
-  `client ${JSON.stringify(identity.cn)}` +
-  (roles.length === 0 ? '' : ` (${roles.length === 1 ? 'role' : 'roles'} ${roles.join(', ')})`);
-
 /**
  * The decision on an operation when nothing in the request can change it: every grant of the
  * client that grants the operation is unrestricted and unscoped, so no body is read, no query or
@@ -228,7 +152,7 @@ export function decide(policy: Policy, identity: Identity, request: PolicyReques
       allowed: false,
       operation,
       reason: 'no rule matches',
-      message: `dockgate: ${who(identity, [])} matches no rule of the policy and may not ${does(route, request.method)}`,
+      message: `dockgate: ${describeClient(identity, [])} matches no rule of the policy and may not ${does(route, request.method)}`,
     };
   const granting = grants.filter((g) => roleGrants(g.role, operation));
   if (granting.length === 0) {
@@ -239,7 +163,7 @@ export function decide(policy: Policy, identity: Identity, request: PolicyReques
       rule: grants[0]!.rule.name,
       role: names.join(', '),
       reason: 'not granted',
-      message: `dockgate: ${who(identity, names)} may not ${does(route, request.method)}`,
+      message: `dockgate: ${describeClient(identity, names)} may not ${does(route, request.method)}`,
     };
   }
   const body = new LazyBody(request.body);
@@ -373,7 +297,7 @@ function refused(grant: RoleGrant, identity: Identity, route: ResolvedRoute, why
     rule: grant.rule.name,
     allowed: false,
     reason: `unreadable: ${why}`,
-    message: `dockgate: ${who(identity, [grant.role.name])}: ${why}, so the request cannot be checked and is refused`,
+    message: `dockgate: ${describeClient(identity, [grant.role.name])}: ${why}, so the request cannot be checked and is refused`,
   };
 }
 
@@ -384,7 +308,7 @@ function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: V
     rule: grant.rule.name,
     allowed: false,
     reason: `constraint ${v.constraint}${v.value ? `: ${v.value}` : ''}`,
-    message: `dockgate: ${who(identity, [grant.role.name])} may not ${v.sentence}`,
+    message: `dockgate: ${describeClient(identity, [grant.role.name])} may not ${v.sentence}`,
     constraint: { name: v.constraint, value: v.value },
   };
 }
@@ -417,174 +341,4 @@ function gateVolumesIn(
   if (operation === 'service.create' || operation === 'service.update')
     return checkServiceGateVolumes(body, names);
   return undefined;
-}
-
-/**
- * An unscoped client's create gets `dockgate.owner=<its CN>` too, unless it names an owner itself
- * (an admin may create for someone), and a create id either way. dockerd copies an image's labels
- * into its containers: without these, a scoped client could label an image with its own CN and
- * own every container an unscoped client later ran from it.
- */
-function creatorLabelled(allowed: Decision, decoded: GoDecoded): Decision {
-  return { ...allowed, scope: ownerLabelOf(decoded) === undefined ? 'create-label' : 'create-id' };
-}
-
-function applyScope(
-  allowed: Decision,
-  identity: Identity,
-  request: PolicyRequest,
-  decoded: GoDecoded,
-  deny: (v: Violation) => Decision,
-): Decision {
-  const { route } = request;
-  const op = route.operation;
-  if (op === 'container.prune')
-    return deny({
-      constraint: 'scope',
-      value: '',
-      sentence:
-        'prune containers: a prune by label would also remove containers that got the label from an image (the steps of builds from it); remove them by name',
-    });
-  if (op === 'system.df')
-    return deny({
-      constraint: 'scope',
-      value: '',
-      sentence: "see the engine's disk usage, which names every client's containers (docker system df)",
-    });
-  const named = containersNamedIn(op, decoded, route)[0];
-  const reference = named && `${named.field} ${named.value}`;
-  if (reference !== undefined)
-    return deny({
-      constraint: 'scope',
-      value: reference,
-      sentence: `name a container in its settings (${reference}): the gate checks the owner only of the container a request acts on`,
-    });
-  if (op === 'container.create') {
-    const owner = ownerLabelOf(decoded);
-    if (owner !== undefined && owner !== identity.cn)
-      return deny({
-        constraint: 'scope',
-        value: `${OWNER_LABEL}=${owner}`,
-        sentence: `create a container labelled ${OWNER_LABEL}=${owner} (the label names its owner)`,
-      });
-    return { ...allowed, scope: 'create-label' };
-  }
-  if (LIST_FILTERED.has(op)) {
-    try {
-      scopeListTarget(request.target, identity.cn);
-    } catch (err) {
-      if (!(err instanceof ScopeError)) throw err;
-      return {
-        ...allowed,
-        allowed: false,
-        reason: `unreadable: ${err.message}`,
-        message: `dockgate: ${who(identity, [allowed.role!])}: ${err.message}, so the list cannot be limited to the client's own containers`,
-      };
-    }
-    return { ...allowed, scope: 'list-filter' };
-  }
-  if (op === 'network.connect' || op === 'network.disconnect') {
-    // The container is in the body: it must be one of the client's, as for any container action.
-    const container = asString(structField(decoded, 'Container'));
-    if (container === '')
-      return deny({
-        constraint: 'scope',
-        value: '',
-        sentence: `${op === 'network.connect' ? 'connect' : 'disconnect'} a container the request does not name`,
-      });
-    return { ...allowed, ownershipCheck: { kind: 'container', ref: container } };
-  }
-  // Images the client makes get an empty owner label, so that the containers the engine makes
-  // from them (others' build steps) stay out of the client's lists and events. Ownership does not
-  // rest on it: the create id does (policy-guard's checkOwnership).
-  // The engine reads a commit's or import's changes as Dockerfile lines, the gate's appended last.
-  const running = (route.query.values.get('changes') ?? []).find(continuesLine);
-  if (running !== undefined && (op === 'image.import' || op === 'container.commit'))
-    return deny({
-      constraint: 'scope',
-      value: running,
-      sentence: `make an image with a change that goes on to the next line (${JSON.stringify(running)}: a line break, or \\ or \` last)`,
-    });
-  if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
-  const ref =
-    op === 'container.commit'
-      ? firstValue(route.query, 'container')
-      : (route.params.name ?? route.params.id ?? '');
-  const kind = op.startsWith('container.') ? 'container' : op.startsWith('exec.') ? 'exec' : undefined;
-  if (!kind) return allowed;
-  return {
-    ...allowed,
-    ownershipCheck: { kind, ref },
-    ...(op === 'container.commit' ? { scope: 'image-unlabel' as const } : {}),
-  };
-}
-
-/** A container a request names besides the one it acts on, and where. */
-interface NamedContainer {
-  /** e.g. `Links`, `VolumesFrom`, `PidMode`, `networkmode`. */
-  readonly field: string;
-  /** As written there, e.g. `web:db`, `data:ro`, `container:web`. */
-  readonly value: string;
-  /** The container's name or id alone. */
-  readonly name: string;
-}
-
-/**
- * The containers a request names in its settings: links (also per endpoint, and in a network
- * connect), volumes-from, another container's namespaces, a build in a container's network. Each
- * gives the new container something of that one (its environment, mounts or namespaces).
- */
-function containersNamedIn(op: OperationName, body: GoDecoded, route: ResolvedRoute): NamedContainer[] {
-  const out: NamedContainer[] = [];
-  const mode = (field: string, value: string) => {
-    if (/^container:/i.test(value)) out.push({ field, value, name: value.slice('container:'.length) });
-  };
-  // `name:alias` for links, `name:ro` / `name:rw` for volumes-from.
-  const each = (field: string, list: GoDecoded) => {
-    for (const value of asStrings(list)) out.push({ field, value, name: value.split(':')[0] ?? '' });
-  };
-  if (op === 'image.build') mode('networkmode', firstValue(route.query, 'networkmode'));
-  else if (op === 'network.connect')
-    each('EndpointConfig.Links', structField(structField(body, 'EndpointConfig'), 'Links'));
-  else if (op === 'container.create' || op === 'container.start') {
-    for (const [network, endpoint] of asMap(
-      structField(structField(body, 'NetworkingConfig'), 'EndpointsConfig'),
-    ))
-      each(`NetworkingConfig.EndpointsConfig.${network}.Links`, structField(endpoint, 'Links'));
-    for (const hc of [body, structField(body, 'HostConfig')]) {
-      each('Links', structField(hc, 'Links'));
-      each('VolumesFrom', structField(hc, 'VolumesFrom'));
-      for (const field of ['NetworkMode', 'PidMode', 'IpcMode', 'Cgroup'])
-        mode(field, asString(structField(hc, field)));
-    }
-  }
-  return out;
-}
-
-/** The body parsed once, decoded per Go type on demand. */
-class LazyBody {
-  private parsed: ReturnType<typeof parseGoJson> | GoJsonError | undefined;
-  constructor(private readonly raw: Buffer | undefined) {}
-
-  decode(type: GoType): { value: GoDecoded; error?: undefined } | { value?: undefined; error: string } {
-    if (this.raw === undefined) return { error: 'the request body was not made available to the policy' };
-    // dockerd treats an empty body as "no settings" (or fails the request): nothing to check.
-    if (this.raw.length === 0) return { value: undefined };
-    if (this.parsed === undefined) {
-      try {
-        this.parsed = parseGoJson(this.raw);
-      } catch (err) {
-        if (!(err instanceof GoJsonError)) throw err;
-        this.parsed = err;
-      }
-    }
-    if (this.parsed instanceof GoJsonError)
-      return { error: `the request body is not JSON dockgate can read (${this.parsed.message})` };
-    try {
-      return { value: decodeGoJson(type, this.parsed) };
-    } catch (err) {
-      if (!(err instanceof GoJsonError)) throw err;
-      return { error: `the request body cannot be read with certainty (${err.message})` };
-    }
-  }
 }

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Identity } from '../../src/identity/identity.js';
-import { bodyNeeded, decide, type Decision } from '../../src/policy/decide.js';
+import { bodyNeeded, decide } from '../../src/policy/decide.js';
+import type { Decision } from '../../src/policy/decision.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import type { Policy } from '../../src/policy/policy-model.js';
 import { resolveOperation } from '../../src/policy/resolve-operation.js';
