@@ -9,7 +9,7 @@ import type { Exchange } from '../relay/exchange.js';
 import type { RequestHead } from '../relay/request-head.js';
 import { RELAY, type GuardStep, type GuardVerdict, type RequestGuard } from '../relay/request-guard.js';
 import { bodyNeeded, constantDecision, decide } from '../policy/decide.js';
-import type { Decision, OwnershipCheck } from '../policy/decision.js';
+import { describeClient, type Decision, type OwnershipCheck } from '../policy/decision.js';
 import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
 import { resolveOperation, type ResolvedRoute } from '../policy/resolve-operation.js';
@@ -232,7 +232,7 @@ export function policyGuard(
     const refuse = (why: string): GuardVerdict => ({
       kind: 'refuse',
       status: 403,
-      message: `dockgate: client ${JSON.stringify(identity.cn)} (role ${role}) may not reach into container ${check.ref}: ${why}`,
+      message: `dockgate: ${describeClient(identity, [role])} may not reach into container ${check.ref}: ${why}`,
     });
     if (inspect.status !== 200)
       return refuse(`the engine answered ${inspect.status} when the gate looked at it`);
@@ -251,7 +251,7 @@ export function policyGuard(
     return {
       kind: 'refuse',
       status: 403,
-      message: `dockgate: client ${JSON.stringify(identity.cn)}: ${err.message}`,
+      message: `dockgate: ${describeClient(identity, [])}: ${err.message}`,
     };
   }
 
@@ -286,7 +286,7 @@ export function policyGuard(
     const notOwned = (what: string): GuardVerdict => ({
       kind: 'refuse',
       status: 403,
-      message: `dockgate: client ${JSON.stringify(identity.cn)} may act only on its own containers, and ${what} was not created by it`,
+      message: `dockgate: ${describeClient(identity, [])} may act only on its own containers, and ${what} was not created by it`,
     });
     if (check.ref === '') return notOwned('the container named by this request');
     let containerRef = check.ref;
