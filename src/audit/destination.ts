@@ -8,7 +8,7 @@
  * unhealthy; what the gate then does is the failure policy (--audit-fail): refuse requests, or
  * carry on.
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import { GENESIS_HASH, HashChain, readChainStart, type ChainStart } from './hash-chain.js';
@@ -43,13 +43,16 @@ export interface AuditDestinationOptions {
 
 /**
  * The sonic-boom internals flush(), close() and the retry loop look at (bytes not yet written, a
- * write or an open in flight). Pinned by test/unit/audit-destination.test.ts.
+ * write or an open in flight). Pinned by test/unit/audit-destination.test.ts (its first test).
  */
 interface SonicBoomState {
   readonly _len: number;
   readonly _writing: boolean;
   readonly _opening: boolean;
   readonly _reopening: boolean;
+  /** Bytes taken out of the queue for a write that has not completed (kept when it failed). */
+  readonly _writingBuf: { readonly length: number };
+  readonly fd: number;
 }
 
 export class AuditDestination {
@@ -61,7 +64,6 @@ export class AuditDestination {
   private droppedLines = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
-  private reopenWanted = false;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: AuditDestinationOptions = {}) {
@@ -85,7 +87,7 @@ export class AuditDestination {
     });
     this.sink.on('error', (err: unknown) => this.failed(systemErrorCode(err)));
     // After an open or a reopen sonic-boom writes only a full batch; a smaller one goes now.
-    this.sink.on('ready', () => this.writeBatchNow());
+    this.sink.on('ready', () => this.opened());
     this.sink.on('drop', () => {
       this.droppedLines++;
       this.failed('backlog-full');
@@ -136,9 +138,11 @@ export class AuditDestination {
    */
   reopen(): void {
     if (this.options.file === undefined || this.closing) return;
-    // sonic-boom forgets a reopen asked for while a failing write is in flight; the retry loop asks again.
-    this.reopenWanted = !this.isHealthy;
-    this.sink.reopen();
+    // Tried here first: when sonic-boom's own open fails it keeps writing to the renamed file, and
+    // each further reopen it is asked for leaves one more close of that old descriptor behind.
+    const cannot = cannotAppend(this.options.file);
+    if (cannot === undefined) this.sink.reopen();
+    else this.failed(cannot);
   }
 
   /** Resolves when every line written so far has reached the file descriptor. */
@@ -193,17 +197,54 @@ export class AuditDestination {
     this.isHealthy = false;
     this.unhealthySince = performance.now();
     this.options.onHealthChange?.(false, reason);
-    this.sink.once('write', () => this.recovered());
+    this.sink.once('write', this.wroteWhileUnhealthy);
     // sonic-boom keeps the failed bytes and retries them on the next write; nudge it while idle.
     this.retryTimer = setInterval(() => this.retry(), this.options.retryMs ?? RETRY_MS);
     this.retryTimer.unref();
   }
 
   private retry(): void {
-    if ((this.sink as unknown as SonicBoomState)._writing) return;
-    if (this.reopenWanted) this.sink.reopen();
+    const state = this.sink as unknown as SonicBoomState;
+    if (state._writing || state._opening) return;
+    if (!this.writesToItsFile()) {
+      // Still the renamed file (or none): reopen by name once that can work. This also redoes a
+      // reopen sonic-boom forgot because it was asked for while a failing write was in flight.
+      if (cannotAppend(this.options.file as string) === undefined) this.sink.reopen();
+      return;
+    }
     // Writes what is held, or nothing: either way a 'write' event proves the disk works again.
-    else this.sink.flush();
+    this.sink.flush();
+  }
+
+  /** A write worked: the log is healthy again, unless it went to the file logrotate renamed. */
+  private readonly wroteWhileUnhealthy = (): void => {
+    if (this.writesToItsFile()) this.recovered();
+    else this.sink.once('write', this.wroteWhileUnhealthy);
+  };
+
+  /** The file is open (at start, or again by its name after a reopen). */
+  private opened(): void {
+    // Nothing held to write, so no write would tell: the file open by its name is the proof.
+    const state = this.sink as unknown as SonicBoomState;
+    const idle = state._len === 0 && state._writingBuf.length === 0;
+    if (!this.isHealthy && idle && this.writesToItsFile()) this.recovered();
+    this.writeBatchNow();
+  }
+
+  /**
+   * Whether sonic-boom's descriptor is the file --audit-log names now. After logrotate renamed it,
+   * and until a reopen succeeds, it is the renamed file: writes there do not make the log healthy.
+   */
+  private writesToItsFile(): boolean {
+    const file = this.options.file;
+    if (file === undefined) return true;
+    try {
+      const open = fstatSync((this.sink as unknown as SonicBoomState).fd);
+      const named = statSync(file);
+      return open.ino === named.ino && open.dev === named.dev;
+    } catch {
+      return false; // not open yet, or nothing by that name
+    }
   }
 
   private writeBatchNow(): void {
@@ -212,7 +253,8 @@ export class AuditDestination {
   }
 
   private recovered(): void {
-    this.reopenWanted = false;
+    if (this.isHealthy) return;
+    this.sink.off('write', this.wroteWhileUnhealthy);
     this.stopRetrying();
     this.isHealthy = true;
     const lost = {
@@ -227,6 +269,16 @@ export class AuditDestination {
   private stopRetrying(): void {
     if (this.retryTimer) clearInterval(this.retryTimer);
     this.retryTimer = undefined;
+  }
+}
+
+/** Why --audit-log cannot be opened for appending now (an OS code), or undefined when it can. */
+function cannotAppend(file: string): string | undefined {
+  try {
+    closeSync(openSync(file, 'a', AUDIT_FILE_MODE));
+    return undefined;
+  } catch (err) {
+    return systemErrorCode(err);
   }
 }
 

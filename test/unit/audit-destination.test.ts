@@ -1,6 +1,7 @@
 import t from 'tap';
 import {
   existsSync,
+  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -10,6 +11,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { createAuditLog } from '../../src/audit/audit-log.js';
 import { verifyChain } from '../../src/audit/chain-verify.js';
 import { GENESIS_HASH } from '../../src/audit/hash-chain.js';
@@ -42,6 +44,19 @@ async function until(condition: () => boolean, what: string, ms = 5000): Promise
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+t.test('the sonic-boom internals destination.ts reads are there, with the types it expects', async (t) => {
+  // destination.ts looks at these to batch, flush, retry and reopen; a pino or sonic-boom update
+  // that renames one would otherwise break those quietly.
+  const sink = pino.destination({ dest: join(t.testdir(), 'x.log'), sync: false, contentMode: 'buffer' });
+  await new Promise((resolve) => sink.once('ready', resolve));
+  const state = sink as unknown as Record<string, unknown>;
+  t.equal(typeof state._len, 'number', '_len');
+  for (const flag of ['_writing', '_opening', '_reopening']) t.equal(typeof state[flag], 'boolean', flag);
+  t.equal(typeof (state._writingBuf as { length?: unknown }).length, 'number', '_writingBuf.length');
+  t.ok(Number.isInteger(state.fd) && (state.fd as number) > 2, 'fd');
+  sink.end();
+});
 
 t.test('100 000 lines written then close(): every line is in the file and the chain verifies', async (t) => {
   const file = join(t.testdir(), 'audit.log');
@@ -160,6 +175,49 @@ t.test(
     t.same(requests([...linesOf(rotated), ...newLines]), range(0, 40_000), 'nothing lost or reordered');
     t.match(await verifyChain([rotated, file]), { ok: true, anchor: GENESIS_HASH, restarts: [] });
     t.match(await verifyChain([file]), { ok: true, anchor: linesOf(rotated).at(-1)?.hash });
+  },
+);
+
+t.test(
+  'a reopen that cannot open the file by its name keeps the log unhealthy until it can, and writes nothing more to the renamed file',
+  async (t) => {
+    // logrotate moved the directory away (or made a file the gate may not open): sonic-boom keeps
+    // the renamed file open, and writes to it must not count as the log working again.
+    const dir = t.testdir({ sub: {} });
+    const file = join(dir, 'sub', 'audit.log');
+    const rotated = join(dir, 'sub.rot', 'audit.log');
+    const changes: [boolean, string][] = [];
+    const log = createAuditLog({
+      level: 'info',
+      file,
+      retryMs: 20,
+      onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
+    });
+    for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
+    await until(() => existsSync(file) && requests(linesOf(file)).length === 10, 'the first lines');
+    renameSync(join(dir, 'sub'), join(dir, 'sub.rot'));
+    log.reopen();
+    t.same(changes, [[false, 'ENOENT']], 'unhealthy at once, naming why');
+    t.equal(log.refusesRequests, true, '--audit-fail closed: the gate refuses requests meanwhile');
+    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // 15 retries
+    t.equal(log.healthy, false, 'still unhealthy while the file cannot be opened by its name');
+    t.same(requests(linesOf(rotated)), range(0, 10), 'nothing more went to the renamed file');
+    mkdirSync(join(dir, 'sub'));
+    await until(() => log.healthy, 'healthy again once the file can be opened');
+    for (let i = 20; i < 30; i++) log.audit.audit({ event: 'request', i });
+    await log.close();
+    t.same(changes, [
+      [false, 'ENOENT'],
+      [true, 'recovered'],
+    ]);
+    const newLines = linesOf(file);
+    t.same(
+      requests(newLines),
+      range(10, 30),
+      'the lines held meanwhile and the later ones are in the new file',
+    );
+    t.match(await verifyChain([rotated, file]), { ok: true, anchor: GENESIS_HASH, restarts: [] });
   },
 );
 
