@@ -5,8 +5,9 @@
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/serve-config.js';
-import { GateListener, lingerThenClose } from '../listener/gate-listener.js';
-import { isRevoked } from '../listener/revocation-list.js';
+import { GateListener, lingerThenClose, type RefusedClient } from '../listener/gate-listener.js';
+import { refusalMessage } from '../listener/refusal.js';
+import { isRevoked, type LoadedCrl } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import { ClientSession } from '../relay/client-session.js';
@@ -44,6 +45,8 @@ export class Gate {
   /** Volumes mounted into the gate's own container (its certs above all): never a client's. */
   private readonly gateVolumes = new Set(volumesMountedHere());
   private stopping = false;
+  /** The CRL in force (the listener's secure context has it too, from the same load). */
+  private crl: LoadedCrl | undefined;
 
   constructor(
     private readonly config: ServeConfig,
@@ -66,13 +69,11 @@ export class Gate {
       tls.material,
       {
         onClient: (socket, identity) => this.accept(socket, identity),
-        onRefused: (refused) => {
-          metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
-          auditRefusal(audit, refused);
-        },
+        onRefused: (refused) => this.recordRefusal(refused),
       },
       { handshakeTimeoutMs: config.limits.handshakeTimeoutMs, maxConnections: config.limits.maxConnections },
     );
+    this.crl = tls.crl;
     this.recordExpiry(tls);
   }
 
@@ -93,6 +94,7 @@ export class Gate {
    */
   applyTls(tls: LoadedTls): number {
     this.listener.setMaterial(tls.material);
+    this.crl = tls.crl;
     this.recordExpiry(tls);
     let closed = 0;
     for (const [session, identity] of this.sessions) {
@@ -142,8 +144,22 @@ export class Gate {
     return { cut };
   }
 
+  private recordRefusal(refused: RefusedClient): void {
+    this.metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
+    auditRefusal(this.audit, refused);
+  }
+
   private accept(socket: TLSSocket, identity: Identity): void {
     const remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    // OpenSSL checked the certificate against the CRL in force when the client's Certificate
+    // message came. A client revoked after that, while it held back the rest of its handshake
+    // (up to --handshake-timeout), was not among the sessions applyTls() closed: refused here.
+    if (isRevoked(this.crl, identity.serial)) {
+      const refusal = { reason: 'revoked', detail: 'CERT_REVOKED (revoked during the handshake)' } as const;
+      this.recordRefusal({ ...refusal, remoteAddress, claimedCn: identity.cn });
+      lingerThenClose(socket, dockerErrorResponse(403, refusalMessage(refusal), { close: true }));
+      return;
+    }
     const limit = this.config.limits.maxConnectionsPerClient;
     const held = this.perClient.get(identity.cn) ?? 0;
     if (limit > 0 && held >= limit) {

@@ -161,6 +161,15 @@ export class TlsReloader {
       this.metrics?.reloads.inc({ outcome: 'failed' });
       return;
     }
+    if (this.current.crl !== undefined && next.crl === undefined) {
+      // Without this, deleting crl.pem would let every revoked client back in without a word.
+      this.logger.error(
+        { event: 'reload-failed', trigger, error: `the CRL ${this.source.crlFile} is gone` },
+        `TLS reload failed: the CRL ${this.source.crlFile} is gone; the previous CRL stays in force (restore it, or write a new one with 'dockgate pki crl'; only a restart drops a CRL)`,
+      );
+      this.metrics?.reloads.inc({ outcome: 'failed' });
+      return;
+    }
     const changed = changedParts(this.current, next);
     if (changed.length === 0) return;
     this.current = next;

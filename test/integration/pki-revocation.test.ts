@@ -4,15 +4,16 @@
  * every other client alone. A CRL that does not verify keeps the previous one in force; SIGHUP
  * reloads too. Driven by the real docker CLI and curl through the real gate.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testTmpDir } from '../helpers/engine.js';
 import { GATE_MAIN, startGate, sleep, type RunningGate } from '../helpers/gate.js';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
 import { curl } from '../helpers/curl.js';
+import { tlsExchange } from '../helpers/raw-clients.js';
 import type { ClientBundle } from '../helpers/openssl-pki.js';
 
 const run = promisify(execFile);
@@ -120,6 +121,110 @@ t.test(
     t.match((await pingAs(gate, alice)).body, /revoked/, 'alice stays refused after the renewed CRL');
     t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
     t.equal(bobEvents.exitCode, null, 'bob’s `docker events` survived every reload');
+  },
+);
+
+t.test('deleting crl.pem from a running gate keeps the CRL in force, and says so', async (t) => {
+  const { dir, alice, bob } = await makePki('ec-p256');
+  const gate = await startGate(t, { certsDir: dir });
+  const mark = gate.logs().length;
+  await dockgatePki('revoke', 'alice', '--dir', dir);
+  await gate.waitForLog(isReload, 10_000, mark);
+  t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is refused once revoked');
+  const rmMark = gate.logs().length;
+  await rm(join(dir, 'crl.pem'));
+  const failed = await gate.waitForLog(isReload, 10_000, rmMark);
+  t.match(failed, { event: 'reload-failed', level: 'error' }, 'the missing CRL is a failed reload');
+  t.match(String(failed.msg), /crl\.pem is gone; the previous CRL stays in force/, 'naming the file');
+  t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is still refused');
+  t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+});
+
+/**
+ * A TCP proxy to the gate that passes the client's TLS records until its first encrypted one (in
+ * TLS 1.3 the client's Certificate, which the gate verifies on arrival), then holds the rest of
+ * the client's bytes until release(): a client that takes its time finishing its handshake.
+ */
+async function handshakeHoldingProxy(
+  t: Test,
+  gatePort: number,
+): Promise<{ port: number; held: Promise<void>; release: () => void }> {
+  const { createServer, connect } = await import('node:net');
+  let release = (): void => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let onHeld = (): void => {};
+  const held = new Promise<void>((resolve) => (onHeld = resolve));
+  const server = createServer((client) => {
+    const gate = connect(gatePort, '127.0.0.1');
+    gate.pipe(client);
+    client.on('error', () => gate.destroy());
+    gate.on('error', () => client.destroy());
+    let buffered = Buffer.alloc(0);
+    let holding = false;
+    client.on('data', (chunk: Buffer) => {
+      if (holding) {
+        buffered = Buffer.concat([buffered, chunk]);
+        return;
+      }
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 5 && buffered.length >= 5 + buffered.readUInt16BE(3)) {
+        const end = 5 + buffered.readUInt16BE(3);
+        const record = buffered.subarray(0, end);
+        buffered = buffered.subarray(end);
+        gate.write(record);
+        if (record[0] === 0x17) {
+          holding = true;
+          onHeld();
+          void released.then(() => {
+            gate.write(buffered);
+            holding = false;
+            client.pipe(gate);
+            client.removeAllListeners('data');
+          });
+          return;
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  return { port: (server.address() as { port: number }).port, held, release };
+}
+
+t.test(
+  'a client revoked while its handshake is still in progress is refused when it completes',
+  async (t) => {
+    const { dir, alice, bob } = await makePki('ec-p256');
+    const gate = await startGate(t, { certsDir: dir });
+    const proxy = await handshakeHoldingProxy(t, gate.port);
+    const answer = tlsExchange(proxy.port, alice, 'GET /containers/json HTTP/1.1\r\nHost: gate\r\n\r\n', {
+      timeoutMs: 20_000,
+      tls: { minVersion: 'TLSv1.3' },
+    });
+    await proxy.held; // the gate has verified alice's certificate against the CRL of now (none)
+    const mark = gate.logs().length;
+    await dockgatePki('revoke', 'alice', '--dir', dir);
+    t.match(
+      await gate.waitForLog(isReload, 10_000, mark),
+      { event: 'reloaded', changed: ['crl'] },
+      'the gate loaded the CRL that revokes alice',
+    );
+    proxy.release();
+    const { status, text } = await answer;
+    t.equal(status, 403, 'the completed handshake gets a refusal, not the engine');
+    t.match(text, /revoked/, 'saying the certificate is revoked');
+    t.notMatch(text, /^\[/m, 'no container list reached alice');
+    t.ok(
+      await gate
+        .waitForLog(
+          (l) => l.event === 'handshake-refused' && l.reason === 'revoked' && l.claimedCn === 'alice',
+          5000,
+          mark,
+        )
+        .catch(() => undefined),
+      'the refusal is logged with reason revoked',
+    );
+    t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
   },
 );
 
