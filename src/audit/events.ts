@@ -235,12 +235,23 @@ export interface HandshakeRefusedEvent {
   readonly claimedCn: string | undefined;
 }
 
+/**
+ * What an unverified client may put into a line (the CN it claims, the first word of a plain-HTTP
+ * request): anyone who can connect chooses those, so they are cut short, or each refused
+ * handshake could write tens of KB into the log.
+ */
+const UNVERIFIED_TEXT_MAX = 256;
+
+function unverifiedText(text: string): string {
+  return text.length <= UNVERIFIED_TEXT_MAX ? text : `${text.slice(0, UNVERIFIED_TEXT_MAX)}…`;
+}
+
 export function handshakeRefusedEvent(refused: RefusedClient): HandshakeRefusedEvent {
   return {
     event: 'handshake-refused',
     remoteAddress: refused.remoteAddress,
     reason: refused.reason,
-    detail: refused.detail,
-    claimedCn: refused.claimedCn,
+    detail: unverifiedText(refused.detail),
+    claimedCn: refused.claimedCn === undefined ? undefined : unverifiedText(refused.claimedCn),
   };
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditObserver, auditRefusal, createAuditLog } from '../../src/audit/audit-log.js';
-import { auditEvents, exchangeEndEvent } from '../../src/audit/events.js';
+import { auditEvents, exchangeEndEvent, handshakeRefusedEvent } from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { Exchange } from '../../src/relay/exchange.js';
 
@@ -124,4 +124,24 @@ t.test('without a policy the request line still names method, path, status and b
     status: 0,
     error: 'ECONNREFUSED',
   });
+});
+
+t.test('what an unverified client claims is cut to 256 characters in its refusal line', async (t) => {
+  const line = handshakeRefusedEvent({
+    reason: 'unknown-ca',
+    detail: 'G'.repeat(60_000),
+    remoteAddress: '127.0.0.1:40112',
+    claimedCn: 'B'.repeat(50_000),
+  });
+  t.equal(line.claimedCn, `${'B'.repeat(256)}…`);
+  t.equal(line.detail, `${'G'.repeat(256)}…`);
+  t.equal(
+    handshakeRefusedEvent({
+      reason: 'expired',
+      detail: 'CERT_HAS_EXPIRED',
+      remoteAddress: 'a',
+      claimedCn: 'x',
+    }).claimedCn,
+    'x',
+  );
 });
