@@ -25,6 +25,11 @@ export type ChainReport =
       readonly head: string;
       /** Lines where the gate started a new chain (prev = genesis) after the first line. */
       readonly restarts: readonly LinePosition[];
+      /**
+       * Lines cut short (a crash mid-write) that the next line links past: the gate restarted
+       * and continued from the last whole line, so no whole line is missing around them.
+       */
+      readonly torn: readonly LinePosition[];
     }
   | {
       readonly ok: false;
@@ -69,15 +74,23 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
   let previous: { hash: string; position: LinePosition } | undefined;
   let anchor = GENESIS_HASH;
   const restarts: LinePosition[] = [];
+  const torn: LinePosition[] = [];
+  // A line without a chain tail is judged by the line after it: linked past, it is a crash's torn
+  // line and checking goes on (so nothing after it escapes the check); otherwise the chain breaks.
+  let unchained: LinePosition | undefined;
+  const brokenAt = (position: LinePosition): ChainReport =>
+    broken(
+      position,
+      'unchained',
+      `${where(position)} carries no valid prev/hash tail: it was cut short (a crash or a full disk) or written by something other than the gate`,
+      count,
+    );
   for await (const { bytes, position } of linesOf(files)) {
     const check = checkLine(bytes);
     if (check.kind === 'unchained') {
-      return broken(
-        position,
-        'unchained',
-        `${where(position)} carries no valid prev/hash tail: it was cut short (a crash or a full disk) or written by something other than the gate`,
-        count,
-      );
+      if (unchained !== undefined) return brokenAt(unchained);
+      unchained = position;
+      continue;
     }
     if (check.kind === 'edited') {
       return broken(
@@ -87,6 +100,11 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
         count,
       );
     }
+    if (unchained !== undefined) {
+      if (previous === undefined || check.prev !== previous.hash) return brokenAt(unchained);
+      torn.push(unchained);
+      unchained = undefined;
+    }
     if (previous === undefined) anchor = check.prev;
     else if (check.prev === GENESIS_HASH) restarts.push(position);
     else if (check.prev !== previous.hash)
@@ -94,7 +112,8 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
     previous = { hash: check.hash, position };
     count++;
   }
-  return { ok: true, lines: count, anchor, head: previous?.hash ?? GENESIS_HASH, restarts };
+  if (unchained !== undefined) return brokenAt(unchained); // a torn tail: no restart linked past it
+  return { ok: true, lines: count, anchor, head: previous?.hash ?? GENESIS_HASH, restarts, torn };
 }
 
 function where(p: LinePosition): string {
@@ -106,7 +125,7 @@ function broken(at: LinePosition, kind: BreakKind, why: string, goodLines: numbe
 }
 
 /**
- * The line at global index n (1-based) does not link to line n-1. A second pass over the files
+ * The chained line at index n (1-based, lines cut short not counted) does not link to line n-1. A second pass over the files
  * finds where its `prev` does appear, and whether the next line links past it, to say what happened.
  */
 async function explainBadLink(
@@ -124,9 +143,9 @@ async function explainBadLink(
   let prevAfterN: string | undefined;
   let hashBeforeN = '';
   for await (const { bytes, position } of linesOf(files)) {
-    index++;
     const check = checkLine(bytes);
-    if (check.kind === 'unchained') continue;
+    if (check.kind === 'unchained') continue; // torn lines (verifyChain's count skips them too)
+    index++;
     positions[index] = position;
     if (index === n - 1) hashBeforeN = check.hash;
     if (index === n) {

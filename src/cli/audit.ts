@@ -62,6 +62,10 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
       ? 'it starts a new chain'
       : `its first line continues ${report.anchor} (the last line of the file rotated before it; give that file first to check the link)`;
   io.stdout.write(`OK: ${report.lines} lines verify; ${anchor}.\n`);
+  for (const r of report.torn)
+    io.stdout.write(
+      `  note: line ${r.line} of ${r.file} was cut short (a crash or a full disk); the line after it continues the one before, so no whole line is missing there.\n`,
+    );
   for (const r of report.restarts)
     io.stdout.write(
       `  note: line ${r.line} of ${r.file} starts a new chain (the gate started with nothing to link to).\n`,

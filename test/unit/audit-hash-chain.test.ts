@@ -47,7 +47,7 @@ t.test('a chain of 20 000 lines verifies, reporting count, anchor and last hash'
   const { lines, head } = chainedLines(20_000);
   writeLines(file, lines);
   const report = await verifyChain([file]);
-  t.same(report, { ok: true, lines: 20_000, anchor: GENESIS_HASH, head, restarts: [] });
+  t.same(report, { ok: true, lines: 20_000, anchor: GENESIS_HASH, head, restarts: [], torn: [] });
 });
 
 t.test('verify names an edited line', async (t) => {
@@ -125,6 +125,52 @@ t.test('verify names a line cut short, and a line with a trailing carriage retur
   writeLines(crlf, lines);
   t.match(await verifyChain([crlf]), { ok: false, at: { line: 3 } }, 'every byte counts');
 });
+
+t.test(
+  'a line cut short that the next line links past (a crash, then a restart) is noted, and checking goes on after it',
+  async (t) => {
+    const dir = t.testdir();
+    const { lines } = chainedLines(8);
+    const withTorn = (): string[] => [
+      ...lines.slice(0, 3),
+      '{"level":"audit","event":"requ\n',
+      ...lines.slice(3),
+    ];
+    const file = join(dir, 'crash.log');
+    writeLines(file, withTorn());
+    t.match(
+      await verifyChain([file]),
+      { ok: true, lines: 8, torn: [{ line: 4 }], restarts: [] },
+      'the torn line is listed; every whole line verifies',
+    );
+
+    const edited = withTorn();
+    edited[6] = edited[6]!.replace('"i":5', '"i":55');
+    writeLines(file, edited);
+    t.match(
+      await verifyChain([file]),
+      { ok: false, kind: 'edited', at: { line: 7 } },
+      'an edit after it is found',
+    );
+
+    const deleted = withTorn();
+    deleted.splice(6, 1);
+    writeLines(file, deleted);
+    t.match(
+      await verifyChain([file]),
+      { ok: false, kind: 'deleted', at: { line: 7 } },
+      'a deletion after it is found, at the right line',
+    );
+
+    const notLinkedPast = [...lines.slice(0, 3), '{"level":"audit","event":"requ\n', ...lines.slice(4)];
+    writeLines(file, notLinkedPast);
+    t.match(
+      await verifyChain([file]),
+      { ok: false, kind: 'unchained', at: { line: 4 } },
+      'a junk line in place of a whole one breaks the chain there',
+    );
+  },
+);
 
 t.test('rotated files verify as one chain in order, and the link between them is checked', async (t) => {
   const dir = t.testdir();
