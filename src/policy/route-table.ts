@@ -307,6 +307,9 @@ export const ROUTES: readonly RouteRow[] = [
  * Path parameters come first; the query ones are for routes that carry their object there.
  */
 export const QUERY_TARGETS: Readonly<Record<OperationName, string>> = {
+  // The name the client gives the new container (`docker create --name web`); without one, the
+  // engine picks a name and id only its response carries.
+  'container.create': 'name',
   'container.commit': 'container',
   'image.pull': 'fromImage',
   'image.import': 'repo',

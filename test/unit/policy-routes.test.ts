@@ -18,7 +18,7 @@ t.test('the table names every operation it routes, and every named operation has
 t.test('docker CLI paths resolve to their operations, with and without the version prefix', async (t) => {
   const cases: Array<[string, string, string, string?]> = [
     ['GET', '/containers/json?all=1', 'container.list'],
-    ['POST', '/containers/create?name=web', 'container.create'],
+    ['POST', '/containers/create?name=web', 'container.create', 'web'],
     ['POST', '/containers/web/start', 'container.start', 'web'],
     ['POST', '/containers/web/attach?stream=1&stdin=1', 'container.attach', 'web'],
     ['GET', '/containers/web/attach/ws', 'container.attach', 'web'],
