@@ -14,6 +14,7 @@ import {
   type GoDecoded,
 } from './go-decode.js';
 import { goPathClean } from './go-url.js';
+import { describeMountOptions, withoutCredentials, withoutUserinfo } from './shown-values.js';
 import {
   DEFAULT_CAPABILITIES,
   matchesAny,
@@ -234,7 +235,7 @@ export function checkEngineFetch(url: string, what: string, c: RoleConstraints):
     : violation(
         'hostNamespaces',
         'network',
-        `${what} ${url}, which the engine fetches from the host's network`,
+        `${what} ${withoutCredentials(url)}, which the engine fetches from the host's network`,
       );
 }
 
@@ -255,17 +256,38 @@ export function checkLocalVolume(
   const type = asString(opts.get('type'));
   const device = asString(opts.get('device'));
   const o = asString(opts.get('o'));
+  // What the refusal may quote: `type` (a filesystem name) and `device` (a host path, or a
+  // network share's address, e.g. //host/share or host:/export) are what the refusal is about and
+  // say which mount it is; only userinfo in a device (//user:password@host/share) is a secret, so
+  // it is redacted. `o` carries credentials (cifs username=,password=; addr=, keys...), so only its
+  // option names are shown.
+  const shownDevice = withoutUserinfo(device);
   // With MS_BIND the kernel ignores the filesystem type: whatever `type` says, it is a bind.
-  if (o.split(',').some((flag) => flag === 'bind' || flag === 'rbind'))
+  if (o.split(',').some((flag) => flag === 'bind' || flag === 'rbind')) {
+    // A device with userinfo is never an absolute, canonical path (checkHostPath refuses it too);
+    // said without the credentials checkHostPath would quote.
+    if (shownDevice !== device)
+      return violation(
+        'bindPaths',
+        `device=${shownDevice}`,
+        `mount the volume device ${shownDevice}, which is not an absolute path in canonical form`,
+      );
     return checkHostPath(device, c, 'mount the volume device');
+  }
   if (type === 'tmpfs') return undefined;
   if (type === '' && device === '' && o === '') return undefined;
-  const what = [type && `type=${type}`, device && `device=${device}`, o && `o=${o}`]
+  const what = [
+    type && `type=${type}`,
+    device && `device=${shownDevice}`,
+    o && `o=${describeMountOptions(o)}`,
+  ]
     .filter(Boolean)
     .join(' ');
+  // The value (which `policy learn` reads back: a bindPaths value starting with / is added to the
+  // role) is the type, else the device; a redacted device is prefixed so it is never learned.
   return violation(
     'bindPaths',
-    type || device,
+    type || (shownDevice === device ? device : `device=${shownDevice}`),
     `create a local volume mounted with ${what} (only tmpfs, or a bind of a path under bindPaths)`,
   );
 }
@@ -496,11 +518,39 @@ export function checkPluginSettings(settings: GoDecoded, c: RoleConstraints): Ch
     const eq = s.indexOf('=');
     const key = eq === -1 ? s : s.slice(0, eq);
     const value = eq === -1 ? '' : s.slice(eq + 1);
-    if (key.endsWith('.source')) return checkHostPath(value, c, 'point a plugin mount at');
-    if (key.endsWith('.path')) return checkDevicePath(value, c, 'point a plugin device at');
+    // The refusal names the setting, and quotes its value only when the client said it is a path
+    // (`.source`, `.path`) and it looks like one: an absolute path without userinfo. Anything else
+    // may be a secret (an env's value, a token with a `/` in it) and is not shown; the violation's
+    // value is then the setting's name.
+    const pathLike = value.startsWith('/') && withoutUserinfo(value) === value;
+    const hidden = (v: Check, sentence: string): Check =>
+      v && (pathLike ? v : violation(v.constraint, key, sentence));
+    if (key.endsWith('.source'))
+      return hidden(
+        checkHostPath(value, c, 'point a plugin mount at'),
+        `point the plugin mount ${key} at a value that is not an absolute, canonical host path (not shown)`,
+      );
+    if (key.endsWith('.path'))
+      return hidden(
+        checkDevicePath(value, c, 'point a plugin device at'),
+        `point the plugin device ${key} at a value that is not an absolute device path (not shown)`,
+      );
     if (!key.includes('.') && value.includes('/')) {
-      const what = `set ${key}=${value}, which may be a mount's source or a device's path (write ${key}.source or ${key}.path); as either, it would`;
-      return checkHostPath(value, c, `${what} mount`) ?? checkDevicePath(value, c, `${what} map`);
+      // A bare value is never quoted, path-like or not: nothing says it is not an env's value
+      // (a base64 token may start with /). Written as NAME.source or NAME.path, it is.
+      const v = checkHostPath(value, c, 'mount') ?? checkDevicePath(value, c, 'map');
+      const as =
+        v?.constraint === 'bindPaths'
+          ? "as a mount's source it is not a host path under bindPaths"
+          : "as a device's path it is not one of the role's devices";
+      return (
+        v &&
+        violation(
+          v.constraint,
+          key,
+          `set ${key} to a value with a '/' in it (not shown), which may be a mount's source or a device's path, and ${as} (write ${key}.value for an env or arg, ${key}.source or ${key}.path for a path)`,
+        )
+      );
     }
     return undefined;
   });

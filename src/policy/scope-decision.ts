@@ -94,12 +94,15 @@ export function applyScope(
   // rest on it: the create id does (policy-guard's checkOwnership).
   // The engine reads a commit's or import's changes as Dockerfile lines, the gate's appended last.
   const running = (route.query.values.get('changes') ?? []).find(continuesLine);
-  if (running !== undefined && (op === 'image.import' || op === 'container.commit'))
+  if (running !== undefined && (op === 'image.import' || op === 'container.commit')) {
+    // A change is a Dockerfile line, often `ENV TOKEN=...`: named by its instruction, never quoted.
+    const instruction = changeInstruction(running);
     return deny({
       constraint: 'scope',
-      value: running,
-      sentence: `make an image with a change that goes on to the next line (${JSON.stringify(running)}: a line break, or \\ or \` last)`,
+      value: instruction ? `changes ${instruction}` : 'changes',
+      sentence: `make an image with a change that goes on to the next line (the ${instruction ? `${instruction} change` : 'change'}, not shown: a line break in it, or \\ or \` last)`,
     });
+  }
   if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
   const ref =
     op === 'container.commit'
@@ -112,6 +115,28 @@ export function applyScope(
     ownershipCheck: { kind, ref },
     ...(op === 'container.commit' ? { scope: 'image-unlabel' as const } : {}),
   };
+}
+
+/** The instructions `docker commit --change` and `docker import --change` take. */
+const CHANGE_INSTRUCTIONS = new Set([
+  'CMD',
+  'ENTRYPOINT',
+  'ENV',
+  'EXPOSE',
+  'HEALTHCHECK',
+  'LABEL',
+  'ONBUILD',
+  'SHELL',
+  'STOPSIGNAL',
+  'USER',
+  'VOLUME',
+  'WORKDIR',
+]);
+
+/** A change's instruction (`ENV`), or '' when its first word is none: that word may be anything. */
+function changeInstruction(change: string): string {
+  const word = (/^\s*(\S+)/.exec(change)?.[1] ?? '').toUpperCase();
+  return CHANGE_INSTRUCTIONS.has(word) ? word : '';
 }
 
 /** A container a request names besides the one it acts on, and where. */

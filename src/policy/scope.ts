@@ -206,7 +206,8 @@ export function unlabelledImageTarget(operation: string, target: string): string
     for (const change of query.values.get('changes') ?? [])
       if (continuesLine(change))
         throw new ScopeError(
-          `the change ${JSON.stringify(change)} goes on to the next line (a line break, or \\ or \` last), which the gate does not accept`,
+          // Not quoted: a change is a Dockerfile line, often `ENV TOKEN=...` (secrets never reach a log).
+          'a change goes on to the next line (a line break, or \\ or \` last), which the gate does not accept',
         );
     return withQueryPair(target, 'changes', OWNER_UNSET, false);
   }
