@@ -67,7 +67,9 @@ function widen(c: LearnedConstraints, name: ConstraintName, value: string): void
       c.capabilities = addTo(c.capabilities, value);
       break;
     case 'devices':
-      c.devices = addTo(c.devices, value);
+      // A policy lists device paths (or `*`). A cgroup rule, or a plugin setting the refusal named
+      // rather than quoted, is nothing a policy could list: left for the operator to decide.
+      if (value.startsWith('/') || value === '*') c.devices = addTo(c.devices, value);
       break;
     case 'deviceRequests':
       c.deviceRequests = true;

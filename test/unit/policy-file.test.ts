@@ -299,3 +299,17 @@ t.test('docs/operations.md is generated from the route table and up to date', as
     'regenerate with: node dist/cli/main.js policy operations --markdown > docs/operations.md',
   );
 });
+
+t.test(
+  'policy learn lists device paths only: a cgroup rule or a setting named in a refusal is no device',
+  async (t) => {
+    const line = (reason: string) => ({ client: { cn: 'ci' }, operation: 'container.create', reason });
+    const doc = learnPolicy([
+      line('constraint devices: /dev/fuse'),
+      line('constraint devices: c 1:3 rwm'),
+      line('constraint devices: data'),
+    ]);
+    const role = Object.values(doc.roles)[0] as { constraints?: { devices?: string[] } };
+    t.same(role.constraints?.devices, ['/dev/fuse']);
+  },
+);
