@@ -41,6 +41,13 @@ export interface ListenerOptions {
 /** TLS handshake record type: every TLS ClientHello starts with this byte. */
 const TLS_HANDSHAKE = 0x16;
 const LINGER_MS = 2000;
+/**
+ * Connections from one address that have not yet shown a verified certificate. Each may wait for
+ * the handshake timeout, so without this one host opening idle connections could fill
+ * --max-connections and lock every client out. Far above what real clients hold at once (a CI
+ * fleet behind one NAT handshakes in milliseconds each).
+ */
+export const MAX_UNVERIFIED_PER_ADDRESS = 256;
 
 // OpenSSL refuses every renegotiation (SSL_OP_NO_RENEGOTIATION below) but tells no one. Node
 // counts handshake starts per connection and raises ERR_TLS_SESSION_ATTACK on the socket past this
@@ -71,6 +78,10 @@ export class GateListener {
   private readonly tlsServer: tls.Server;
   private readonly servers: net.Server[] = [];
   private openConnections = 0;
+  /** Connections per remote address not yet handed on as verified clients. */
+  private readonly unverified = new Map<string, number>();
+  /** How each connection still unverified gives its place back, by remote address and port. */
+  private readonly releaseUnverified = new Map<string, () => void>();
   private readonly peerCertificates = new PeerCertificates();
   /** The CA certificates of the current material, to name why a client was refused. */
   private trustedCas: X509Certificate[];
@@ -149,8 +160,35 @@ export class GateListener {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? '?';
+    const unverified = this.unverified.get(address) ?? 0;
+    if (unverified >= MAX_UNVERIFIED_PER_ADDRESS) {
+      this.handlers.onRefused({
+        reason: 'connection-limit',
+        detail: `${MAX_UNVERIFIED_PER_ADDRESS} connections from this address without a verified certificate yet`,
+        remoteAddress: remoteOf(socket),
+        claimedCn: undefined,
+      });
+      socket.destroy();
+      return;
+    }
     this.openConnections++;
-    socket.once('close', () => this.openConnections--);
+    this.unverified.set(address, unverified + 1);
+    const key = remoteOf(socket);
+    let counted = true;
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.releaseUnverified.delete(key);
+      const left = (this.unverified.get(address) ?? 1) - 1;
+      if (left <= 0) this.unverified.delete(address);
+      else this.unverified.set(address, left);
+    };
+    this.releaseUnverified.set(key, release);
+    socket.once('close', () => {
+      this.openConnections--;
+      release();
+    });
     // Half-close is allowed for streams, but a client that ends before saying anything is gone.
     const endedEarly = (): void => void socket.destroy();
     socket.once('end', endedEarly);
@@ -189,6 +227,7 @@ export class GateListener {
     // gate identity belongs to a client certificate, never to the CA that signs them.
     const identity =
       presented !== undefined && socket.authorized && !presented.cert.ca ? presented.identity : undefined;
+    if (identity !== undefined) this.releaseUnverified.get(remoteOf(socket))?.();
     if (identity === undefined) {
       const refusal = this.refusalOf(socket, peer);
       this.handlers.onRefused({

@@ -191,3 +191,48 @@ t.test('SNI games: any or no server name still needs a client certificate', asyn
     t.match(withCert.out, /HTTP\/1\.1 200 OK/, `${sni.join(' ')} with the client certificate is served`);
   }
 });
+
+t.test(
+  'one address holding idle connections cannot fill --max-connections: it gets 256, other clients still get in',
+  async (t) => {
+    const { connect } = await import('node:net');
+    const limited = await startGate(t, { pki, args: ['--max-connections', '300'] });
+    const mark = limited.logs().length;
+    // 127.0.0.2 is loopback too: the flood comes from another address than the client below.
+    const open = (): Promise<{ closedAtOnce: boolean; socket: import('node:net').Socket }> =>
+      new Promise((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port: limited.port, localAddress: '127.0.0.2' });
+        socket.on('error', () => undefined);
+        socket.once('connect', () => {
+          const timer = setTimeout(() => resolve({ closedAtOnce: false, socket }), 500);
+          socket.once('close', () => {
+            clearTimeout(timer);
+            resolve({ closedAtOnce: true, socket });
+          });
+        });
+      });
+    const flood = await Promise.all(Array.from({ length: 300 }, open));
+    t.teardown(() => flood.forEach(({ socket }) => socket.destroy()));
+    const held = flood.filter((f) => !f.closedAtOnce).length;
+    t.equal(held, 256, 'the flooding address holds 256 connections; the rest were closed at once');
+    const answer = await tlsExchange(
+      limited.port,
+      pki.client,
+      'GET /_ping HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n',
+    );
+    t.equal(answer.status, 200, 'a client from another address gets in');
+    t.ok(
+      await limited
+        .waitForLog(
+          (l) =>
+            l.event === 'handshake-refused' &&
+            l.reason === 'connection-limit' &&
+            /without a verified certificate/.test(String(l.detail)),
+          5000,
+          mark,
+        )
+        .catch(() => undefined),
+      'the refusals are logged as connection-limit, saying why',
+    );
+  },
+);
