@@ -264,6 +264,8 @@ ${PASS_HELP}
 
 Sign a PKCS#10 request (openssl req -new ...). Its own signature must verify. The certificate
 gets CA:FALSE and the EKU of its kind whatever the request asks; a client keeps only its CN.
+A client CN that a valid (unrevoked, unexpired) certificate already carries is refused: revoke
+that certificate first.
   --client | --server    kind of certificate (EKU clientAuth or serverAuth)
   --out FILE             where to write it, '-' for stdout (default: beside the CSR, NAME-cert.pem)
   --days N               validity (default ${DEFAULT_LEAF_DAYS})

@@ -81,7 +81,7 @@ const SENTENCES: Record<RefusalReason, string> = {
     'the client certificate is too weak (RSA keys need 2048 bits or more, signatures SHA-256 or better)',
   revoked: 'the client certificate has been revoked',
   'revocation-unavailable':
-    "the gate cannot check revocation (its CRL has expired or is missing); the operator must renew it with 'dockgate pki crl'",
+    "the gate cannot check revocation (its CRL has expired, is missing, or is not valid yet: signed on a clock ahead of the gate's); the operator must renew it with 'dockgate pki crl'",
   'invalid-certificate': 'the client certificate is not acceptable',
   'tls-handshake-failed': 'the TLS handshake failed',
   'plain-http': 'plain HTTP was sent to the TLS port',

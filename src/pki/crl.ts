@@ -7,7 +7,7 @@
  * client once a CRL is past its nextUpdate, so it must be renewed before then: `dockgate pki crl`.
  */
 import { PkiError, UsageError } from '../errors.js';
-import { loadCa, parseCaCertificate, type LoadedCa } from './ca.js';
+import { BACKDATE_MS, loadCa, parseCaCertificate, type LoadedCa } from './ca.js';
 import { MODE_CERTIFICATE, writeFileAtomic, type PkiPaths } from './files.js';
 import {
   REVOCATION_REASONS,
@@ -18,6 +18,7 @@ import {
   type PkiIndex,
   type RevocationReason,
 } from './index-file.js';
+import { withIndexLock } from './index-lock.js';
 import { normalizeSerial, serialToEvenHex } from './serial.js';
 import { x509 } from './x509.js';
 
@@ -42,7 +43,9 @@ export async function buildCrl(
   const now = opts.now ?? new Date();
   return x509.X509CrlGenerator.create({
     issuer: ca.cert.subjectName,
-    thisUpdate: now,
+    // Backdated like certificates (ca.ts): a CRL signed on a clock a little ahead of the gate's
+    // would otherwise lock every client out (CRL_NOT_YET_VALID) until the gate's clock caught up.
+    thisUpdate: new Date(now.getTime() - BACKDATE_MS),
     nextUpdate: new Date(now.getTime() + opts.days * 86_400_000),
     signingKey: ca.signer.cryptoKey,
     signingAlgorithm: ca.signer.algorithm,
@@ -87,7 +90,7 @@ export async function renewCrl(
   opts: { days: number; passphrase: string | undefined },
 ): Promise<CrlWritten> {
   const ca = await loadCa(paths, opts.passphrase);
-  return writeCrl(paths, ca, await readIndex(paths), opts.days);
+  return withIndexLock(paths, async () => writeCrl(paths, ca, await readIndex(paths), opts.days));
 }
 
 export function parseRevocationReason(text: string): RevocationReason {
@@ -118,17 +121,20 @@ export async function revokeCertificate(
   // The CA first: in a directory without its key (a copy of the gate's files) that is the reason
   // to give, not the index it lacks too. A missing passphrase likewise changes nothing.
   const ca = await loadCa(paths, opts.passphrase);
-  const index = await readIndex(paths);
-  const record = findForRevocation(index, opts.target, paths.index);
-  if (record.revoked) {
-    throw new PkiError(
-      'E_PKI_ALREADY_REVOKED',
-      `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}.`,
-    );
-  }
-  record.revoked = { at: (opts.now ?? new Date()).toISOString(), reason: opts.reason };
-  const crl = await writeCrl(paths, ca, index, opts.crlDays);
-  return { record, crl };
+  // Read, mark, and write the CRL and the index under index.json.lock, as issuing records.
+  return withIndexLock(paths, async () => {
+    const index = await readIndex(paths);
+    const record = findForRevocation(index, opts.target, paths.index);
+    if (record.revoked) {
+      throw new PkiError(
+        'E_PKI_ALREADY_REVOKED',
+        `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}.`,
+      );
+    }
+    record.revoked = { at: (opts.now ?? new Date()).toISOString(), reason: opts.reason };
+    const crl = await writeCrl(paths, ca, index, opts.crlDays);
+    return { record, crl };
+  });
 }
 
 export interface LoadedCrl {

@@ -16,14 +16,21 @@ import {
   writeFileAtomic,
   type PkiPaths,
 } from './files.js';
-import { recordFor, recordIssued, type CertificateKind } from './index-file.js';
+import {
+  readIndex,
+  recordFor,
+  recordIssued,
+  refuseValidClientNamed,
+  type CertificateKind,
+} from './index-file.js';
+import { withIndexLock } from './index-lock.js';
 import { issueLeaf, type IssueResult } from './issue.js';
 import { keyAlgorithmOf, describeKeyAlgorithm, type KeyAlgorithm } from './keys.js';
 import {
   uniqueSans,
-  validateClientName,
   validateDnsName,
   validateIpAddress,
+  validateNewClientName,
   type SubjectAltName,
 } from './names.js';
 import { x509 } from './x509.js';
@@ -162,7 +169,7 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
         'E_PKI_CSR_NO_CN',
         `${opts.csrFile} has no CN; a client certificate is named by its CN (openssl req -subj /CN=NAME).`,
       );
-    commonName = validateClientName(parsed.commonName, `the CN of ${opts.csrFile}`);
+    commonName = validateNewClientName(parsed.commonName, `the CN of ${opts.csrFile}`);
   } else {
     const cnAsDns = parsed.commonName ? tryDns(parsed.commonName) : undefined;
     sans = uniqueSans([...parsed.requestedSans, ...(cnAsDns ? [cnAsDns] : []), ...opts.sans]);
@@ -176,32 +183,37 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
   }
 
   const ca = await loadCa(paths, opts.passphrase);
-  const leaf = await issueLeaf(ca, {
-    kind: opts.kind,
-    commonName,
-    organizationalUnits: opts.organizationalUnits,
-    publicKeyDer: parsed.publicKeyDer,
-    keyAlgorithm: parsed.keyAlgorithm,
-    sans,
-    days: opts.days,
+  // Checking the name, issuing and recording under one lock: two requests for the same CN signed
+  // at once cannot both pass the check.
+  return withIndexLock(paths, async () => {
+    if (opts.kind === 'client') refuseValidClientNamed(await readIndex(paths), commonName, paths.index);
+    const leaf = await issueLeaf(ca, {
+      kind: opts.kind,
+      commonName,
+      organizationalUnits: opts.organizationalUnits,
+      publicKeyDer: parsed.publicKeyDer,
+      keyAlgorithm: parsed.keyAlgorithm,
+      sans,
+      days: opts.days,
+    });
+    if (out !== '-') await writeFileAtomic(out, leaf.pem, { mode: MODE_CERTIFICATE });
+    const record = recordFor(leaf.pem, {
+      name: commonName,
+      kind: opts.kind,
+      source: 'csr',
+      file: out === '-' ? null : out,
+      dir: paths.dir,
+    });
+    await recordIssued(paths, record);
+    return {
+      record,
+      files: out === '-' ? [] : [out],
+      clampedToCa: leaf.clampedToCa,
+      pem: leaf.pem,
+      ignored: ignoredParts(parsed, opts.kind),
+      keyDescription: describeKeyAlgorithm(parsed.keyAlgorithm),
+    };
   });
-  if (out !== '-') await writeFileAtomic(out, leaf.pem, { mode: MODE_CERTIFICATE });
-  const record = recordFor(leaf.pem, {
-    name: commonName,
-    kind: opts.kind,
-    source: 'csr',
-    file: out === '-' ? null : out,
-    dir: paths.dir,
-  });
-  await recordIssued(paths, record);
-  return {
-    record,
-    files: out === '-' ? [] : [out],
-    clampedToCa: leaf.clampedToCa,
-    pem: leaf.pem,
-    ignored: ignoredParts(parsed, opts.kind),
-    keyDescription: describeKeyAlgorithm(parsed.keyAlgorithm),
-  };
 }
 
 function tryDns(name: string): SubjectAltName | undefined {

@@ -1,14 +1,16 @@
 /**
  * index.json: the record of every certificate the CA issued, so that `pki list` can show them and
- * `pki revoke NAME|SERIAL` can find one. The CRL is rebuilt from it. Rewritten atomically; dockgate
- * assumes one operator runs pki commands on a directory at a time (no lock).
+ * `pki revoke NAME|SERIAL` can find one. The CRL is rebuilt from it. Rewritten atomically, and only
+ * under index.json.lock (withIndexLock), so that pki commands run at the same time on one directory
+ * (several `pki client` from a script) never lose each other's records.
  */
 import { X509Certificate as NodeX509Certificate } from 'node:crypto';
 import { relative } from 'node:path';
 import { PkiError } from '../errors.js';
 import { MODE_INDEX, pathExists, readTextFile, writeFileAtomic, type PkiPaths } from './files.js';
+import { withIndexLock } from './index-lock.js';
 import { describeKeyAlgorithm, keyAlgorithmOf } from './keys.js';
-import { isSerialText, normalizeSerial } from './serial.js';
+import { isSerialText, normalizeSerial, serialToEvenHex } from './serial.js';
 
 export type CertificateKind = 'server' | 'client';
 
@@ -82,15 +84,51 @@ export async function readIndex(paths: PkiPaths): Promise<PkiIndex> {
   return index as PkiIndex;
 }
 
-export async function writeIndex(paths: PkiPaths, index: PkiIndex): Promise<void> {
-  await writeFileAtomic(paths.index, JSON.stringify(index, null, 2) + '\n', {
-    mode: MODE_INDEX,
-    replace: true,
+/** Reads index.json, lets `update` change it, and writes it back, all under the lock. */
+export async function updateIndex<T>(
+  paths: PkiPaths,
+  update: (index: PkiIndex) => T | Promise<T>,
+): Promise<T> {
+  return withIndexLock(paths, async () => {
+    const index = await readIndex(paths);
+    const result = await update(index);
+    await writeIndex(paths, index);
+    return result;
   });
 }
 
+/**
+ * Writes index.json under the lock. Records are never removed and revocations never undone, so a
+ * caller that read the index before taking the lock still loses nothing: records written since
+ * are kept (in their place), as are their revocations; the CRL number only goes up.
+ */
+export async function writeIndex(paths: PkiPaths, index: PkiIndex): Promise<void> {
+  await withIndexLock(paths, async () => {
+    if (await pathExists(paths.index)) mergeWritten(index, await readIndex(paths));
+    await writeFileAtomic(paths.index, JSON.stringify(index, null, 2) + '\n', {
+      mode: MODE_INDEX,
+      replace: true,
+    });
+  });
+}
+
+function mergeWritten(index: PkiIndex, onDisk: PkiIndex): void {
+  const mine = new Map(index.certificates.map((c) => [c.serial, c]));
+  const merged = onDisk.certificates.map((theirs) => {
+    const own = mine.get(theirs.serial);
+    if (!own) return theirs;
+    mine.delete(theirs.serial);
+    if (theirs.revoked && !own.revoked) own.revoked = theirs.revoked;
+    return own;
+  });
+  index.certificates = [...merged, ...mine.values()];
+  index.crlNumber = Math.max(index.crlNumber, onDisk.crlNumber);
+}
+
 export async function writeIndexIfMissing(paths: PkiPaths, index: PkiIndex): Promise<void> {
-  if (!(await pathExists(paths.index))) await writeIndex(paths, index);
+  await withIndexLock(paths, async () => {
+    if (!(await pathExists(paths.index))) await writeIndex(paths, index);
+  });
 }
 
 /** The index record of a certificate just issued. */
@@ -137,14 +175,56 @@ function compressIp(ip: string): string {
 }
 
 export async function recordIssued(paths: PkiPaths, record: IssuedCertificate): Promise<void> {
-  const index = await readIndex(paths);
-  index.certificates.push(record);
-  await writeIndex(paths, index);
+  await updateIndex(paths, (index) => {
+    index.certificates.push(record);
+  });
+}
+
+/**
+ * Refuses a new client certificate for `name` while a valid (unrevoked, unexpired) one carries it:
+ * the CN is the identity policy rules, ownership and per-client limits key on. Call it under
+ * withIndexLock, together with recording the new certificate.
+ */
+export function refuseValidClientNamed(
+  index: PkiIndex,
+  name: string,
+  indexFile: string,
+  now = new Date(),
+): void {
+  const valid = index.certificates.filter(
+    (c) => c.kind === 'client' && c.name === name && statusOf(c, now) === 'valid',
+  );
+  if (valid.length === 0) return;
+  const first = valid[0]!;
+  throw new PkiError(
+    'E_PKI_NAME_IN_USE',
+    `the client name '${name}' already belongs to a valid certificate in ${indexFile} (serial ${first.serial}, valid until ${first.notAfter}); revoke it first with 'dockgate pki revoke ${serialArgument(index, first.serial)}', or issue under another name.`,
+  );
+}
+
+/**
+ * How to write `serial` for `pki revoke` so that it names no certificate: as openssl prints it
+ * (upper case, colons), which no client name can be, else with 0x.
+ */
+export function serialArgument(index: PkiIndex, serial: string): string {
+  const names = new Set(index.certificates.map((c) => c.name));
+  const forms = [
+    serialToEvenHex(serial).toUpperCase().match(/../g)!.join(':'),
+    `0x${serial}`,
+    serial.toUpperCase(),
+  ];
+  return forms.find((f) => !names.has(f)) ?? forms[0]!;
+}
+
+function describeRecord(c: IssuedCertificate): string {
+  return `${c.kind} certificate '${c.name}'`;
 }
 
 /**
  * The one certificate `pki revoke` means: by serial (any form normalizeSerial accepts) or by name
- * when exactly one unrevoked certificate carries it.
+ * when exactly one unrevoked certificate carries it. A serial always wins over a name, so that a
+ * certificate named like another's serial cannot be revoked in its place; when the argument is
+ * both, the command refuses and says how to write each.
  */
 export function findForRevocation(
   index: PkiIndex,
@@ -152,11 +232,16 @@ export function findForRevocation(
   indexFile: string,
 ): IssuedCertificate {
   const byName = index.certificates.filter((c) => c.name === nameOrSerial);
-  if (byName.length === 0 && isSerialText(nameOrSerial)) {
-    const serial = normalizeSerial(nameOrSerial);
-    const bySerial = index.certificates.find((c) => c.serial === serial);
-    if (bySerial) return bySerial;
+  const serial = isSerialText(nameOrSerial) ? normalizeSerial(nameOrSerial) : undefined;
+  const bySerial = serial === undefined ? undefined : index.certificates.find((c) => c.serial === serial);
+  const namedLikeIt = byName.filter((c) => c !== bySerial);
+  if (bySerial && namedLikeIt.length > 0) {
+    throw new PkiError(
+      'E_PKI_AMBIGUOUS',
+      `'${nameOrSerial}' is both the serial of ${describeRecord(bySerial)} and the name of ${namedLikeIt.length === 1 ? describeRecord(namedLikeIt[0]!) : `${namedLikeIt.length} certificates`}; say which by serial, written ${serialArgument(index, bySerial.serial)} for '${bySerial.name}' or ${namedLikeIt.map((c) => serialArgument(index, c.serial)).join(', ')} for the one named '${nameOrSerial}'.`,
+    );
   }
+  if (bySerial) return bySerial;
   if (byName.length === 0) {
     throw new PkiError(
       'E_PKI_NOT_FOUND',

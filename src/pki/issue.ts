@@ -18,7 +18,14 @@ import {
   writeFileAtomic,
   type PkiPaths,
 } from './files.js';
-import { recordFor, recordIssued, type CertificateKind, type IssuedCertificate } from './index-file.js';
+import {
+  readIndex,
+  recordFor,
+  recordIssued,
+  refuseValidClientNamed,
+  type CertificateKind,
+  type IssuedCertificate,
+} from './index-file.js';
 import {
   generateKey,
   keyAlgorithmOf,
@@ -28,7 +35,7 @@ import {
   type KeyAlgorithm,
   type KeyType,
 } from './keys.js';
-import { uniqueSans, validateClientName, type SubjectAltName } from './names.js';
+import { uniqueSans, validateNewClientName, type SubjectAltName } from './names.js';
 import { randomSerialHex } from './serial.js';
 import { x509 } from './x509.js';
 
@@ -192,9 +199,11 @@ export async function issueClient(
   paths: PkiPaths,
   opts: ClientOptions,
 ): Promise<IssueResult & { bundleDir: string }> {
-  const name = validateClientName(opts.name);
+  const name = validateNewClientName(opts.name);
   const bundleDir = clientBundleDir(paths, name);
   if (await pathExists(bundleDir)) throw refuseOverwrite(bundleDir);
+  // A bundle made elsewhere, or a signed CSR, may carry the name too: one valid certificate per name.
+  refuseValidClientNamed(await readIndex(paths), name, paths.index);
   const ca = await loadCa(paths, opts.passphrase);
   const { key, keyAlgorithm, publicKeyDer } = await newKeyFor(ca, opts.keyType);
   const leaf = await issueLeaf(ca, {

@@ -20,6 +20,25 @@ export function validateClientName(name: string, what = 'NAME'): string {
   return name;
 }
 
+/** 16 or more hex digits (optionally after 0x): what `pki revoke` would also read as a serial. */
+const SERIAL_LIKE = /^(0x)?[0-9a-f]{16,}$/i;
+
+/**
+ * validateClientName for a certificate about to be issued (`pki client NAME`, the CN of a CSR):
+ * also refuses a name that looks like a certificate serial, which could be mistaken for another
+ * client's serial in `pki revoke`. Names already issued stay usable through validateClientName.
+ */
+export function validateNewClientName(name: string, what = 'NAME'): string {
+  validateClientName(name, what);
+  if (SERIAL_LIKE.test(name)) {
+    throw new UsageError(
+      'E_USAGE_CLIENT_NAME',
+      `${what} '${name}' looks like a certificate serial (16 or more hexadecimal digits), which 'pki revoke' could take for another certificate's; choose a name that is not just hex digits (e.g. add a word or a '-').`,
+    );
+  }
+  return name;
+}
+
 export function validateOrganizationalUnit(ou: string): string {
   if (ou.length === 0 || ou.length > 64 || /[\u0000-\u001f\u007f]/.test(ou)) {
     throw new UsageError('E_USAGE_OU', `--ou '${ou}' must be 1-64 printable characters.`);

@@ -509,3 +509,113 @@ t.test('issuing where the CA key is not (a server holding only ca.pem) says so',
     message: /ca-key\.pem does not exist/,
   });
 });
+
+type ListedRow = { name: string; kind: string; serial: string; status: string };
+/** A serial as openssl prints it (upper case, colons), the form pki revoke suggests. */
+const colonsOf = (serial: string) =>
+  (serial.length % 2 ? `0${serial}` : serial).toUpperCase().match(/../g)!.join(':');
+const listed = async (dir: string) =>
+  JSON.parse((await dockgate(['pki', 'list', '--json', '--dir', dir])).out) as ListedRow[];
+
+t.test('pki revoke SERIAL never revokes a certificate named like that serial instead', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await dockgate(['pki', 'client', 'bob', '--dir', dir]);
+  const bob = (await listed(dir))[0]!;
+  // A requester names its certificate after bob's serial (a server CSR: any CN that is a host name).
+  await writeFile(join(dir, 'decoy.csr'), (await makeCsr(`CN=${bob.serial}`)).toString('pem'));
+  await dockgate(['pki', 'sign', join(dir, 'decoy.csr'), '--server', '--dir', dir]);
+  const decoy = (await listed(dir))[1]!;
+  t.equal(decoy.name, bob.serial, 'the decoy is recorded under the name of bob’s serial');
+
+  const colons = colonsOf(bob.serial);
+  const refused = dockgate(['pki', 'revoke', bob.serial, '--dir', dir]);
+  await t.rejects(refused, {
+    code: 'E_PKI_AMBIGUOUS',
+    exitCode: 2,
+    message: `'${bob.serial}' is both the serial of client certificate 'bob' and the name of server certificate '${bob.serial}'; say which by serial, written ${colons} for 'bob' or ${colonsOf(decoy.serial)} for the one named '${bob.serial}'.`,
+  });
+  t.same(
+    (await listed(dir)).map((c) => c.status),
+    ['valid', 'valid'],
+    'nothing revoked when ambiguous',
+  );
+
+  const r = await dockgate(['pki', 'revoke', colons, '--dir', dir]);
+  t.match(r.out, /Revoked client certificate 'bob'/);
+  t.same(
+    (await listed(dir)).map((c) => [c.name, c.status]),
+    [
+      ['bob', 'revoked'],
+      [bob.serial, 'valid'],
+    ],
+    'the real certificate is revoked, the decoy is not',
+  );
+});
+
+t.test('client names that look like a serial are refused when issuing', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await t.rejects(dockgate(['pki', 'client', '0123456789abcdef', '--dir', dir]), {
+    code: 'E_USAGE_CLIENT_NAME',
+    exitCode: 2,
+    message: /NAME '0123456789abcdef' looks like a certificate serial/,
+  });
+  const serialLike = 'DEADBEEF00112233445566778899AABB';
+  await writeFile(join(dir, 'hex.csr'), (await makeCsr(`CN=${serialLike}`)).toString('pem'));
+  await t.rejects(dockgate(['pki', 'sign', join(dir, 'hex.csr'), '--client', '--dir', dir]), {
+    code: 'E_USAGE_CLIENT_NAME',
+    message: new RegExp(`the CN of .*hex\\.csr '${serialLike}' looks like a certificate serial`),
+  });
+  t.same(await listed(dir), [], 'nothing issued');
+  // Shorter hex, or hex with other characters, are names like any other.
+  t.equal((await dockgate(['pki', 'client', 'cafe', '--dir', dir])).status, 0);
+  t.equal((await dockgate(['pki', 'client', 'build-0123456789abcdef', '--dir', dir])).status, 0);
+});
+
+t.test('pki sign --client refuses a CN that a valid certificate already carries', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await dockgate(['pki', 'client', 'admin', '--dir', dir]);
+  const admin = (await listed(dir))[0]!;
+  await writeFile(join(dir, 'admin.csr'), (await makeCsr('CN=admin')).toString('pem'));
+  const colons = colonsOf(admin.serial);
+  await t.rejects(dockgate(['pki', 'sign', join(dir, 'admin.csr'), '--client', '--dir', dir]), {
+    code: 'E_PKI_NAME_IN_USE',
+    exitCode: 2,
+    message: new RegExp(
+      `^the client name 'admin' already belongs to a valid certificate in .*index\\.json \\(serial ${admin.serial}, valid until .*\\); revoke it first with 'dockgate pki revoke ${colons}', or issue under another name\\.$`,
+    ),
+  });
+  await t.rejects(stat(join(dir, 'admin-cert.pem')), { code: 'ENOENT' }, 'no certificate written');
+  t.same(
+    (await listed(dir)).map((c) => c.name),
+    ['admin'],
+    'nothing recorded',
+  );
+  // The same through --out -, and for a name first issued from a CSR.
+  await writeFile(join(dir, 'carol.csr'), (await makeCsr('CN=carol')).toString('pem'));
+  await dockgate(['pki', 'sign', join(dir, 'carol.csr'), '--client', '--dir', dir]);
+  await t.rejects(dockgate(['pki', 'sign', join(dir, 'carol.csr'), '--client', '--out', '-', '--dir', dir]), {
+    code: 'E_PKI_NAME_IN_USE',
+    message: /the client name 'carol' already belongs/,
+  });
+  // pki client refuses a name a signed CSR holds (its bundle directory does not exist).
+  await t.rejects(dockgate(['pki', 'client', 'carol', '--dir', dir]), {
+    code: 'E_PKI_NAME_IN_USE',
+    message: /the client name 'carol' already belongs/,
+  });
+
+  // Revoked first, the name can be certified again; a server certificate does not hold a client name.
+  await dockgate(['pki', 'revoke', colons, '--dir', dir]);
+  const again = await dockgate(['pki', 'sign', join(dir, 'admin.csr'), '--client', '--dir', dir]);
+  t.match(again.out, /Issued client certificate 'admin'/);
+  t.same(
+    (await listed(dir)).map((c) => [c.name, c.status]),
+    [
+      ['admin', 'revoked'],
+      ['carol', 'valid'],
+      ['admin', 'valid'],
+    ],
+  );
+});

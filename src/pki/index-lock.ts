@@ -1,0 +1,124 @@
+/**
+ * index.json.lock: an exclusive lock across processes around every update of index.json, so that
+ * pki commands run at the same time on one directory (several `pki client` from a script) never
+ * lose each other's records.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PkiError, systemErrorCode } from '../errors.js';
+import type { PkiPaths } from './files.js';
+
+/** How long a command waits for another one's index.json.lock before giving up. */
+export const INDEX_LOCK_WAIT_MS = 10_000;
+/**
+ * A lock file older than this is taken over: its holder crashed (every update under the lock is a
+ * read, one signature and two small writes, well under a second), and waiting for it would block
+ * the directory for good. A holder that really ran this long could then race its successor.
+ */
+export const INDEX_LOCK_STALE_MS = 30_000;
+
+/** The lock files this async call chain holds, so that a nested withIndexLock does not wait on itself. */
+const heldLocks = new AsyncLocalStorage<ReadonlySet<string>>();
+
+export function indexLockFile(paths: PkiPaths): string {
+  return `${paths.index}.lock`;
+}
+
+/**
+ * Runs `fn` holding index.json.lock, an exclusive lock across processes: the file is created with
+ * O_CREAT|O_EXCL ('wx'), retried every 20-50 ms for up to INDEX_LOCK_WAIT_MS, and removed when `fn`
+ * settles. Re-entrant within one async call chain; other calls, in this process or another, wait.
+ */
+export async function withIndexLock<T>(paths: PkiPaths, fn: () => Promise<T>): Promise<T> {
+  const lockFile = indexLockFile(paths);
+  const held = heldLocks.getStore();
+  if (held?.has(lockFile)) return fn();
+  const token = await acquireLock(lockFile);
+  try {
+    return await heldLocks.run(new Set([...(held ?? []), lockFile]), fn);
+  } finally {
+    if (token !== undefined) await releaseLock(lockFile, token);
+  }
+}
+
+/** Errors creating the lock that mean no file can be written in the directory at all. */
+const CANNOT_WRITE_HERE = new Set(['ENOENT', 'EACCES', 'EPERM', 'EROFS']);
+
+/**
+ * The lock's token, or undefined when the directory is missing or takes no files: then there is
+ * no index anyone could be writing, and the command goes on to fail on what it needs (the CA key,
+ * a writable directory) with its usual message rather than on the lock.
+ */
+async function acquireLock(lockFile: string): Promise<string | undefined> {
+  const token = `pid ${process.pid} on ${hostname()} at ${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`;
+  const deadline = Date.now() + INDEX_LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fh = await open(lockFile, 'wx', 0o644);
+      try {
+        await fh.writeFile(token);
+      } catch (err) {
+        await fh.close();
+        await unlink(lockFile).catch(() => undefined);
+        throw err;
+      }
+      await fh.close();
+      return token;
+    } catch (err) {
+      const code = systemErrorCode(err);
+      if (CANNOT_WRITE_HERE.has(code)) return undefined;
+      if (code !== 'EEXIST') throw err;
+    }
+    const holder = await lockHolder(lockFile);
+    if (holder && Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS) {
+      await takeOverStaleLock(lockFile, holder.token);
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      throw new PkiError(
+        'E_PKI_INDEX_LOCKED',
+        `${lockFile} is held by another dockgate pki command (${holder?.token.trim() || 'holder unknown'}); run again once it has finished, or remove the file if no pki command is running.`,
+      );
+    }
+    await sleep(20 + Math.floor(Math.random() * 30));
+  }
+}
+
+async function lockHolder(lockFile: string): Promise<{ token: string; mtimeMs: number } | undefined> {
+  try {
+    const { mtimeMs } = await stat(lockFile);
+    return { token: await readFile(lockFile, 'utf8').catch(() => ''), mtimeMs };
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return undefined; // released meanwhile: try again
+    throw err;
+  }
+}
+
+/**
+ * Moves a stale lock aside and removes it. Two commands may find the same stale lock; the rename
+ * lets only one of them remove it, and the other, finding another lock under the moved name (the
+ * winner's fresh one), puts that back.
+ */
+async function takeOverStaleLock(lockFile: string, staleToken: string): Promise<void> {
+  const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
+  try {
+    await rename(lockFile, aside);
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => staleToken);
+  if (moved !== staleToken) {
+    await link(aside, lockFile).catch(() => undefined);
+  }
+  await unlink(aside).catch(() => undefined);
+}
+
+/** Removes the lock if it is still ours (not taken over as stale meanwhile). */
+async function releaseLock(lockFile: string, token: string): Promise<void> {
+  const current = await readFile(lockFile, 'utf8').catch(() => undefined);
+  if (current === token) await unlink(lockFile).catch(() => undefined);
+}
