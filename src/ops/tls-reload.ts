@@ -170,6 +170,20 @@ export class TlsReloader {
       this.metrics?.reloads.inc({ outcome: 'failed' });
       return;
     }
+    const before = this.current.crl?.thisUpdate;
+    if (before !== undefined && next.crl !== undefined && next.crl.thisUpdate < before) {
+      // An older CRL lists fewer revocations: putting one back would let revoked clients in.
+      this.logger.error(
+        {
+          event: 'reload-failed',
+          trigger,
+          error: `the CRL ${this.source.crlFile} is older than the one in force`,
+        },
+        `TLS reload failed: the CRL ${this.source.crlFile} was made ${next.crl.thisUpdate.toISOString()}, before the one in force (${before.toISOString()}); the newer CRL stays in force`,
+      );
+      this.metrics?.reloads.inc({ outcome: 'failed' });
+      return;
+    }
     const changed = changedParts(this.current, next);
     if (changed.length === 0) return;
     this.current = next;

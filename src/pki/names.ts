@@ -51,10 +51,14 @@ const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 export function validateDnsName(name: string, flag = '--dns'): SubjectAltName {
   const lower = name.toLowerCase().replace(/\.$/, '');
   const labels = lower.split('.');
-  const ok =
-    lower.length > 0 &&
-    lower.length <= 253 &&
-    labels.every((label, i) => DNS_LABEL.test(label) || (i === 0 && label === '*' && labels.length > 2));
+  // No wildcards (docs/decisions.md): a certificate for every name under a domain is wider than
+  // any gate needs, whether asked for with --san or in a CSR.
+  if (labels[0] === '*')
+    throw new UsageError(
+      'E_USAGE_DNS',
+      `${flag} '${name}' is a wildcard; dockgate certifies exact names only: give each name the gate answers to.`,
+    );
+  const ok = lower.length > 0 && lower.length <= 253 && labels.every((label) => DNS_LABEL.test(label));
   if (!ok) throw new UsageError('E_USAGE_DNS', `${flag} '${name}' is not a valid DNS name.`);
   return { type: 'dns', value: lower };
 }

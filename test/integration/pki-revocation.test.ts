@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testTmpDir } from '../helpers/engine.js';
@@ -136,6 +136,26 @@ t.test('deleting crl.pem from a running gate keeps the CRL in force, and says so
   const failed = await gate.waitForLog(isReload, 10_000, rmMark);
   t.match(failed, { event: 'reload-failed', level: 'error' }, 'the missing CRL is a failed reload');
   t.match(String(failed.msg), /crl\.pem is gone; the previous CRL stays in force/, 'naming the file');
+  t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is still refused');
+  t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+});
+
+t.test('an older CRL put back over a newer one is refused: it would un-revoke clients', async (t) => {
+  const { dir, alice, bob } = await makePki('ec-p256');
+  await dockgatePki('crl', '--dir', dir); // a first CRL, revoking nobody
+  const older = await readFile(join(dir, 'crl.pem'));
+  const gate = await startGate(t, { certsDir: dir });
+  await sleep(1100); // the next CRL's thisUpdate is a later second
+  const mark = gate.logs().length;
+  await dockgatePki('revoke', 'alice', '--dir', dir);
+  await gate.waitForLog(isReload, 10_000, mark);
+  t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is refused once revoked');
+  const oldMark = gate.logs().length;
+  await writeFile(join(dir, 'crl.pem.tmp'), older);
+  await rename(join(dir, 'crl.pem.tmp'), join(dir, 'crl.pem'));
+  const failed = await gate.waitForLog(isReload, 10_000, oldMark);
+  t.match(failed, { event: 'reload-failed', level: 'error' }, 'the older CRL is a failed reload');
+  t.match(String(failed.msg), /before the one in force/, 'saying why');
   t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is still refused');
   t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
 });

@@ -48,7 +48,10 @@ t.test('client names are safe directory names', async (t) => {
 
 t.test('SANs: DNS names, IPv4 and IPv6, typed or bare', async (t) => {
   t.same(validateDnsName('Gate.Example.'), { type: 'dns', value: 'gate.example' });
-  t.same(validateDnsName('*.example.com'), { type: 'dns', value: '*.example.com' });
+  t.throws(() => validateDnsName('*.example.com'), { code: 'E_USAGE_DNS', message: /is a wildcard/ });
+  t.throws(() => validateDnsName('*.example.com', 'x.csr subjectAltName'), {
+    message: /^x\.csr subjectAltName/,
+  });
   t.throws(() => validateDnsName('bad_name'), { code: 'E_USAGE_DNS', message: /--dns 'bad_name'/ });
   t.same(validateIpAddress('[::1]'), { type: 'ip', value: '::1' });
   t.throws(() => validateIpAddress('300.1.1.1'), { code: 'E_USAGE_IP' });
