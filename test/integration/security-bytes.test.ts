@@ -151,9 +151,11 @@ t.test(
   async (t) => {
     const baseline = openFds(pid);
     const sockets: net.Socket[] = [];
-    // A ClientHello is never sent whole: 0x16 and the record header, then nothing.
+    // A ClientHello is never sent whole: 0x16 and the record header, then nothing. From 12
+    // addresses (all loopback), 250 each: one address may hold only 256 such connections.
     for (let i = 0; i < 3000; i++) {
-      const s = net.connect({ host: '127.0.0.1', port: gate.port });
+      const localAddress = `127.0.0.${10 + (i % 12)}`;
+      const s = net.connect({ host: '127.0.0.1', port: gate.port, localAddress });
       s.on('error', () => undefined);
       s.once('connect', () => s.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff])));
       sockets.push(s);
