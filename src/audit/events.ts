@@ -176,6 +176,8 @@ export interface ExchangeEvent extends ExchangeFields {
   readonly bytesOut: number;
   readonly durationMs: number;
   readonly cmd?: unknown;
+  /** The id the engine gave what a create made (a container, an exec). */
+  readonly createdId?: string;
 }
 
 /**
@@ -205,7 +207,17 @@ export function exchangeEndEvent(
     // Microsecond resolution is plenty and keeps lines short.
     durationMs: Math.round((now - exchange.startedAt) * 1000) / 1000,
     ...(audit?.cmd === undefined ? {} : { cmd: audit.cmd }),
+    ...createdIdOf(exchange),
   };
+}
+
+const CREATED_ID = /"Id"\s*:\s*"([0-9a-f]{64})"/;
+
+/** `{createdId}` from a create's 201 answer, as the relay kept it; nothing otherwise. */
+function createdIdOf(exchange: Exchange): { createdId?: string } {
+  if (exchange.response === undefined || exchange.status !== 201) return {};
+  const id = CREATED_ID.exec(exchange.response.toString('latin1'))?.[1];
+  return id === undefined ? {} : { createdId: id };
 }
 
 export interface HijackStartEvent extends ExchangeFields {

@@ -31,6 +31,11 @@ import { asStrings, decodeGoJson, structField } from '../policy/go-decode.js';
 import { parseGoJson } from '../policy/go-json.js';
 import { engineGetJson } from './engine-client.js';
 
+/** Operations whose answer names what they made (`{"Id":"..."}`), logged as createdId. */
+const CREATES = new Set(['container.create', 'container.exec']);
+/** Room for the answer's head and `{"Id":"<64 hex>","Warnings":[...]}`; the rest is not kept. */
+const CREATE_ANSWER_BYTES = 2048;
+
 export type PolicyMode = 'enforce' | 'audit';
 
 /** The policy in force; swapped whole on reload, read once per request. */
@@ -72,6 +77,9 @@ export function policyGuard(
     inspect(head: RequestHead, exchange: Exchange): GuardStep {
       const route = resolveOperation(head.method, head.target);
       exchange.operation = route.operation;
+      // The id of what a create makes is only in the engine's answer: kept for the audit line, so
+      // that an exec's start (which names the exec id) can be tied to its create (container, cmd).
+      if (CREATES.has(route.operation)) exchange.keepResponseBytes = CREATE_ANSWER_BYTES;
       // Fail closed: what cannot be audited is not done.
       const outage = refusing();
       if (outage !== undefined) return { kind: 'refuse', status: 503, message: outage };

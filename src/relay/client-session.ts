@@ -533,7 +533,11 @@ export class ClientSession {
   }
 
   private forwardToClient(bytes: Buffer): void {
-    if (this.exchange) this.exchange.bytesOut += bytes.length;
+    const exchange = this.exchange;
+    if (exchange) {
+      exchange.bytesOut += bytes.length;
+      if (exchange.keepResponseBytes !== undefined) keepResponse(exchange, bytes);
+    }
     this.writeClient(bytes);
   }
 
@@ -711,6 +715,16 @@ export class ClientSession {
     this.client.end();
     this.upstream?.end();
   }
+}
+
+/** Copies (engine bytes sit in a shared read buffer) what is still wanted of a create's answer. */
+function keepResponse(exchange: Exchange, bytes: Buffer): void {
+  const kept = exchange.response?.length ?? 0;
+  const room = (exchange.keepResponseBytes as number) - kept;
+  if (room <= 0) return;
+  const more = bytes.subarray(0, room);
+  exchange.response =
+    exchange.response === undefined ? Buffer.from(more) : Buffer.concat([exchange.response, more]);
 }
 
 function hasBody(head: RequestHead): boolean {

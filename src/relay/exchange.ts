@@ -18,6 +18,12 @@ export interface Exchange {
   operation?: string;
   /** What the guard noted for the audit line (decision, rule, role, target...). */
   audit?: unknown;
+  /**
+   * Set by the guard for a create, whose answer carries the id of what it made: the relay keeps up
+   * to this many bytes of the response (head and body) in `response`, for the audit line.
+   */
+  keepResponseBytes?: number;
+  response?: Buffer;
 }
 
 export interface RelayObserver {

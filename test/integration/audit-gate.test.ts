@@ -138,11 +138,16 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
       bytesIn: Number,
       bytesOut: Number,
       durationMs: Number,
+      createdId: /^[0-9a-f]{64}$/,
       prev: /^[0-9a-f]{64}$/,
       hash: /^[0-9a-f]{64}$/,
     },
     'an allowed create, field by field',
   );
+  const started = all.find(
+    (l) => l.event === 'request' && l.operation === 'container.start' && l.target === create?.createdId,
+  );
+  t.ok(started, 'the create names the id the CLI then starts (docker run starts by id)');
   const start = all.find((l) => l.event === 'hijack-start' && l.operation === 'container.attach');
   t.match(
     start,
@@ -180,7 +185,17 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
     'a denied create',
   );
   const execLine = all.find((l) => l.event === 'request' && l.operation === 'container.exec');
-  t.match(execLine, { cmd: ['<redacted>', '<redacted>'], target }, 'exec create logs its command, redacted');
+  t.match(
+    execLine,
+    { cmd: ['<redacted>', '<redacted>'], target, createdId: /^[0-9a-f]{64}$/ },
+    'exec create logs its command, redacted, and the exec id the engine gave it',
+  );
+  t.ok(
+    all.some(
+      (l) => l.operation === 'exec.start' && l.event === 'hijack-end' && l.target === execLine?.createdId,
+    ),
+    'the exec start (a hijacked stream) names that exec id: who ran what, where, ties together',
+  );
   const refused = all.find((l) => l.event === 'handshake-refused');
   t.match(
     refused,
