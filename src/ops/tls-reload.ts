@@ -7,7 +7,11 @@
  * the client's next handshake.
  */
 import { existsSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
+import { ConfigError } from '../errors.js';
+import { pkiPaths } from '../pki/files.js';
+import { readIndex } from '../pki/index-file.js';
 import type { TlsFiles } from '../config/serve-config.js';
 import { loadTlsMaterial, type TlsMaterial } from '../listener/tls-material.js';
 import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
@@ -36,9 +40,30 @@ export interface TlsSource {
 /** Loads and verifies everything; throws ConfigError naming the first bad file. */
 export async function loadTls(source: TlsSource): Promise<LoadedTls> {
   const crlFile = source.crlExplicit || existsSync(source.crlFile) ? source.crlFile : undefined;
+  if (crlFile === undefined) await refuseUnenforcedRevocations(source.crlFile);
   const material = loadTlsMaterial(source.files, crlFile);
   const crl = await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`);
   return { material, crl };
+}
+
+/**
+ * Without crl.pem the gate enforces no revocation. Where the CA's own directory is the certs
+ * directory, its index.json says whether certificates were revoked: then a missing crl.pem would
+ * let them in (deleted by mistake, or never copied), so the gate does not start on it.
+ */
+async function refuseUnenforcedRevocations(crlFile: string): Promise<void> {
+  const paths = pkiPaths(dirname(crlFile));
+  let revoked: number;
+  try {
+    revoked = (await readIndex(paths)).certificates.filter((c) => c.revoked !== undefined).length;
+  } catch {
+    return; // no readable index: nothing known about revocations here
+  }
+  if (revoked === 0) return;
+  throw new ConfigError(
+    'E_TLS_CRL_MISSING',
+    `${paths.index} records ${revoked} revoked certificate${revoked === 1 ? '' : 's'} but ${crlFile} is missing, so the gate would let them in; write it with 'dockgate pki crl --dir ${paths.dir}' (or copy it from where the CA key lives)`,
+  );
 }
 
 /**

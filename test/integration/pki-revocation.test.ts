@@ -9,8 +9,8 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { testTmpDir } from '../helpers/engine.js';
-import { GATE_MAIN, startGate, sleep, type RunningGate } from '../helpers/gate.js';
+import { testEngine, testTmpDir } from '../helpers/engine.js';
+import { GATE_MAIN, dockgateCli, startGate, sleep, type RunningGate } from '../helpers/gate.js';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
 import { curl } from '../helpers/curl.js';
 import { tlsExchange } from '../helpers/raw-clients.js';
@@ -135,9 +135,43 @@ t.test('deleting crl.pem from a running gate keeps the CRL in force, and says so
   await rm(join(dir, 'crl.pem'));
   const failed = await gate.waitForLog(isReload, 10_000, rmMark);
   t.match(failed, { event: 'reload-failed', level: 'error' }, 'the missing CRL is a failed reload');
-  t.match(String(failed.msg), /crl\.pem is gone; the previous CRL stays in force/, 'naming the file');
+  t.match(`${String(failed.msg)} ${String(failed.error)}`, /crl\.pem/, 'naming the file');
   t.match((await pingAs(gate, alice)).body, /revoked/, 'alice is still refused');
   t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+});
+
+t.test('a gate does not start when index.json records revocations and crl.pem is missing', async (t) => {
+  const { dir } = await makePki('ec-p256');
+  await dockgatePki('revoke', 'alice', '--dir', dir);
+  await rm(join(dir, 'crl.pem'));
+  const check = await dockgateCli(
+    'serve',
+    '--check',
+    '--certs',
+    dir,
+    '-H',
+    'tcp://127.0.0.1:0',
+    '--metrics-addr',
+    'off',
+  );
+  t.equal(check.code, 2, 'serve --check fails with exit 2');
+  t.match(
+    check.stderr,
+    /records 1 revoked certificate but .*crl\.pem is missing.*dockgate pki crl --dir/,
+    'saying why and what to do',
+  );
+  await dockgatePki('crl', '--dir', dir);
+  const again = await dockgateCli(
+    'serve',
+    '--check',
+    '--certs',
+    dir,
+    '-H',
+    'tcp://127.0.0.1:0',
+    '--metrics-addr',
+    'off',
+  );
+  t.match(again.stdout, /crl: ok \(1 revoked/, 'with the CRL written again, the check passes that point');
 });
 
 t.test('an older CRL put back over a newer one is refused: it would un-revoke clients', async (t) => {
