@@ -153,6 +153,8 @@ t.test('a gate does not start when index.json records revocations and crl.pem is
     'tcp://127.0.0.1:0',
     '--metrics-addr',
     'off',
+    '--upstream',
+    testEngine().host,
   );
   t.equal(check.code, 2, 'serve --check fails with exit 2');
   t.match(
@@ -170,6 +172,8 @@ t.test('a gate does not start when index.json records revocations and crl.pem is
     'tcp://127.0.0.1:0',
     '--metrics-addr',
     'off',
+    '--upstream',
+    testEngine().host,
   );
   t.match(again.stdout, /crl: ok \(1 revoked/, 'with the CRL written again, the check passes that point');
 });
