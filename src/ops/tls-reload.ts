@@ -179,34 +179,12 @@ export class TlsReloader {
     try {
       next = await loadTls(this.source);
     } catch (err) {
-      this.logger.error(
-        { event: 'reload-failed', trigger, error: err instanceof Error ? err.message : String(err) },
-        'TLS reload failed; the previous certificates and CRL stay in force',
-      );
-      this.metrics?.reloads.inc({ outcome: 'failed' });
+      this.reloadFailed(trigger, err instanceof Error ? err.message : String(err));
       return;
     }
-    if (this.current.crl !== undefined && next.crl === undefined) {
-      // Without this, deleting crl.pem would let every revoked client back in without a word.
-      this.logger.error(
-        { event: 'reload-failed', trigger, error: `the CRL ${this.source.crlFile} is gone` },
-        `TLS reload failed: the CRL ${this.source.crlFile} is gone; the previous CRL stays in force (restore it, or write a new one with 'dockgate pki crl'; only a restart drops a CRL)`,
-      );
-      this.metrics?.reloads.inc({ outcome: 'failed' });
-      return;
-    }
-    const before = this.current.crl?.thisUpdate;
-    if (before !== undefined && next.crl !== undefined && next.crl.thisUpdate < before) {
-      // An older CRL lists fewer revocations: putting one back would let revoked clients in.
-      this.logger.error(
-        {
-          event: 'reload-failed',
-          trigger,
-          error: `the CRL ${this.source.crlFile} is older than the one in force`,
-        },
-        `TLS reload failed: the CRL ${this.source.crlFile} was made ${next.crl.thisUpdate.toISOString()}, before the one in force (${before.toISOString()}); the newer CRL stays in force`,
-      );
-      this.metrics?.reloads.inc({ outcome: 'failed' });
+    const regression = crlRegression(this.current.crl, next.crl, this.source.crlFile);
+    if (regression !== undefined) {
+      this.reloadFailed(trigger, regression);
       return;
     }
     const changed = changedParts(this.current, next);
@@ -226,6 +204,32 @@ export class TlsReloader {
     );
     checkExpiry(next, this.logger);
   }
+
+  private reloadFailed(trigger: 'signal' | 'file-change', error: string): void {
+    this.logger.error(
+      { event: 'reload-failed', trigger, error },
+      `TLS reload failed (${error}); the previous certificates and CRL stay in force`,
+    );
+    this.metrics?.reloads.inc({ outcome: 'failed' });
+  }
+}
+
+/**
+ * Why a CRL that loaded fine must still not replace the one in force: it is gone (deleting
+ * crl.pem would let every revoked client back in without a word), or older (an old copy put back
+ * lists fewer revocations). Undefined when it may.
+ */
+function crlRegression(
+  current: LoadedCrl | undefined,
+  next: LoadedCrl | undefined,
+  file: string,
+): string | undefined {
+  if (current === undefined) return undefined;
+  if (next === undefined)
+    return `the CRL ${file} is gone (restore it, or write a new one with 'dockgate pki crl'; only a restart drops a CRL)`;
+  if (next.thisUpdate < current.thisUpdate)
+    return `the CRL ${file} was made ${next.thisUpdate.toISOString()}, before the one in force (${current.thisUpdate.toISOString()})`;
+  return undefined;
 }
 
 function changedParts(a: LoadedTls, b: LoadedTls): string[] {

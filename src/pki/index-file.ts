@@ -98,31 +98,14 @@ export async function updateIndex<T>(
 }
 
 /**
- * Writes index.json under the lock. Records are never removed and revocations never undone, so a
- * caller that read the index before taking the lock still loses nothing: records written since
- * are kept (in their place), as are their revocations; the CRL number only goes up.
+ * Writes index.json. Every caller read the index under the same withIndexLock (updateIndex,
+ * revokeCertificate, renewCrl), so nothing written meanwhile can be lost; the lock taken here is
+ * theirs again (re-entrant).
  */
 export async function writeIndex(paths: PkiPaths, index: PkiIndex): Promise<void> {
-  await withIndexLock(paths, async () => {
-    if (await pathExists(paths.index)) mergeWritten(index, await readIndex(paths));
-    await writeFileAtomic(paths.index, JSON.stringify(index, null, 2) + '\n', {
-      mode: MODE_INDEX,
-      replace: true,
-    });
-  });
-}
-
-function mergeWritten(index: PkiIndex, onDisk: PkiIndex): void {
-  const mine = new Map(index.certificates.map((c) => [c.serial, c]));
-  const merged = onDisk.certificates.map((theirs) => {
-    const own = mine.get(theirs.serial);
-    if (!own) return theirs;
-    mine.delete(theirs.serial);
-    if (theirs.revoked && !own.revoked) own.revoked = theirs.revoked;
-    return own;
-  });
-  index.certificates = [...merged, ...mine.values()];
-  index.crlNumber = Math.max(index.crlNumber, onDisk.crlNumber);
+  await withIndexLock(paths, () =>
+    writeFileAtomic(paths.index, JSON.stringify(index, null, 2) + '\n', { mode: MODE_INDEX, replace: true }),
+  );
 }
 
 export async function writeIndexIfMissing(paths: PkiPaths, index: PkiIndex): Promise<void> {
