@@ -26,6 +26,7 @@ import {
   type CertificateKind,
   type IssuedCertificate,
 } from './index-file.js';
+import { withIndexLock } from './index-lock.js';
 import {
   generateKey,
   keyAlgorithmOf,
@@ -203,35 +204,42 @@ export async function issueClient(
   const bundleDir = clientBundleDir(paths, name);
   if (await pathExists(bundleDir)) throw refuseOverwrite(bundleDir);
   // A bundle made elsewhere, or a signed CSR, may carry the name too: one valid certificate per name.
+  // Checked first to fail before a slow key generation, and again under the index lock with the
+  // issue and the record, so that a `pki sign` of the same CN meanwhile cannot also succeed. The key
+  // is generated outside the lock: an RSA-4096 key can take longer than other commands wait for it.
   refuseValidClientNamed(await readIndex(paths), name, paths.index);
   const ca = await loadCa(paths, opts.passphrase);
   const { key, keyAlgorithm, publicKeyDer } = await newKeyFor(ca, opts.keyType);
-  const leaf = await issueLeaf(ca, {
-    kind: 'client',
-    commonName: name,
-    organizationalUnits: opts.organizationalUnits,
-    publicKeyDer,
-    keyAlgorithm,
-    sans: [],
-    days: opts.days,
-  });
-  await ensureDir(paths.clientsDir);
-  await writeDirectoryAtomic(bundleDir, MODE_BUNDLE_DIR, async (tmp) => {
-    await writeFileAtomic(join(tmp, 'key.pem'), privateKeyPem(key.privateKey), { mode: MODE_PRIVATE_KEY });
-    await writeFileAtomic(join(tmp, 'cert.pem'), leaf.pem, { mode: MODE_CERTIFICATE });
-    await writeFileAtomic(join(tmp, 'ca.pem'), ca.pem.endsWith('\n') ? ca.pem : ca.pem + '\n', {
-      mode: MODE_CERTIFICATE,
-    });
-  });
   const certFile = join(bundleDir, 'cert.pem');
-  const record = recordFor(leaf.pem, {
-    name,
-    kind: 'client',
-    source: 'generated',
-    file: certFile,
-    dir: paths.dir,
+  const { leaf, record } = await withIndexLock(paths, async () => {
+    refuseValidClientNamed(await readIndex(paths), name, paths.index);
+    const leaf = await issueLeaf(ca, {
+      kind: 'client',
+      commonName: name,
+      organizationalUnits: opts.organizationalUnits,
+      publicKeyDer,
+      keyAlgorithm,
+      sans: [],
+      days: opts.days,
+    });
+    await ensureDir(paths.clientsDir);
+    await writeDirectoryAtomic(bundleDir, MODE_BUNDLE_DIR, async (tmp) => {
+      await writeFileAtomic(join(tmp, 'key.pem'), privateKeyPem(key.privateKey), { mode: MODE_PRIVATE_KEY });
+      await writeFileAtomic(join(tmp, 'cert.pem'), leaf.pem, { mode: MODE_CERTIFICATE });
+      await writeFileAtomic(join(tmp, 'ca.pem'), ca.pem.endsWith('\n') ? ca.pem : ca.pem + '\n', {
+        mode: MODE_CERTIFICATE,
+      });
+    });
+    const record = recordFor(leaf.pem, {
+      name,
+      kind: 'client',
+      source: 'generated',
+      file: certFile,
+      dir: paths.dir,
+    });
+    await recordIssued(paths, record);
+    return { leaf, record };
   });
-  await recordIssued(paths, record);
   return {
     record,
     files: [join(bundleDir, 'ca.pem'), certFile, join(bundleDir, 'key.pem')],

@@ -619,3 +619,26 @@ t.test('pki sign --client refuses a CN that a valid certificate already carries'
     ],
   );
 });
+
+t.test('pki client and pki sign of the same CN at once: one certificate, the other refused', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await writeFile(join(dir, 'racer.csr'), (await makeCsr('CN=racer')).toString('pem'));
+  // pki client checks the name, then spends a while on an RSA-4096 key; the CSR with the same CN
+  // is signed during that while. Whichever order they land in, only one may carry the name.
+  const generated = dockgate(['pki', 'client', 'racer', '--key-type', 'rsa-4096', '--dir', dir]);
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  const signed = dockgate(['pki', 'sign', join(dir, 'racer.csr'), '--client', '--dir', dir]);
+  const outcomes = await Promise.allSettled([generated, signed]);
+  const refused = outcomes.filter((o) => o.status === 'rejected');
+  t.equal(refused.length, 1, 'exactly one of the two is refused');
+  t.match(refused[0], { reason: { code: 'E_PKI_NAME_IN_USE' } });
+  t.same(
+    (await listed(dir)).filter((c) => c.name === 'racer').map((c) => c.status),
+    ['valid'],
+    'one valid certificate named racer is recorded',
+  );
+  if (outcomes[0].status === 'rejected') {
+    await t.rejects(stat(join(dir, 'clients', 'racer')), { code: 'ENOENT' }, 'no bundle left behind');
+  }
+});
