@@ -9,11 +9,13 @@ import type { Identity } from '../identity/identity.js';
 import type { RefusedClient } from '../listener/gate-listener.js';
 import type { Exchange, RelayObserver } from '../relay/exchange.js';
 import { AuditDestination } from './destination.js';
+import { RefusalLineBudget, REFUSAL_QUIET_MS } from './refusal-budget.js';
 import {
   AUDIT_LEVEL,
   connectionAuditLogger,
   exchangeEndEvent,
   handshakeRefusedEvent,
+  refusalsSuppressedEvent,
   hijackStartEvent,
   type AuditLogger,
   type RequestAudit,
@@ -45,7 +47,7 @@ export interface AuditLog {
    * tls-reload.ts...) takes it unchanged. The same instance as `audit`.
    */
   readonly logger: Logger;
-  /** For audit lines (`audit.audit(event)`), auditObserver() and auditRefusal(). */
+  /** For audit lines (`audit.audit(event)`), auditObserver() and refusalAuditor(). */
   readonly audit: AuditLogger;
   /** False while lines cannot be written (disk full, file unwritable, backlog full). */
   readonly healthy: boolean;
@@ -176,6 +178,31 @@ export function auditObserver(
   };
 }
 
-export function auditRefusal(logger: AuditLogger, refused: RefusedClient): void {
-  logger.audit(handshakeRefusedEvent(refused));
+/**
+ * Writes `handshake-refused` lines, as many per address as RefusalLineBudget allows;
+ * `perAddress` 0 writes every one.
+ */
+export interface RefusalAuditor {
+  refused(refused: RefusedClient): void;
+  /** Stops the sweep and writes every count not yet written; call before the log closes. */
+  close(): void;
+}
+
+export function refusalAuditor(logger: AuditLogger, perAddress: number): RefusalAuditor {
+  if (perAddress === 0) {
+    return { refused: (refused) => logger.audit(handshakeRefusedEvent(refused)), close: () => undefined };
+  }
+  const budget = new RefusalLineBudget(perAddress, (suppressed) =>
+    logger.audit(refusalsSuppressedEvent(suppressed)),
+  );
+  const sweep = setInterval(() => budget.sweep(), REFUSAL_QUIET_MS / 2).unref();
+  return {
+    refused(refused: RefusedClient): void {
+      if (budget.admit(refused.remoteAddress, refused.reason)) logger.audit(handshakeRefusedEvent(refused));
+    },
+    close(): void {
+      clearInterval(sweep);
+      budget.sweep(true);
+    },
+  };
 }

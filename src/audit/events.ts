@@ -12,6 +12,7 @@ import type { Identity } from '../identity/identity.js';
 import type { RefusedClient } from '../listener/gate-listener.js';
 import type { Exchange } from '../relay/exchange.js';
 import { targetPath } from '../relay/exchange.js';
+import type { SuppressedRefusals } from './refusal-budget.js';
 
 /**
  * Audit lines use their own pino level, above fatal, so that --log-level never filters them out:
@@ -45,6 +46,7 @@ export const auditFields = {
   cmd: "an exec create's command: every argument `<redacted>` unless --audit-exec-cmd",
   detail: "OpenSSL's or node's code for a refused handshake, e.g. `CERT_HAS_EXPIRED`",
   claimedCn: 'the CN a refused certificate claims: unverified, for investigation only',
+  suppressed: 'how many refusals of that address were not written since its last `handshake-refused` line',
   file: 'the audit log file (audit-log-* events)',
   continues: 'how the chain of a newly opened file begins: `genesis`, `file-tail`, `previous-file`',
   droppedLines: 'lines that could not be written while the audit log was unhealthy',
@@ -96,6 +98,11 @@ export const auditEvents = {
     level: 'audit',
     when: 'a client was refused at the door (certificate, plain HTTP, limits) or for renegotiating',
     fields: ['remoteAddress', 'reason', 'detail', 'claimedCn'],
+  },
+  'handshake-refusals-suppressed': {
+    level: 'audit',
+    when: 'refusals of one address past its line budget (a burst of 20, then 1 a second) were counted, not written',
+    fields: ['remoteAddress', 'reason', 'suppressed'],
   },
   'audit-log-opened': {
     level: 'info',
@@ -265,5 +272,23 @@ export function handshakeRefusedEvent(refused: RefusedClient): HandshakeRefusedE
     reason: refused.reason,
     detail: unverifiedText(refused.detail),
     claimedCn: refused.claimedCn === undefined ? undefined : unverifiedText(refused.claimedCn),
+  };
+}
+
+export interface RefusalsSuppressedEvent {
+  readonly event: 'handshake-refusals-suppressed';
+  /** The address without its port: the budget is per address. */
+  readonly remoteAddress: string;
+  /** The reason of the last refusal not written. */
+  readonly reason: string;
+  readonly suppressed: number;
+}
+
+export function refusalsSuppressedEvent(suppressed: SuppressedRefusals): RefusalsSuppressedEvent {
+  return {
+    event: 'handshake-refusals-suppressed',
+    remoteAddress: suppressed.address,
+    reason: suppressed.lastReason,
+    suppressed: suppressed.count,
   };
 }

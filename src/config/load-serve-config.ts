@@ -105,6 +105,7 @@ function buildConfig(
       logFile: pick('audit-log').source === 'default' ? undefined : resolvePath(pick('audit-log')),
       execCmd: booleanOf(pick('audit-exec-cmd')),
       failMode: auditFailModeOf(pick('audit-fail')),
+      refusalsPerAddress: countOf(pick('audit-refusals-per-address')),
     },
     configFile,
   };

@@ -43,6 +43,8 @@ export interface AuditConfig {
   readonly execCmd: boolean;
   /** --audit-fail: refuse requests (closed) or serve unaudited (open) while the log cannot be written. */
   readonly failMode: 'closed' | 'open';
+  /** --audit-refusals-per-address: handshake-refused lines an address may write at once; 0: all. */
+  readonly refusalsPerAddress: number;
 }
 
 export interface ServeConfig {

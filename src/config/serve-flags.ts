@@ -235,6 +235,16 @@ export const serveFlags = [
     fileKey: 'audit-exec-cmd',
   },
   {
+    name: 'audit-refusals-per-address',
+    kind: 'count',
+    valueName: 'N',
+    default: 20,
+    description:
+      'handshake-refused lines one client address may write at once, then one a second; the rest are counted in one line (0: no limit)',
+    env: 'DOCKGATE_AUDIT_REFUSALS_PER_ADDRESS',
+    fileKey: 'audit-refusals-per-address',
+  },
+  {
     name: 'audit-fail',
     kind: 'string',
     valueName: 'MODE',

@@ -14,7 +14,7 @@ import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { UpstreamPool } from '../relay/upstream-pool.js';
 import { dockerErrorResponse } from '../relay/gate-response.js';
-import { auditObserver, auditRefusal } from '../audit/audit-log.js';
+import { auditObserver, refusalAuditor, type RefusalAuditor } from '../audit/audit-log.js';
 import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
@@ -47,6 +47,8 @@ export class Gate {
   private stopping = false;
   /** The CRL in force (the listener's secure context has it too, from the same load). */
   private crl: LoadedCrl | undefined;
+  /** handshake-refused lines, a budget of them per address. */
+  private readonly refusals: RefusalAuditor;
 
   constructor(
     private readonly config: ServeConfig,
@@ -58,6 +60,7 @@ export class Gate {
     /** Why requests must be refused now (the audit log cannot be written), or undefined. */
     private readonly refusing: () => string | undefined = () => undefined,
   ) {
+    this.refusals = refusalAuditor(audit, config.audit.refusalsPerAddress);
     this.connectUpstream = upstreamConnector(config.upstream);
     this.upstreams = new UpstreamPool(this.connectUpstream, {
       maxIdle: ENGINE_POOL_MAX_IDLE,
@@ -141,12 +144,13 @@ export class Gate {
     for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
     this.upstreams.close();
     await closing;
+    this.refusals.close();
     return { cut };
   }
 
   private recordRefusal(refused: RefusedClient): void {
     this.metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
-    auditRefusal(this.audit, refused);
+    this.refusals.refused(refused);
   }
 
   private accept(socket: TLSSocket, identity: Identity): void {

@@ -8,12 +8,15 @@ import t, { type Test } from 'tap';
 import { docker, dockerClis, type CliResult } from '../helpers/docker-cli.js';
 import { containerExists, containersToRemove, testEngine, uniqueName } from '../helpers/engine.js';
 import { curl } from '../helpers/curl.js';
-import { requestLines, startGate, type LogLine, type RunningGate } from '../helpers/gate.js';
+import { gateMetrics, requestLines, startGate, type LogLine, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
+import { tcpExchange } from '../helpers/raw-clients.js';
 
 const engine = testEngine();
 const pki = await makeOpensslPki(t);
-const gate: RunningGate = await startGate(t, { pki });
+// Every refusal written: the docker CLIs retry, and these cases together pass the default
+// per-address budget of refusal lines (tested last, on a gate of its own).
+const gate: RunningGate = await startGate(t, { pki, args: ['--audit-refusals-per-address', '0'] });
 
 interface Case {
   readonly what: string;
@@ -194,4 +197,36 @@ t.test('the seed client certificate is still accepted after all those refusals',
   const r = await curl(`https://127.0.0.1:${gate.port}/_ping`, { bundle: pki.client });
   t.equal(r.status, 200, 'HTTP 200', { stderr: r.stderr });
   t.equal(r.body, 'OK');
+});
+
+t.test('a client refused in a loop writes a bounded number of lines and one count of the rest', async (t) => {
+  // A gate of its own: the loop spends this address's line budget.
+  const looped = await startGate(t, { pki });
+  const attempts = 60;
+  const started = Date.now();
+  for (let i = 0; i < attempts; i++) {
+    const answer = await tcpExchange(looped.port, ['GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\n']);
+    t.equal(answer.status, 400, 'each attempt is answered 400 all the same', { text: answer.text });
+  }
+  const seconds = (Date.now() - started) / 1000;
+  t.match(
+    await gateMetrics(looped),
+    new RegExp(`dockgate_handshakes_total\\{outcome="refused",reason="plain-http"\\} ${attempts}\\b`),
+    'the metric counts every refusal',
+  );
+  await looped.stop();
+  const lines = looped.logs();
+  const written = lines.filter((l) => l.event === 'handshake-refused').length;
+  t.ok(
+    written >= 20 && written <= 20 + Math.ceil(seconds) + 1,
+    `${written} lines in ${seconds.toFixed(1)} s`,
+  );
+  const counted = lines.filter((l) => l.event === 'handshake-refusals-suppressed');
+  t.ok(counted.length >= 1, 'the rest were counted');
+  t.match(counted.at(-1), { level: 'audit', remoteAddress: '127.0.0.1', reason: 'plain-http' });
+  t.equal(
+    written + counted.reduce((sum, l) => sum + Number(l.suppressed), 0),
+    attempts,
+    'lines and counts add up to every attempt',
+  );
 });

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { auditObserver, auditRefusal, createAuditLog } from '../../src/audit/audit-log.js';
+import { auditObserver, createAuditLog, refusalAuditor } from '../../src/audit/audit-log.js';
 import { auditEvents, exchangeEndEvent, handshakeRefusedEvent } from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { Exchange } from '../../src/relay/exchange.js';
@@ -51,12 +51,14 @@ t.test('request, hijack-start/-end and handshake-refused lines carry the documen
   const stream = exchange({ target: '/containers/web/attach?stream=1', status: 101, hijacked: true });
   observer.hijackStarted(stream);
   observer.exchangeEnded({ ...stream, bytesIn: 412, bytesOut: 9120 });
-  auditRefusal(log.audit, {
+  const refusals = refusalAuditor(log.audit, 20);
+  refusals.refused({
     reason: 'expired',
     detail: 'CERT_HAS_EXPIRED',
     remoteAddress: '127.0.0.1:40112',
     claimedCn: 'old-laptop',
   });
+  refusals.close();
   await log.close();
   const [request, start, end, refused] = readLines(file);
   const client = {

@@ -467,27 +467,48 @@ t.test('bad limit values exit 2 naming the flag', async (t) => {
 });
 
 t.test(
-  '--audit-log, --audit-exec-cmd and --audit-fail come from flags, environment or config file',
+  '--audit-log, --audit-exec-cmd, --audit-fail and --audit-refusals-per-address come from flags, environment or config file',
   async (t) => {
-    t.same(config([]).audit, { logFile: undefined, execCmd: false, failMode: 'closed' });
-    t.same(config(['--audit-log', 'logs/audit.log', '--audit-exec-cmd', '--audit-fail', 'open']).audit, {
-      logFile: '/work/gate/logs/audit.log',
-      execCmd: true,
-      failMode: 'open',
+    t.same(config([]).audit, {
+      logFile: undefined,
+      execCmd: false,
+      failMode: 'closed',
+      refusalsPerAddress: 20,
     });
+    t.same(
+      config([
+        '--audit-log',
+        'logs/audit.log',
+        '--audit-exec-cmd',
+        '--audit-fail',
+        'open',
+        '--audit-refusals-per-address',
+        '0',
+      ]).audit,
+      { logFile: '/work/gate/logs/audit.log', execCmd: true, failMode: 'open', refusalsPerAddress: 0 },
+    );
     t.same(
       config([], {
         DOCKGATE_AUDIT_LOG: '/var/log/dockgate.log',
         DOCKGATE_AUDIT_EXEC_CMD: 'true',
         DOCKGATE_AUDIT_FAIL: 'open',
+        DOCKGATE_AUDIT_REFUSALS_PER_ADDRESS: '200',
       }).audit,
-      { logFile: '/var/log/dockgate.log', execCmd: true, failMode: 'open' },
+      { logFile: '/var/log/dockgate.log', execCmd: true, failMode: 'open', refusalsPerAddress: 200 },
     );
-    const dir = t.testdir({ 'serve.yaml': 'audit-log: audit.log\nauditExecCmd: true\naudit-fail: closed\n' });
+    const dir = t.testdir({
+      'serve.yaml':
+        'audit-log: audit.log\nauditExecCmd: true\naudit-fail: closed\nauditRefusalsPerAddress: 5\n',
+    });
     t.same(config(['--config', join(dir, 'serve.yaml')]).audit, {
       logFile: join(dir, 'audit.log'),
       execCmd: true,
       failMode: 'closed',
+      refusalsPerAddress: 5,
+    });
+    t.match(rejection(t, ['--audit-refusals-per-address', 'many']), {
+      code: 'E_FLAG_VALUE',
+      message: /^--audit-refusals-per-address /,
     });
     t.match(rejection(t, ['--audit-fail', 'maybe']), {
       code: 'E_FLAG_VALUE',
