@@ -156,6 +156,7 @@ export class ClientSession {
     this.closed = true;
     this.response.stop();
     this.timers.dispose();
+    this.reportAbandonedHead();
     this.reqPhase = RequestPhase.Closed;
     if (this.exchange) this.endExchange(outcome);
     this.client.destroy();
@@ -435,6 +436,7 @@ export class ClientSession {
   private onClientEnd(): void {
     this.clientEnded = true;
     if (this.closed) return;
+    this.reportAbandonedHead();
     // Half-close is passed on as it is: dockerd reads EOF on stdin of an attach/exec stream, and
     // ends a streaming response (events, logs -f) when its client stops sending, as it would
     // talking to the client directly.
@@ -667,6 +669,27 @@ export class ClientSession {
     }
     if (exchange !== null) exchange.error = message;
     this.destroy('upstream-failed');
+  }
+
+  /**
+   * A verified client that leaves in the middle of a request head reached nothing, but it did
+   * connect and start something: the audit log says who, as it does for a head that timed out.
+   */
+  private reportAbandonedHead(): void {
+    if (this.reqPhase !== RequestPhase.Head || this.exchange !== null || this.pending === null) return;
+    const bytesIn = this.pending.length;
+    this.pending = null;
+    this.options.observer.exchangeEnded({
+      method: '-',
+      target: '-',
+      status: 0,
+      startedAt: performance.now(),
+      bytesIn,
+      bytesOut: 0,
+      hijacked: false,
+      outcome: 'client-aborted',
+      error: 'the client closed the connection in the middle of a request head',
+    });
   }
 
   /** A request the gate will not relay: answer it and close, since framing cannot be trusted. */

@@ -6,6 +6,7 @@
  * verify as one chain; `dockgate policy learn` turns an audit-mode log into a policy.
  */
 import t from 'tap';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
@@ -13,6 +14,7 @@ import { containersToRemove, runDetached, testEngine, testTmpDir, uniqueName } f
 import { curl } from '../helpers/curl.js';
 import { dockgateCli, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
+import { connectAny } from '../helpers/raw-clients.js';
 
 const cli = dockerClis()[0]!;
 const image = testEngine().image;
@@ -298,3 +300,49 @@ t.test('policy learn turns an audit-mode log into a policy that allows what was 
   );
   t.equal(check.code, 0, 'and allows the create it learned from', { output: check.stdout + check.stderr });
 });
+
+t.test(
+  'a verified client that leaves in the middle of a request head is named in a request line',
+  async (t) => {
+    const gate = await startGate(t, { pki });
+    const leave = async (bytes: string) => {
+      const socket = connectAny(gate.port, pki.client);
+      await once(socket, 'secureConnect');
+      socket.end(bytes);
+      await once(socket, 'close');
+    };
+    await gate.settled();
+    const mark = gate.logs().length;
+    await leave('');
+    await gate.settled();
+    t.same(
+      gate
+        .logs()
+        .slice(mark)
+        .filter((l) => l.event === 'request'),
+      [],
+      'a connection that sent nothing leaves no request line',
+    );
+    const partial = 'POST /containers/create HTTP/1.1\r\nHost: gate\r\nContent-Ty';
+    await leave(partial);
+    const line = await gate.waitForLog((l) => l.event === 'request', 10_000, mark);
+    t.match(line, {
+      level: 'audit',
+      client: { cn: 'client' },
+      method: '-',
+      status: 0,
+      outcome: 'client-aborted',
+      bytesIn: partial.length,
+      error: 'the client closed the connection in the middle of a request head',
+    });
+    await gate.settled();
+    t.equal(
+      gate
+        .logs()
+        .slice(mark)
+        .filter((l) => l.event === 'request').length,
+      1,
+      'one line',
+    );
+  },
+);
