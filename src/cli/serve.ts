@@ -61,8 +61,17 @@ export async function run(argv: string[]): Promise<number> {
       ? 'dockgate: the audit log cannot be written, so requests are refused until it can (--audit-fail closed)'
       : undefined;
   const gate = new Gate(config, tls, logger, metrics, log.audit, policy.current, refusing);
-  await gate.start();
-  const health = await startOpsListener(config, metrics, logger, refusing);
+  let health: HealthServer | undefined;
+  try {
+    await gate.start();
+    health = await startOpsListener(config, metrics, logger, refusing);
+  } catch (err) {
+    // A port in use after another was bound (a second -H, --metrics-addr): what was bound is
+    // closed again, or the process would go on serving half-started, without its signal handlers.
+    await gate.shutdown(0);
+    await log.close();
+    throw err;
+  }
   const reloader = new TlsReloader(source, tls, gate, logger, metrics);
   reloader.start();
   policy.start();

@@ -299,6 +299,33 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
   const busy = await fail(['-H', `tcp://127.0.0.1:${port}`, '--upstream', testEngine().host]);
   t.equal(busy.code, 2, 'a port in use exits 2');
   t.match(busy.stderr, /--host tcp:\/\/127\.0\.0\.1:\d+: the port is already in use/);
+
+  // The same when serving for real and the busy port comes after one already bound: the gate
+  // must not go on serving half-started (a timeout here means it kept running).
+  const serve = (args: string[]) =>
+    run(process.execPath, [GATE_MAIN, ...base.slice(0, -2), ...args], { timeout: 20_000 }).then(
+      () => ({ code: 0, stderr: '', signal: null }),
+      (e: { code: number; stderr: string; signal: string | null }) => e,
+    );
+  const free = await freePort();
+  for (const [what, args, named] of [
+    [
+      '--metrics-addr',
+      ['-H', `tcp://127.0.0.1:${free}`, '--metrics-addr', `127.0.0.1:${port}`],
+      /--metrics-addr 127\.0\.0\.1:\d+: the port is already in use/,
+    ],
+    [
+      'a second -H',
+      ['-H', `tcp://127.0.0.1:${free}`, '-H', `tcp://127.0.0.1:${port}`, '--metrics-addr', 'off'],
+      /--host tcp:\/\/127\.0\.0\.1:\d+: the port is already in use/,
+    ],
+  ] as const) {
+    const r = await serve(['--upstream', testEngine().host, ...args]);
+    t.same([r.code, r.signal], [2, null], `serve with ${what} on a port in use exits 2`, {
+      stderr: r.stderr,
+    });
+    t.match(r.stderr, named, 'naming the address');
+  }
 });
 
 t.test('dockgate health exits 0 against a healthy gate, 1 against an unhealthy or absent one', async (t) => {
