@@ -5,6 +5,8 @@
  * audit.log.2, audit.log.1, audit.log), so the links between rotated files are checked too.
  */
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createGunzip } from 'node:zlib';
 import { GENESIS_HASH, checkLine } from './hash-chain.js';
 
 export type BreakKind = 'edited' | 'unchained' | 'deleted' | 'inserted' | 'reordered';
@@ -51,7 +53,7 @@ async function* linesOf(files: readonly string[]): AsyncGenerator<ReadLine> {
   for (const file of files) {
     let line = 0;
     let carry: Buffer = Buffer.alloc(0);
-    for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    for await (const chunk of await contentOf(file)) {
       let start = 0;
       let data = chunk;
       if (carry.length > 0) {
@@ -66,6 +68,28 @@ async function* linesOf(files: readonly string[]): AsyncGenerator<ReadLine> {
     }
     if (carry.length > 0) yield { bytes: carry, position: { file, line: ++line } };
   }
+}
+
+/**
+ * A file's bytes; gunzipped when it starts with gzip's magic bytes, since logrotate's `compress`
+ * leaves every older file as FILE.N.gz.
+ */
+async function contentOf(file: string): Promise<AsyncIterable<Buffer>> {
+  const handle = await open(file, 'r');
+  let gzipped: boolean;
+  try {
+    const { bytesRead, buffer } = await handle.read(Buffer.alloc(2), 0, 2, 0);
+    gzipped = bytesRead === 2 && buffer[0] === 0x1f && buffer[1] === 0x8b;
+  } finally {
+    await handle.close();
+  }
+  const stream = createReadStream(file);
+  if (!gzipped) return stream;
+  const gunzip = createGunzip();
+  // A corrupt file ends the read with zlib's error, which the caller reports with the file named.
+  stream.on('error', (err) => gunzip.destroy(err));
+  gunzip.on('error', (err: NodeJS.ErrnoException) => Object.assign(err, { path: file }));
+  return stream.pipe(gunzip);
 }
 
 /** Verifies the chain over the files; rejects (with the OS error) when a file cannot be read. */

@@ -12,7 +12,8 @@ const processIo: CommandIo = { stdout: process.stdout, stderr: process.stderr, e
 export const auditUsage = `Usage: dockgate audit verify FILE [FILE...]
 
 Check the hash chain of audit log files written with 'dockgate serve --audit-log FILE'.
-Give rotated files oldest first (audit.log.2 audit.log.1 audit.log) to check the links between them.
+Give rotated files oldest first (audit.log.2.gz audit.log.1 audit.log) to check the links between
+them; gzipped files (logrotate's compress) are read as they are.
 Prints OK with the line count and the last line's hash, or the first broken link: the line and
 what happened to it (edited, deleted, inserted, reordered, cut short).
 Exit status: 0 the chain holds, 1 it is broken, 2 a file cannot be read.
@@ -44,9 +45,10 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
     report = await verifyChain(positionals);
   } catch (err) {
     const file = err && typeof err === 'object' && 'path' in err ? String(err.path) : positionals.join(', ');
+    const code = systemErrorCode(err);
     throw new DockgateError(
       'E_AUDIT_UNREADABLE',
-      `cannot read audit log ${file} (${systemErrorCode(err)}).`,
+      `cannot read audit log ${file} (${code.startsWith('Z_') ? `a damaged gzip file: ${code}` : code}).`,
       {
         exitCode: 2,
         cause: err,

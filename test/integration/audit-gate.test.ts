@@ -7,7 +7,10 @@
  */
 import t from 'tap';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
 import { containersToRemove, runDetached, testEngine, testTmpDir, uniqueName } from '../helpers/engine.js';
@@ -50,6 +53,7 @@ async function lines(file: string): Promise<Line[]> {
 }
 
 const dockgate = dockgateCli;
+const runFile = promisify(execFile);
 
 t.test('an audit log of real traffic: fields, no secrets, a chain that verify checks', async (t) => {
   const auditFile = join(dir, 'audit.log');
@@ -220,36 +224,53 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
   t.match(broken.stdout + broken.stderr, /line \d+.*edited|edited.*line \d+/i);
 });
 
+const logrotate = ['/usr/sbin/logrotate', '/usr/bin/logrotate'].find((p) => existsSync(p));
+
+/** The logrotate recipe of docs/audit-log.md, for `file`, signalling the gate with `pid`. */
+async function docsLogrotateRecipe(file: string, pid: number): Promise<string> {
+  const docs = await readFile(new URL('../../docs/audit-log.md', import.meta.url), 'utf8');
+  const recipe = /\n```\n(\/var\/log\/dockgate\/audit\.log \{[\s\S]*?\n\})\n```/.exec(docs)?.[1];
+  if (recipe === undefined)
+    throw new Error('docs/audit-log.md has no logrotate recipe for /var/log/dockgate/audit.log');
+  return recipe
+    .replace('/var/log/dockgate/audit.log', file)
+    .replace('systemctl kill -s HUP dockgate.service', `kill -HUP ${pid}`);
+}
+
 t.test(
-  'SIGHUP reopens the audit log after a logrotate-style rename; both files verify as one chain',
+  "docs/audit-log.md's logrotate recipe, run by logrotate twice: the gate reopens, and the files verify as one chain",
+  {
+    skip: !logrotate && !process.env.CI ? 'logrotate is not installed (apt-get install logrotate)' : false,
+  },
   async (t) => {
-    const auditFile = join(dir, 'rotated.log');
+    const rotateDir = await mkdtemp(join(testTmpDir(), 'dockgate-logrotate-'));
+    const auditFile = join(rotateDir, 'audit.log');
     const gate = await startGate(t, { pki, args: ['--audit-log', auditFile] });
-    exitsWith(
-      t,
-      await docker(cli, { host: gate.host, certPath: pki.client.dir }, ['ps']),
-      0,
-      'before rotation:',
-    );
-    await rename(auditFile, `${auditFile}.1`);
-    const mark = gate.logs().length;
-    gate.process.kill('SIGHUP');
-    await new Promise((r) => setTimeout(r, 500));
-    exitsWith(
-      t,
-      await docker(cli, { host: gate.host, certPath: pki.client.dir }, ['ps']),
-      0,
-      'after rotation:',
-    );
-    void mark;
+    const conf = join(rotateDir, 'logrotate.conf');
+    await writeFile(conf, await docsLogrotateRecipe(auditFile, gate.process.pid!), { mode: 0o644 });
+    const rotate = async () => {
+      const r = await runFile(logrotate ?? 'logrotate', ['-f', '-s', join(rotateDir, 'state'), conf]);
+      t.equal(r.stderr, '', 'logrotate takes the recipe without a complaint');
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the gate's reopen after the HUP
+    };
+    const ps = async (label: string) =>
+      exitsWith(t, await docker(cli, { host: gate.host, certPath: pki.client.dir }, ['ps']), 0, label);
+    await ps('before rotation:');
+    await rotate();
+    await ps('after the first rotation:');
+    await rotate();
+    await ps('after the second rotation:');
     t.equal(await gate.stop('SIGTERM'), 0);
+    t.ok(existsSync(`${auditFile}.2.gz`), 'the older file was compressed');
+    t.equal((await stat(auditFile)).mode & 0o777, 0o640, 'the new file is mode 0640');
     const after = await lines(auditFile);
     t.ok(
       after.some((l) => l.event === 'request' && l.operation === 'container.list'),
-      'the new file has the request after rotation',
+      'the newest file has the request made after the second rotation',
     );
-    const both = await dockgate('audit', 'verify', `${auditFile}.1`, auditFile);
-    t.equal(both.code, 0, 'the rotated and the new file verify as one chain');
+    const all = await dockgate('audit', 'verify', `${auditFile}.2.gz`, `${auditFile}.1`, auditFile);
+    t.equal(all.code, 0, 'the compressed, the rotated and the new file verify as one chain', { all });
+    t.match(all.stdout, /^OK: \d+ lines verify; it starts a new chain/);
   },
 );
 

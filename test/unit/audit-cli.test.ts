@@ -1,6 +1,7 @@
 import t from 'tap';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { run as audit } from '../../src/cli/audit.js';
 import type { CommandIo } from '../../src/cli/pki.js';
 import { createAuditLog } from '../../src/audit/audit-log.js';
@@ -83,6 +84,39 @@ t.test('audit verify checks rotated files as one chain, oldest first', async (t)
   const alone = await dockgate(['verify', file]);
   t.equal(alone.status, 0);
   t.match(alone.out, /its first line continues [0-9a-f]{64} \(the last line of the file rotated before it/);
+});
+
+t.test('audit verify reads gzipped files (logrotate compress) as they are', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.log');
+  const rotated = join(dir, 'audit.log.1.gz');
+  const log = createAuditLog({ level: 'info', file });
+  for (let i = 0; i < 5; i++) log.audit.audit({ event: 'request', i });
+  await log.flush();
+  renameSync(file, join(dir, 'plain'));
+  writeFileSync(rotated, gzipSync(readFileSync(join(dir, 'plain'))));
+  log.reopen();
+  for (let i = 5; i < 10; i++) log.audit.audit({ event: 'request', i });
+  await log.close();
+  const both = await dockgate(['verify', rotated, file]);
+  t.equal(both.status, 0, both.out);
+  t.match(both.out, /^OK: 12 lines verify; it starts a new chain/);
+
+  // An edit inside the compressed file is found there, by line.
+  const edited = readFileSync(join(dir, 'plain'), 'utf8').replace('"i":3', '"i":33');
+  writeFileSync(rotated, gzipSync(edited));
+  t.match(await dockgate(['verify', rotated, file]), {
+    status: 1,
+    out: /^BROKEN: line 5 of .*audit\.log\.1\.gz was changed after it was written/,
+  });
+  // A gzip file cut short cannot be read: exit 2, naming the file.
+  writeFileSync(rotated, gzipSync(edited).subarray(0, 40));
+  t.match(await dockgate(['verify', rotated, file]), {
+    status: 2,
+    err: new RegExp(
+      `^cannot read audit log ${rotated.replace(/\./g, '\\.')} \\(a damaged gzip file: Z_BUF_ERROR\\)`,
+    ),
+  });
 });
 
 t.test('docs/audit-log.md describes every audit event and field of the table', async (t) => {
