@@ -73,6 +73,13 @@ async function main(argv: string[]): Promise<number> {
   return mod.run(rest);
 }
 
+// `dockgate doctor | head -1`: a reader that stops reading early is not a failure of the command.
+// The process ends quietly, as a tool killed by SIGPIPE does, instead of with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+});
+
 main(process.argv.slice(2)).then(
   (status) => {
     process.exitCode = status;

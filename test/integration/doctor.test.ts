@@ -3,7 +3,7 @@
  * does not connect would see, and that each finding is the one that names the actual fault.
  */
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
@@ -245,4 +245,23 @@ t.test('usage errors exit 2 with one sentence', async (t) => {
   );
   t.equal(r.code, 2);
   t.match(r.stderr, /needs --host tcp:\/\/HOST:2376 \(or DOCKER_HOST\)/);
+});
+
+t.test('doctor | head -1: a reader that stops early ends the command quietly, no stack trace', async (t) => {
+  const child = spawn(
+    process.execPath,
+    [GATE_MAIN, 'doctor', '--host', 'tcp://127.0.0.1:1', '--cert-path', '/nonexistent'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  // As `head -1` does: read the first line, then close the pipe.
+  child.stdout.once('data', () => child.stdout.destroy());
+  const [code] = (await new Promise((resolve) => child.once('exit', (...a) => resolve(a)))) as [
+    number | null,
+  ];
+  t.notMatch(stderr, /EPIPE|Unhandled|at /, 'nothing but what doctor says on stderr', { stderr });
+  t.not(code, null, 'it exited, not killed by a signal');
 });
