@@ -40,6 +40,8 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // Origin-form or asterisk-form targets; no whitespace or control characters.
 const TARGET = /^(\/[\x21-\x7e\x80-\xff]*|\*)$/;
 const DIGITS = /^[0-9]{1,15}$/;
+/** Fields no Connection header may name (see parseRequestHead). */
+const FRAMING_FIELDS = new Set(['content-length', 'transfer-encoding', 'host']);
 
 /**
  * Finds the end of a head (the index just past CRLFCRLF) in buf, or -1. Throws on a bare LF so a
@@ -177,6 +179,17 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
   }
 
   const tokens = connection.split(',').map((s) => s.trim());
+  // A proxy removes the fields Connection names before passing a request on (RFC 9110 §7.6.1); the
+  // engine, which is no proxy, keeps them. Naming a field that frames the request makes the two
+  // disagree on where it ends, so such a request is refused.
+  const framing = tokens.find((token) => FRAMING_FIELDS.has(token));
+  if (framing !== undefined) {
+    throw new HttpFramingError(
+      400,
+      'E_HTTP_CONNECTION_FRAMING',
+      `the Connection header names ${framing}, which every hop needs to frame the request`,
+    );
+  }
   const isUpgrade = upgrade !== undefined && tokens.includes('upgrade');
   const wantsClose = tokens.includes('close') || (httpMinor === 0 && !tokens.includes('keep-alive'));
   return {
@@ -193,11 +206,16 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
 }
 
 /**
- * Header fields that describe one hop (RFC 9110 §7.6.1) and are not passed to the engine, together
- * with fields the Connection header names. Of Connection itself only `upgrade` (attach and exec
- * streams) and `keep-alive` (HTTP/1.0 clients) are passed on: a client's `close` is about its own
- * connection, which the gate closes after the response, while the engine connection goes back to
- * the pool (upstream-pool.ts).
+ * Header fields that describe one hop (RFC 9110 §7.6.1) and are not passed to the engine. Of
+ * Connection itself only `upgrade` (attach and exec streams) and `keep-alive` (HTTP/1.0 clients)
+ * are passed on: a client's `close` is about its own connection, which the gate closes after the
+ * response, while the engine connection goes back to the pool (upstream-pool.ts).
+ *
+ * Other fields the client's Connection header names are passed on, not dropped as a proxy would:
+ * the engine reads every field it gets whatever Connection says, and the policy decided on the
+ * request as sent, so the engine must see that request (a dropped Content-Type would have the
+ * engine read a body as JSON that the policy read as something else). Naming a framing field is
+ * refused when the head is parsed.
  */
 const HOP_BY_HOP = new Set(['keep-alive', 'proxy-connection', 'te', 'trailer', 'proxy-authorization']);
 
@@ -233,12 +251,6 @@ export function rewrittenRequestHead(
 
 /** Serialises the head sent to the engine, dropping hop-by-hop fields. */
 export function serializeRequestHead(head: RequestHead): Buffer {
-  const named = new Set<string>();
-  for (const [name, value] of head.fields) {
-    if (name.toLowerCase() === 'connection') {
-      for (const token of value.split(',')) named.add(token.trim().toLowerCase());
-    }
-  }
   let out = `${head.method} ${head.target} HTTP/1.${head.httpMinor}\r\n`;
   for (const [name, value] of head.fields) {
     const lower = name.toLowerCase();
@@ -251,7 +263,6 @@ export function serializeRequestHead(head: RequestHead): Buffer {
       if (kept.length > 0) out += `Connection: ${kept.join(', ')}\r\n`;
       continue;
     }
-    if (named.has(lower) && lower !== 'upgrade') continue;
     out += `${name}: ${value}\r\n`;
   }
   out += '\r\n';

@@ -111,6 +111,20 @@ const cases: Array<[string, (s: string) => string]> = [
     (s) => `POST /_ping HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n\r\n0\n\r\n${s}`,
   ],
   [
+    // A proxy drops the fields Connection names; had the gate dropped Content-Length and still sent
+    // the body, the engine would have read that body as the next request (found in a review).
+    'Connection naming Content-Length',
+    (s) =>
+      `GET /_ping HTTP/1.1\r\nHost: g\r\nConnection: keep-alive, Content-Length\r\nContent-Length: ${s.length}\r\n\r\n${s}`,
+  ],
+  [
+    'Connection naming Transfer-Encoding',
+    (s) =>
+      `POST /_ping HTTP/1.1\r\nHost: g\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      `${s.length.toString(16)}\r\n${s}\r\n0\r\n\r\n`,
+  ],
+  ['Connection naming Host', (s) => `GET /_ping HTTP/1.1\r\nHost: g\r\nConnection: host\r\n\r\n${s}`],
+  [
     'a NUL in a header value',
     (s) =>
       `POST /_ping HTTP/1.1\r\nHost: g\r\nX: a\0Content-Length: 0\r\nContent-Length: ${s.length}\r\n\r\n${s}`,
@@ -140,6 +154,30 @@ for (const [what, build] of cases) {
     t.equal(ok.status, 200, 'the gate serves the next connection');
   });
 }
+
+t.test('a field the Connection header names still reaches the engine, as the gate read it', async (t) => {
+  // The engine refuses a create whose Content-Type is not JSON and names the one it got. A gate
+  // that dropped the named field would have the engine read a request other than the one the
+  // gate (and its policy) read.
+  const name = uniqueName('conn-named');
+  containersToRemove(t, name);
+  const body = JSON.stringify({ Image: engine.image, Cmd: ['true'], HostConfig: { NetworkMode: 'none' } });
+  const r = await tlsExchange(
+    gate.port,
+    pki.client,
+    `POST /containers/create?name=${name} HTTP/1.1\r\nHost: g\r\nConnection: close, Content-Type\r\n` +
+      `Content-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+  );
+  t.match(
+    r.text,
+    /^HTTP\/1\.1 400 [\s\S]*Content-Type specified \(text\/plain\)/,
+    'the engine read the Content-Type sent',
+    {
+      text: r.text.slice(0, 400),
+    },
+  );
+  t.equal(await containerExists(name), false, 'nothing was created');
+});
 
 t.test(
   'control: the same create pipelined openly after a request does run (the check can fail)',
