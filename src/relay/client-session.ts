@@ -62,6 +62,8 @@ const enum RequestPhase {
 // Why the client socket is paused; it reads again only when no reason is left.
 const PAUSE_UPSTREAM_FULL = 1;
 const PAUSE_PENDING_FULL = 2;
+/** Answers to the client wait unread: pipelined requests wait too (each would add an answer). */
+const PAUSE_ANSWERS_UNREAD = 4;
 
 /** Bytes a client may send ahead (pipelining, early stdin) before the gate stops reading it. */
 const MAX_PENDING = 1 << 20;
@@ -114,7 +116,7 @@ export class ClientSession {
     client.on('close', () =>
       this.destroy(this.exchange?.hijacked && this.upstreamEnded ? 'completed' : 'client-aborted'),
     );
-    client.on('drain', () => this.upstream?.resume());
+    client.on('drain', () => this.onClientDrain());
     this.upstreamUser = {
       onUpstreamRead: (bytes) => this.onUpstreamRead(bytes),
       onUpstreamEnd: () => this.onUpstreamEnd(),
@@ -196,6 +198,12 @@ export class ClientSession {
         const buf: Buffer = this.pending;
         switch (this.reqPhase) {
           case RequestPhase.Head: {
+            // A client that pipelines requests the gate answers itself (denials) without reading
+            // the answers would otherwise have them pile up in memory without bound.
+            if (this.client.writableNeedDrain) {
+              this.pauseClient(PAUSE_ANSWERS_UNREAD);
+              return;
+            }
             const end = findHeadEnd(buf, this.options.limits);
             if (end === -1) return;
             const head = parseRequestHead(buf, end, this.options.limits);
@@ -484,6 +492,14 @@ export class ClientSession {
     this.resumeClient(PAUSE_UPSTREAM_FULL);
   }
 
+  private onClientDrain(): void {
+    this.upstream?.resume();
+    if ((this.pauseReasons & PAUSE_ANSWERS_UNREAD) === 0 || this.closed) return;
+    this.resumeClient(PAUSE_ANSWERS_UNREAD);
+    this.processRequests();
+    this.armTimers();
+  }
+
   private pauseClient(reason: number): void {
     this.pauseReasons |= reason;
     this.client.pause();
@@ -591,7 +607,13 @@ export class ClientSession {
    * timeout. While a request or response (or a raw stream) is in progress, none does.
    */
   private armTimers(): void {
-    if (this.closed || this.reqPhase !== RequestPhase.Head || this.exchange !== null) this.timers.pause();
+    if (
+      this.closed ||
+      this.reqPhase !== RequestPhase.Head ||
+      this.exchange !== null ||
+      (this.pauseReasons & PAUSE_ANSWERS_UNREAD) !== 0
+    )
+      this.timers.pause();
     else if (this.pending !== null) this.timers.waitForHead();
     else this.timers.waitIdle();
   }

@@ -259,9 +259,7 @@ t.test('doctor | head -1: a reader that stops early ends the command quietly, no
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   // As `head -1` does: read the first line, then close the pipe.
   child.stdout.once('data', () => child.stdout.destroy());
-  const [code] = (await new Promise((resolve) => child.once('exit', (...a) => resolve(a)))) as [
-    number | null,
-  ];
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (status) => resolve(status)));
   t.notMatch(stderr, /EPIPE|Unhandled|at /, 'nothing but what doctor says on stderr', { stderr });
   t.not(code, null, 'it exited, not killed by a signal');
 });

@@ -6,6 +6,8 @@
  */
 import t from 'tap';
 import net from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
@@ -23,6 +25,7 @@ import {
 import { startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
 import { connectTls, gateRequest } from '../helpers/tls-client.js';
+import { connectAny, rssKib } from '../helpers/raw-clients.js';
 
 const cli = dockerClis()[0]!;
 const image = testEngine().image;
@@ -518,3 +521,46 @@ t.test('audit mode decides and logs but enforces nothing', async (t) => {
   exitsWith(t, r, 0, 'read-only client may create in audit mode:');
   t.ok(await containerExists(name), 'the container exists');
 });
+
+t.test(
+  'a client pipelining denied requests without reading the answers is held back, not buffered',
+  async (t) => {
+    // A gate of its own: its memory is measured, and the flood writes many audit lines.
+    const flooded = await startGate(t, { pki, args: ['--policy', policyFile] });
+    const pid = flooded.process.pid!;
+    const rssBefore = rssKib(pid);
+    const socket = connectAny(flooded.port, pki.client2);
+    await once(socket, 'secureConnect');
+    socket.pause(); // never reads the 403s
+    const request = Buffer.from('POST /containers/x/kill HTTP/1.1\r\nHost: g\r\n\r\n');
+    const batch = Buffer.concat(Array<Buffer>(1000).fill(request));
+    const cap = 24 << 20;
+    let sent = 0;
+    while (sent < cap) {
+      sent += batch.length;
+      if (socket.write(batch)) continue;
+      const drained = await Promise.race([
+        once(socket, 'drain').then(() => true),
+        sleep(2000).then(() => false),
+      ]);
+      if (!drained) break; // the gate stopped reading
+    }
+    const grewMiB = (rssKib(pid) - rssBefore) / 1024;
+    t.ok(sent < 16 << 20, `the gate stopped reading after ${(sent / 1048576).toFixed(1)} MiB of requests`);
+    // The answers and audit lines of what it did read (~80,000 requests) and the heap's growth;
+    // unbounded, 16 MiB of requests grew it by gigabytes.
+    t.ok(grewMiB < 128, `its RSS grew ${grewMiB.toFixed(0)} MiB`);
+    // Reading the answers lets it go on with the requests it held.
+    let answers = 0;
+    socket.on(
+      'data',
+      (chunk: Buffer) => (answers += chunk.toString('latin1').split('HTTP/1.1 403').length - 1),
+    );
+    socket.resume();
+    await sleep(2000);
+    t.ok(answers > 1000, `${answers} answers came once the client read`);
+    socket.destroy();
+    const ping = await gateRequest(flooded.port, pki.client, 'GET', '/_ping');
+    t.equal(ping.status, 200, 'the gate serves others');
+  },
+);

@@ -132,7 +132,7 @@ t.test(
         fc.nat({ max: 3 }),
         fc.boolean(),
         (fields, framing, others, at, chunked) => {
-          const tokens = [...others];
+          const tokens: string[] = [...others];
           tokens.splice(Math.min(at, tokens.length), 0, framing);
           const list: Array<readonly [string, string]> = [
             ...fields,
