@@ -45,13 +45,15 @@ const FRAMING_FIELDS = new Set(['content-length', 'transfer-encoding', 'host']);
 
 /**
  * Finds the end of a head (the index just past CRLFCRLF) in buf, or -1. Throws on a bare LF so a
- * head that a lenient parser would split differently never reaches the engine.
+ * head that a lenient parser would split differently never reaches the engine. `from`: the bytes
+ * before it were searched already, without an end or a bare LF (a head that arrives in pieces is
+ * searched once, not again from its start with every piece).
  */
-export function findHeadEnd(buf: Buffer, limits: HeadLimits): number {
-  const end = buf.indexOf('\r\n\r\n', 0, 'latin1');
+export function findHeadEnd(buf: Buffer, limits: HeadLimits, from = 0): number {
+  const end = buf.indexOf('\r\n\r\n', Math.max(0, from - 3), 'latin1');
   const scanned = end === -1 ? buf.length : end + 4;
   // A bare LF anywhere in the head makes it ambiguous.
-  let lf = buf.indexOf(10);
+  let lf = buf.indexOf(10, from);
   while (lf !== -1 && lf < scanned) {
     if (lf === 0 || buf[lf - 1] !== 13) {
       throw new HttpFramingError(400, 'E_HTTP_BARE_LF', 'request head contains a bare LF line ending');

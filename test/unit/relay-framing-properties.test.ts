@@ -158,6 +158,48 @@ t.test(
   },
 );
 
+t.test(
+  'a head searched piece by piece (findHeadEnd from where it stopped) ends where one search finds it',
+  async (t) => {
+    // What the session does as reads arrive: search the bytes so far from where the last search
+    // stopped. It must find the same end, and the same bare LF, as a search of the whole at once.
+    const outcome = (fn: () => number): string => {
+      try {
+        return String(fn());
+      } catch (err) {
+        if (err instanceof HttpFramingError) return err.code;
+        throw err;
+      }
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('GET / HTTP/1.1', 'a', 'b: c', '\r', '\n', '\r\n', '\r\n\r\n', 'x'), {
+          maxLength: 40,
+        }),
+        fc.array(fc.nat({ max: 8 }), { maxLength: 40 }),
+        (parts, cuts) => {
+          const whole = Buffer.from(parts.join(''), 'latin1');
+          const expected = outcome(() => findHeadEnd(whole, limits));
+          let got = '-1';
+          let scanned = 0;
+          let at = 0;
+          for (const cut of [...cuts, whole.length]) {
+            at = Math.min(whole.length, at + cut);
+            const sofar = whole.subarray(0, at);
+            got = outcome(() => findHeadEnd(sofar, limits, scanned));
+            if (got !== '-1') break;
+            scanned = sofar.length;
+            if (at === whole.length) break;
+          }
+          return got === expected;
+        },
+      ),
+      { numRuns: RUNS },
+    );
+    t.pass();
+  },
+);
+
 t.test('two Content-Length fields are refused, equal or not', async (t) => {
   fc.assert(
     fc.property(
