@@ -338,6 +338,9 @@ export class ClientSession {
         this.refuseExchange(step.status, step.message, hasBody(head));
         return;
       case 'need-body':
+        // The engine would say 100 Continue when it reads the body; the body is read here first,
+        // so the gate says it, or a client that waits for it would wait.
+        if (expectsContinue(head)) this.writeClient(CONTINUE);
         this.collector = new BodyCollector(head, step.maxBytes);
         this.decideWithBody = step.decide;
         this.reqPhase = RequestPhase.Collecting;
@@ -650,11 +653,18 @@ export class ClientSession {
     // Before the client's own close, if any: its last request should not cost the engine
     // connection (a docker CLI run closes right after its last response).
     this.releaseUpstream();
-    if (closeAfter || this.draining || this.clientEnded || this.upstreamEnded) {
+    if (closeAfter || this.draining || this.upstreamEnded) {
       this.closeGracefully();
       return;
     }
     this.processRequests();
+    // A client that half-closed after pipelining requests gets every one of them answered, then
+    // the close.
+    if (this.clientEnded && this.exchange === null && !this.closed) {
+      this.reportAbandonedHead();
+      this.closeGracefully();
+      return;
+    }
     this.armTimers();
   }
 
@@ -815,7 +825,19 @@ export class ClientSession {
     this.reqPhase = RequestPhase.Closed;
     this.client.end();
     this.upstream?.end();
+    // The client should close its side once it has read everything; one that does not would
+    // hold the connection, and its place under the connection limits, for good.
+    if (!this.clientEnded) {
+      this.client.once('finish', () => setTimeout(() => this.destroy(), LINGER_MS).unref());
+    }
   }
+}
+
+const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
+
+function expectsContinue(head: RequestHead): boolean {
+  if (head.httpMinor !== 1) return false;
+  return head.fields.some(([name, value]) => /^expect$/i.test(name) && /^100-continue$/i.test(value));
 }
 
 /** Copies (engine bytes sit in a shared read buffer) what is still wanted of a create's answer. */

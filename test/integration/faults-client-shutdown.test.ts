@@ -279,3 +279,53 @@ t.test(
     t.ok(out.equals(input), 'in order');
   },
 );
+
+t.test(
+  'a client that does not close after the gate closed its connection is let go (idle timeout, Connection: close)',
+  async (t) => {
+    const gate = await startGate(t, { pki, args: ['--idle-timeout', '1'] });
+    const sockets = await Promise.all(
+      [
+        // Idle after one request: the idle timeout ends the connection.
+        'GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\n',
+        // The client asks for the close itself.
+        'GET /_ping HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n',
+      ].map(async (request) => {
+        // allowHalfOpen: after the gate's FIN this client keeps its side open, as some do.
+        const socket = connectAny(gate.port, pki.client);
+        t.teardown(() => socket.destroy());
+        await new Promise((resolve) => socket.once('secureConnect', resolve));
+        let text = '';
+        socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+        const ended = new Promise((resolve) => socket.once('end', resolve));
+        socket.write(request);
+        await ended;
+        t.match(text, /^HTTP\/1\.1 200 OK/, 'answered, then the gate ended its side');
+        return socket;
+      }),
+    );
+    t.equal(sockets.filter((s) => s.destroyed).length, 0, 'the clients still hold their connections open');
+    t.ok(
+      await eventually(async () => (await metric(gate, 'dockgate_open_connections')) === 0, 6000),
+      `the gate let go of both (dockgate_open_connections ${await metric(gate, 'dockgate_open_connections')})`,
+    );
+  },
+);
+
+t.test('requests pipelined before a half-close are all answered, then the connection closes', async (t) => {
+  const gate = await startGate(t, { pki });
+  const socket = connectAny(gate.port, pki.client);
+  await new Promise((resolve) => socket.once('secureConnect', resolve));
+  const answer = readAll(socket, 15_000);
+  socket.end('GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\nGET /version HTTP/1.1\r\nHost: gate\r\n\r\n');
+  const r = await answer;
+  t.equal(r.timedOut, false, 'the gate closed the connection');
+  t.match(
+    r.text,
+    /^HTTP\/1\.1 200 OK[\s\S]*\r\n\r\nOK[\s\S]*HTTP\/1\.1 200 OK[\s\S]*"ApiVersion"/,
+    'both answered, in order',
+    {
+      text: r.text.slice(0, 600),
+    },
+  );
+});
