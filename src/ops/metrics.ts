@@ -34,7 +34,7 @@ export function createGateMetrics(
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dockgate_process_' });
   const registers = [registry];
-  return {
+  const metrics = {
     registry,
     openConnections: new Gauge({
       name: 'dockgate_open_connections',
@@ -120,4 +120,9 @@ export function createGateMetrics(
       registers,
     }),
   };
+  // Both series from the start: an alert on increase(...{outcome="failed"}) must see the first
+  // failure, which it cannot when the series is born with it.
+  metrics.reloads.inc({ outcome: 'ok' }, 0);
+  metrics.reloads.inc({ outcome: 'failed' }, 0);
+  return metrics;
 }
