@@ -24,14 +24,20 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
     io.stdout.write(healthUsage);
     return 0;
   }
-  const addr =
-    (values['metrics-addr'] as string | undefined) ?? (io.env.DOCKGATE_METRICS_ADDR || DEFAULT_ADDR);
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
-  if (!m || addr === 'off')
-    throw new UsageError(
-      'E_USAGE_FLAG',
-      `--metrics-addr must be HOST:PORT, e.g. ${DEFAULT_ADDR}, got "${addr}"`,
+  const flag = values['metrics-addr'] as string | undefined;
+  const addr = flag ?? (io.env.DOCKGATE_METRICS_ADDR || DEFAULT_ADDR);
+  const source =
+    flag !== undefined || !io.env.DOCKGATE_METRICS_ADDR ? '--metrics-addr' : 'DOCKGATE_METRICS_ADDR';
+  if (addr === 'off') {
+    // Not a usage error (exit 2): a HEALTHCHECK reads 2 as reserved, and the gate is what is off.
+    io.stderr.write(
+      `dockgate: cannot check the gate's health: its metrics listener is off (${source}=off), and /healthz is served there; give the gate a --metrics-addr.\n`,
     );
+    return 1;
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr);
+  if (!m)
+    throw new UsageError('E_USAGE_FLAG', `${source} must be HOST:PORT, e.g. ${DEFAULT_ADDR}, got "${addr}"`);
   const host = m[1] ?? m[2]!;
   const result = await getHealth(host, Number(m[3]));
   if (result.status === 200) {

@@ -4,7 +4,6 @@
  * Every command module exports `run(argv)` resolving to the process exit status.
  */
 import { DockgateError } from '../errors.js';
-import { packageVersion } from './version.js';
 
 type CommandModule = { run(argv: string[]): Promise<number> };
 
@@ -37,6 +36,10 @@ const commands: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: "check an audit log's hash chain (audit verify FILE)",
     load: () => import('./audit.js'),
   },
+  version: {
+    summary: "print dockgate's version",
+    load: () => import('./version.js'),
+  },
 };
 
 export const mainUsage = `Usage: dockgate COMMAND [OPTIONS]
@@ -60,11 +63,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(mainUsage);
     return first === undefined ? 2 : 0;
   }
-  if (first === '--version' || first === '-v' || first === 'version') {
-    process.stdout.write(`dockgate version ${packageVersion()}\n`);
-    return 0;
-  }
-  const command = commands[first];
+  const command = commands[first === '--version' || first === '-v' ? 'version' : first];
   if (!command) {
     process.stderr.write(`dockgate: '${first}' is not a dockgate command; see 'dockgate --help'.\n`);
     return 2;
