@@ -159,13 +159,17 @@ function readFlags(tokens: ArgToken[], cwd: string): Settings {
     }
     if (token.value === undefined)
       throw new UsageError('E_FLAG_NO_VALUE', `flag --${flag.name} needs a value`);
+    // -H=VALUE, as docker's flag parser takes a short flag's value (and the seeds write it).
+    const given =
+      token.inlineValue && token.rawName === `-${flag.short}` && token.value.startsWith('=')
+        ? token.value.slice(1)
+        : token.value;
     const name = flag.name as ServeFlagName;
     const previous = settings.get(name);
     if (previous && flag.kind !== 'strings') {
       throw new UsageError('E_FLAG_REPEATED', `flag --${flag.name} was given more than once`);
     }
-    const value =
-      flag.kind === 'strings' ? [...((previous?.value as string[]) ?? []), token.value] : token.value;
+    const value = flag.kind === 'strings' ? [...((previous?.value as string[]) ?? []), given] : given;
     settings.set(name, { value, source: 'flag', label: `--${flag.name}`, baseDir: cwd });
   }
   return settings;
@@ -410,9 +414,13 @@ function parseTcp(
   return { host: (bracketed ?? plain) as string, port };
 }
 
-/** -H/--host as docker reads it, with the port defaulting to docker's TLS port 2376. */
+/**
+ * -H/--host as docker reads it: tcp://HOST[:PORT], or HOST:PORT without the scheme, with the port
+ * defaulting to docker's TLS port 2376.
+ */
 export function parseListenAddress(raw: string, fail: RejectValue): ListenAddress {
-  return { raw, ...parseTcp(raw, 2376, fail, 'tcp://0.0.0.0:2376 or tcp://[::]:2376') };
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `tcp://${raw}`;
+  return { raw, ...parseTcp(withScheme, 2376, fail, 'tcp://0.0.0.0:2376 or tcp://[::]:2376') };
 }
 
 /** unix:///ABSOLUTE/PATH, or tcp://HOST[:PORT] with docker's plain-HTTP port 2375 as the default. */

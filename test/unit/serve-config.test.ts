@@ -79,7 +79,7 @@ t.test('docs/configuration.md lists every flag, variable and config key of the t
 });
 
 t.test(
-  '-H and --host take tcp addresses, IPv6 in brackets, port 0, and default the port to 2376',
+  '-H and --host take tcp addresses (with or without tcp://), IPv6 in brackets, port 0, and default the port to 2376',
   async (t) => {
     const c = config([
       '-H',
@@ -97,6 +97,12 @@ t.test(
       { raw: 'tcp://gate.lan', host: 'gate.lan', port: 2376 },
     ]);
     t.same(config(['--host=tcp://[::1]']).listen, [{ raw: 'tcp://[::1]', host: '::1', port: 2376 }]);
+    // As docker takes them: -H=VALUE, and HOST:PORT without the scheme.
+    t.same(config(['-H=tcp://127.0.0.1:2378', '-H', '0.0.0.0:2379', '--host', '[::1]']).listen, [
+      { raw: 'tcp://127.0.0.1:2378', host: '127.0.0.1', port: 2378 },
+      { raw: '0.0.0.0:2379', host: '0.0.0.0', port: 2379 },
+      { raw: '[::1]', host: '::1', port: 2376 },
+    ]);
   },
 );
 
@@ -104,7 +110,7 @@ t.test('--host rejects other schemes, missing hosts, bad ports and garbage, nami
   const bad = [
     'unix:///tmp/s',
     'http://0.0.0.0:2376',
-    '0.0.0.0:2376',
+    ':2376',
     'tcp://:2376',
     'tcp://[zz]:1',
     'tcp://::1:2376',
