@@ -8,7 +8,7 @@ import { hostname as osHostname } from 'node:os';
 import { PkiError } from '../errors.js';
 import { DEFAULT_CA_DAYS, defaultCaCn, initCa } from './ca.js';
 import { DEFAULT_DOCKER_HOST, dockerEnvLines, validateDockerHost } from './env-lines.js';
-import { ensureDir, pathExists, pkiPaths } from './files.js';
+import { clientBundleDir, ensureDir, pathExists, pkiPaths } from './files.js';
 import { DEFAULT_LEAF_DAYS, LOCAL_SANS, issueClient, issueServer } from './issue.js';
 import { DEFAULT_KEY_TYPE } from './keys.js';
 import { parseSubjectAltName, validateDnsName, type SubjectAltName } from './names.js';
@@ -51,6 +51,18 @@ export async function bootstrapServeMaterial(opts: BootstrapOptions): Promise<Bo
     throw new PkiError(
       'E_PKI_PARTIAL',
       `${opts.certsDir} holds only part of the TLS material (missing ${missing.join(', ')}); restore them, or move the directory away to start afresh.`,
+    );
+  }
+  // Checked before anything is written: a CA made here and then a failure on one of these would
+  // leave a half-made PKI that the next start takes for a whole one.
+  const leftovers = [paths.index, clientBundleDir(paths, ADMIN_CLIENT_NAME)];
+  const left = (await Promise.all(leftovers.map((f) => pathExists(f)))).flatMap((there, i) =>
+    there ? [leftovers[i]!] : [],
+  );
+  if (left.length > 0) {
+    throw new PkiError(
+      'E_PKI_PARTIAL',
+      `${opts.certsDir} has no CA but holds ${left.join(' and ')} of an earlier PKI; restore its ca.pem, server-cert.pem and server-key.pem, or move the directory away to start afresh.`,
     );
   }
   const sans = opts.sans.map((s) => parseSubjectAltName(s, '--san'));

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -106,5 +107,28 @@ t.test(
       code: 'E_USAGE_DNS',
       message: /--san 'bad_name'/,
     });
+  },
+);
+
+t.test(
+  'a certs dir with an index.json or clients/admin but no CA is refused before anything is written',
+  async (t) => {
+    for (const [what, files] of [
+      ['an empty index.json', { 'index.json': '' }],
+      [
+        'a valid index.json',
+        { 'index.json': JSON.stringify({ version: 1, certificates: [], crlNumber: 1 }) },
+      ],
+      ['clients/admin', { clients: { admin: { 'cert.pem': 'x' } } }],
+    ] as const) {
+      const certsDir = t.testdir(files);
+      await t.rejects(
+        bootstrapServeMaterial({ certsDir, sans: [] }),
+        { code: 'E_PKI_PARTIAL', message: /has no CA but holds .* of an earlier PKI/ },
+        what,
+      );
+      t.notOk(existsSync(join(certsDir, 'ca.pem')), `${what}: no CA was made`);
+      t.notOk(existsSync(join(certsDir, 'ca-key.pem')), `${what}: no CA key was made`);
+    }
   },
 );
