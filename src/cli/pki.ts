@@ -10,6 +10,7 @@ import { DEFAULT_CA_DAYS, defaultCaCn, describeCa, initCa } from '../pki/ca.js';
 import { DEFAULT_CRL_DAYS, parseRevocationReason, renewCrl, revokeCertificate } from '../pki/crl.js';
 import { signCsrFile } from '../pki/csr.js';
 import { pkiPaths, pathExists } from '../pki/files.js';
+import { shellQuote } from '../pki/env-lines.js';
 import { readIndex, statusOf, type IssuedCertificate } from '../pki/index-file.js';
 import { DEFAULT_LEAF_DAYS, LOCAL_SANS, issueClient, issueServer } from '../pki/issue.js';
 import { DEFAULT_KEY_TYPE, KEY_TYPES, parseKeyType } from '../pki/keys.js';
@@ -156,7 +157,7 @@ ${PASS_HELP}; the CA key is then encrypted
         `Created CA ${describeCa(ca)} in ${paths.dir}\n` +
           `  ${paths.caCert}      certificate: servers and clients trust it\n` +
           `  ${paths.caKey}  private key, ${ca.encrypted ? 'encrypted' : 'NOT encrypted (set DOCKGATE_CA_PASSPHRASE to encrypt)'}; keep it off the server\n` +
-          `Next: dockgate pki server --dir ${paths.dir} --dns HOST, then dockgate pki client NAME --dir ${paths.dir}\n`,
+          `Next: dockgate pki server --dir ${shellQuote(paths.dir)} --dns HOST, then dockgate pki client NAME --dir ${shellQuote(paths.dir)}\n`,
       );
       return 0;
     },
@@ -211,7 +212,7 @@ ${PASS_HELP}
       io.stdout.write(
         describeIssued(result.record, result.clampedToCa) +
           `  wrote ${result.files.join(', ')}\n` +
-          `Next: dockgate serve --certs ${paths.dir} (or dockerd --tlsverify --tlscacert ${paths.caCert} --tlscert ${paths.serverCert} --tlskey ${paths.serverKey})\n`,
+          `Next: dockgate serve --certs ${shellQuote(paths.dir)} (or dockerd --tlsverify --tlscacert ${shellQuote(paths.caCert)} --tlscert ${shellQuote(paths.serverCert)} --tlskey ${shellQuote(paths.serverKey)})\n`,
       );
       return 0;
     },
@@ -253,7 +254,7 @@ ${PASS_HELP}
       io.stdout.write(
         describeIssued(result.record, result.clampedToCa) +
           `  bundle ${result.bundleDir} (ca.pem, cert.pem, key.pem)\n` +
-          `Next: eval "$(dockgate client env ${name} --dir ${paths.dir} --host tcp://HOST:2376)" && docker version\n`,
+          `Next: eval "$(dockgate client env ${shellQuote(name)} --dir ${shellQuote(paths.dir)} --host tcp://HOST:2376)" && docker version\n`,
       );
       return 0;
     },
@@ -388,9 +389,12 @@ ${DIR_HELP}
           `${paths.dir} holds no CA; create one with 'dockgate pki init --dir ${paths.dir}'.`,
         );
       }
+      // An empty table here would read as "nothing issued", which a copy of the gate's files
+      // cannot know: exit 2, as the other pki commands do without their files.
       if (!(await pathExists(paths.index)))
-        io.stderr.write(
-          `dockgate: ${paths.index} does not exist: certificates are recorded where the CA key is (the directory 'pki init' made), not in a copy of the gate's files.\n`,
+        throw new UsageError(
+          'E_PKI_NO_INDEX',
+          `${paths.index} does not exist: certificates are recorded where the CA key is (the directory 'pki init' made), not in a copy of the gate's files.`,
         );
       const { certificates } = await readIndex(paths);
       if (values.json) {

@@ -405,8 +405,11 @@ t.test('pki list, revoke by name and by serial, crl renewal', async (t) => {
   await t.rejects(dockgate(['pki', 'revoke', 'alice', '--dir', gateCopy]), {
     message: /ca-key\.pem does not exist; signing needs the CA key/,
   });
-  const listed = await dockgate(['pki', 'list', '--dir', gateCopy]);
-  t.match(listed.err, /index\.json does not exist: certificates are recorded where the CA key is/);
+  await t.rejects(dockgate(['pki', 'list', '--dir', gateCopy]), {
+    code: 'E_PKI_NO_INDEX',
+    exitCode: 2,
+    message: /index\.json does not exist: certificates are recorded where the CA key is/,
+  });
 
   const renewed = await dockgate(['pki', 'crl', '--days', '7', '--dir', dir]);
   t.match(renewed.out, /#3, 2 revoked/);
@@ -641,4 +644,17 @@ t.test('pki client and pki sign of the same CN at once: one certificate, the oth
   if (outcomes[0].status === 'rejected') {
     await t.rejects(stat(join(dir, 'clients', 'racer')), { code: 'ENOENT' }, 'no bundle left behind');
   }
+});
+
+t.test('the next commands pki prints quote a directory with spaces, so they can be pasted', async (t) => {
+  const dir = join(t.testdir(), 'new pki');
+  const init = await dockgate(['pki', 'init', '--dir', dir]);
+  t.match(init.out, `Next: dockgate pki server --dir '${dir}' --dns HOST`);
+  const server = await dockgate(['pki', 'server', '--dns', 'gate', '--dir', dir]);
+  t.match(
+    server.out,
+    `Next: dockgate serve --certs '${dir}' (or dockerd --tlsverify --tlscacert '${join(dir, 'ca.pem')}'`,
+  );
+  const client = await dockgate(['pki', 'client', 'ci', '--dir', dir]);
+  t.match(client.out, `dockgate client env ci --dir '${dir}' --host`);
 });
