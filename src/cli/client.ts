@@ -12,7 +12,7 @@ import { bundleArchive, existingBundleDir, existingCertPath } from '../pki/bundl
 import { DEFAULT_DOCKER_HOST, dockerEnvLines, validateDockerHost } from '../pki/env-lines.js';
 import { validateClientName } from '../pki/names.js';
 import { createDockerContext, validateContextName } from '../ops/docker-context.js';
-import { parseFlags, type CommandIo } from './pki.js';
+import { defaultPkiDir, parseFlags, type CommandIo } from './pki.js';
 
 /** The bundle archive is binary: stdout takes bytes here, and says whether it is a terminal. */
 export interface ClientIo extends CommandIo {
@@ -21,7 +21,7 @@ export interface ClientIo extends CommandIo {
 
 const processIo: ClientIo = { stdout: process.stdout, stderr: process.stderr, env: process.env };
 
-const DIR_HELP = `  --dir DIR              PKI directory (default ./certs: in the image, the /certs volume)`;
+const DIR_HELP = `  --dir DIR              PKI directory (default $DOCKGATE_CERTS, else ./certs; the image sets /certs)`;
 
 export const clientUsage = `Usage: dockgate client COMMAND NAME [OPTIONS]
 
@@ -64,13 +64,16 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
     const { values, positionals } = parseFlags(
       'client env',
       argv,
-      { dir: { type: 'string', default: './certs' }, host: { type: 'string', default: DEFAULT_DOCKER_HOST } },
+      { dir: { type: 'string' }, host: { type: 'string', default: DEFAULT_DOCKER_HOST } },
       { min: 1, max: 1 },
     );
     if (values.help) return usage(io);
     const name = validateClientName(positionals[0]!);
     const dockerHost = validateDockerHost(values.host as string);
-    const bundleDir = await existingBundleDir(values.dir as string, name);
+    const bundleDir = await existingBundleDir(
+      (values.dir as string | undefined) ?? defaultPkiDir(io.env),
+      name,
+    );
     io.stdout.write(dockerEnvLines({ dockerHost, certPath: bundleDir }).join('\n') + '\n');
     return 0;
   },
@@ -79,7 +82,7 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
     const { values, positionals } = parseFlags(
       'client bundle',
       argv,
-      { dir: { type: 'string', default: './certs' }, tar: { type: 'boolean', default: false } },
+      { dir: { type: 'string' }, tar: { type: 'boolean', default: false } },
       { min: 1, max: 1 },
     );
     if (values.help) return usage(io);
@@ -95,7 +98,7 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
         `refusing to write a tar archive (with a private key) to a terminal; pipe it: dockgate client bundle ${positionals[0]} --tar | tar -x -C DIR.`,
       );
     const name = validateClientName(positionals[0]!);
-    io.stdout.write(await bundleArchive(values.dir as string, name));
+    io.stdout.write(await bundleArchive((values.dir as string | undefined) ?? defaultPkiDir(io.env), name));
     return 0;
   },
 
@@ -123,7 +126,10 @@ const subcommands: Record<string, (argv: string[], io: ClientIo) => Promise<numb
     const bundleDir =
       certPath !== undefined
         ? await existingCertPath(certPath)
-        : await existingBundleDir((values.dir as string | undefined) ?? './certs', validateClientName(name));
+        : await existingBundleDir(
+            (values.dir as string | undefined) ?? defaultPkiDir(io.env),
+            validateClientName(name),
+          );
     await createDockerContext({
       name,
       dockerHost,

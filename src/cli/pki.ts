@@ -106,9 +106,14 @@ async function resolvePassphrase(values: Values, env: NodeJS.ProcessEnv): Promis
   return passphrase;
 }
 
-const common: Options = { dir: { type: 'string', default: './certs' } };
+const common: Options = { dir: { type: 'string' } };
 const passphraseFile: Options = { 'passphrase-file': { type: 'string' } };
-const DIR_HELP = `  --dir DIR              PKI directory, the one 'serve --certs' reads (default ./certs)`;
+const DIR_HELP = `  --dir DIR              PKI directory, the one 'serve --certs' reads (default $DOCKGATE_CERTS, else ./certs)`;
+
+/** --dir's default, as serve's --certs: DOCKGATE_CERTS when set (the image sets /certs), else ./certs. */
+export function defaultPkiDir(env: NodeJS.ProcessEnv): string {
+  return env.DOCKGATE_CERTS || './certs';
+}
 const PASS_HELP = `  --passphrase-file FILE CA key passphrase (first line); or set DOCKGATE_CA_PASSPHRASE`;
 
 interface Subcommand {
@@ -465,6 +470,7 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
       `'${name}' is not a dockgate pki command; see 'dockgate pki --help'.`,
     );
   const { values, positionals } = parseFlags(`pki ${name}`, rest, sub.options, sub.positionals);
+  if ('dir' in sub.options && values.dir === undefined) values.dir = defaultPkiDir(io.env);
   if (values.help) {
     io.stdout.write(sub.usage);
     return 0;

@@ -658,3 +658,18 @@ t.test('the next commands pki prints quote a directory with spaces, so they can 
   const client = await dockgate(['pki', 'client', 'ci', '--dir', dir]);
   t.match(client.out, `dockgate client env ci --dir '${dir}' --host`);
 });
+
+t.test('without --dir, pki and client commands use DOCKGATE_CERTS as serve --certs does', async (t) => {
+  const dir = join(t.testdir(), 'etc-dockgate');
+  const env = { DOCKGATE_CERTS: dir };
+  t.equal((await dockgate(['pki', 'init'], env)).status, 0);
+  t.equal((await dockgate(['pki', 'client', 'ops'], env)).status, 0);
+  t.ok((await stat(join(dir, 'clients', 'ops', 'cert.pem'))).isFile(), 'the bundle is in DOCKGATE_CERTS');
+  t.match((await dockgate(['pki', 'list'], env)).out, /ops/);
+  t.match(
+    (await dockgate(['client', 'env', 'ops'], env)).out,
+    `DOCKER_CERT_PATH=${join(dir, 'clients', 'ops')}`,
+  );
+  // --dir still wins.
+  await t.rejects(dockgate(['pki', 'list', '--dir', join(dir, 'nowhere')], env), { code: 'E_PKI_NO_CA' });
+});
