@@ -43,6 +43,13 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
     io.stdout.write(doctorUsage);
     return 0;
   }
+  // Flags first: a bad one is named even when the host is missing too.
+  const timeoutS = values.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(values.timeout);
+  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
+    throw new UsageError(
+      'E_USAGE_FLAG',
+      `--timeout must be a number of seconds above 0, got "${values.timeout}".`,
+    );
   const rawHost = (values.host as string | undefined) ?? io.env.DOCKER_HOST;
   if (rawHost === undefined || rawHost === '')
     throw new UsageError(
@@ -54,12 +61,6 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
   const certPath = resolve(
     (values['cert-path'] as string | undefined) || io.env.DOCKER_CERT_PATH || join(homedir(), '.docker'),
   );
-  const timeoutS = values.timeout === undefined ? DEFAULT_TIMEOUT_S : Number(values.timeout);
-  if (!Number.isFinite(timeoutS) || timeoutS <= 0)
-    throw new UsageError(
-      'E_USAGE_FLAG',
-      `--timeout must be a number of seconds above 0, got "${values.timeout}".`,
-    );
 
   const json = values.json === true;
   if (!json) io.stdout.write(`dockgate doctor: ${dockerHost} with the bundle ${certPath}\n\n`);

@@ -198,9 +198,14 @@ function checkServerChain(
 function checkClientIssuer(cert: X509Certificate, ca: X509Certificate, ctx: FixContext): Finding {
   if (cert.checkIssued(ca) && cert.verify(ca.publicKey))
     return finding('client-issuer-ok', `cert.pem is signed by the bundle's CA (${subjectCn(ca)})`, ctx);
+  // Two CAs can carry one name (two `pki init` on a host on the same day): then only their keys
+  // tell them apart, and the sentence says so rather than naming one CA twice.
+  const sameName = issuerCn(cert) === subjectCn(ca);
   return finding(
     'client-other-ca',
-    `cert.pem (${subjectCn(cert)}) is issued by ${issuerCn(cert)}, not by the bundle's CA (${subjectCn(ca)})`,
+    sameName
+      ? `cert.pem (${subjectCn(cert)}) is issued by another CA of the same name as the bundle's CA (${subjectCn(ca)}): its signature does not verify with ca.pem's key (ca.pem SHA-256 ${ca.fingerprint256.slice(0, 23)}…)`
+      : `cert.pem (${subjectCn(cert)}) is issued by ${issuerCn(cert)}, not by the bundle's CA (${subjectCn(ca)})`,
     ctx,
   );
 }

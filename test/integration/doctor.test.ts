@@ -263,3 +263,37 @@ t.test('doctor | head -1: a reader that stops early ends the command quietly, no
   t.notMatch(stderr, /EPIPE|Unhandled|at /, 'nothing but what doctor says on stderr', { stderr });
   t.not(code, null, 'it exited, not killed by a signal');
 });
+
+t.test(
+  'two CAs of one name: client-other-ca says the signature does not verify, not "X, not X"',
+  async (t) => {
+    const [a, b] = [await tempDir('dockgate-doctor-ca-a-'), await tempDir('dockgate-doctor-ca-b-')];
+    for (const dir of [a, b]) {
+      await run(process.execPath, [GATE_MAIN, 'pki', 'init', '--cn', 'dockgate CA twin', '--dir', dir]);
+      await run(process.execPath, [GATE_MAIN, 'pki', 'client', 'ci', '--dir', dir]);
+    }
+    const bundle = await mixedBundle({
+      ca: join(a, 'ca.pem'),
+      cert: join(b, 'clients/ci/cert.pem'),
+      key: join(b, 'clients/ci/key.pem'),
+    });
+    const r = await doctor(gateHost, bundle, '--json');
+    t.match(r.byCheck('client-issuer'), {
+      status: 'fail',
+      code: 'client-other-ca',
+      summary:
+        /issued by another CA of the same name as the bundle's CA \(CN=dockgate CA twin\): its signature does not verify/,
+    });
+  },
+);
+
+t.test('doctor names a bad flag even when --host is missing too', async (t) => {
+  const r = await run(process.execPath, [GATE_MAIN, 'doctor', '--timeout', 'soon'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+  }).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => e,
+  );
+  t.equal(r.code, 2);
+  t.match(r.stderr, /--timeout must be a number of seconds above 0, got "soon"/);
+});
