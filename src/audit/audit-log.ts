@@ -178,16 +178,14 @@ export function auditObserver(
   };
 }
 
-/**
- * Writes `handshake-refused` lines, as many per address as RefusalLineBudget allows;
- * `perAddress` 0 writes every one.
- */
+/** Writes `handshake-refused` lines, as many per address as RefusalLineBudget allows. */
 export interface RefusalAuditor {
   refused(refused: RefusedClient): void;
   /** Stops the sweep and writes every count not yet written; call before the log closes. */
   close(): void;
 }
 
+/** `perAddress`: --audit-refusals-per-address, the lines an address may write at once; 0 writes every one. */
 export function refusalAuditor(logger: AuditLogger, perAddress: number): RefusalAuditor {
   if (perAddress === 0) {
     return { refused: (refused) => logger.audit(handshakeRefusedEvent(refused)), close: () => undefined };

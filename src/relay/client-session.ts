@@ -760,8 +760,9 @@ export class ClientSession {
   }
 
   /**
-   * A verified client that leaves in the middle of a request head reached nothing, but it did
-   * connect and start something: the audit log says who, as it does for a head that timed out.
+   * A verified client that leaves with a request head unread (cut short, or waiting while its
+   * answers went unread) reached nothing, but it did connect and start something: the audit log
+   * says who, as it does for a head that timed out.
    */
   private reportAbandonedHead(): void {
     if (this.reqPhase !== RequestPhase.Head || this.exchange !== null || this.pending === null) return;
@@ -776,7 +777,7 @@ export class ClientSession {
       bytesOut: 0,
       hijacked: false,
       outcome: 'client-aborted',
-      error: 'the client closed the connection in the middle of a request head',
+      error: 'the client closed the connection with a request head unread',
     });
   }
 

@@ -235,7 +235,9 @@ export function upstreamRequestHead(raw: Buffer, head: RequestHead): Buffer {
 
 /**
  * A head for a request the guard changed: another target (a list filter added) and/or a body of
- * known length replacing the client's (a label added, or a chunked body read whole).
+ * known length replacing the client's (a label added, or a chunked body read whole). Such a body
+ * was read by the gate, which answered any `Expect: 100-continue` itself: the engine gets no
+ * Expect, or the client would get a second 100.
  */
 export function rewrittenRequestHead(
   head: RequestHead,
@@ -245,7 +247,7 @@ export function rewrittenRequestHead(
     change.bodyLength === undefined
       ? head.fields
       : [
-          ...head.fields.filter(([name]) => !/^(content-length|transfer-encoding)$/i.test(name)),
+          ...head.fields.filter(([name]) => !/^(content-length|transfer-encoding|expect)$/i.test(name)),
           ['Content-Length', String(change.bodyLength)] as const,
         ];
   return serializeRequestHead({ ...head, target: change.target ?? head.target, fields });

@@ -354,7 +354,7 @@ t.test(
       status: 0,
       outcome: 'client-aborted',
       bytesIn: partial.length,
-      error: 'the client closed the connection in the middle of a request head',
+      error: 'the client closed the connection with a request head unread',
     });
     await gate.settled();
     t.equal(

@@ -584,5 +584,6 @@ t.test('Expect: 100-continue on a create the policy reads: the gate says 100 Con
   socket.end(body);
   await once(socket, 'end');
   t.match(text, /HTTP\/1\.1 201 Created/, 'then the create', { text: text.slice(0, 400) });
+  t.equal(text.split('100 Continue').length - 1, 1, 'one 100 Continue: the engine got no Expect');
   t.equal(await containerExists(name), true);
 });

@@ -67,10 +67,9 @@ t.test('audit verify of an unreadable file exits 2 naming it; bad flags and comm
   t.match(await dockgate(['verify', '--help']), { status: 0, out: /Exit status: 0 the chain holds/ });
 });
 
-t.test('audit verify checks rotated files as one chain, oldest first', async (t) => {
-  const dir = t.testdir();
+/** A log of 10 request lines rotated after 5 (as logrotate does), the rotated file renamed to `rotated`. */
+async function rotatedLog(dir: string, rotated: string): Promise<string> {
   const file = join(dir, 'audit.log');
-  const rotated = join(dir, 'audit.log.1');
   const log = createAuditLog({ level: 'info', file });
   for (let i = 0; i < 5; i++) log.audit.audit({ event: 'request', i });
   await log.flush();
@@ -78,6 +77,13 @@ t.test('audit verify checks rotated files as one chain, oldest first', async (t)
   log.reopen();
   for (let i = 5; i < 10; i++) log.audit.audit({ event: 'request', i });
   await log.close();
+  return file;
+}
+
+t.test('audit verify checks rotated files as one chain, oldest first', async (t) => {
+  const dir = t.testdir();
+  const rotated = join(dir, 'audit.log.1');
+  const file = await rotatedLog(dir, rotated);
   const both = await dockgate(['verify', rotated, file]);
   t.equal(both.status, 0);
   t.match(both.out, /^OK: 12 lines verify; it starts a new chain/);
@@ -88,16 +94,9 @@ t.test('audit verify checks rotated files as one chain, oldest first', async (t)
 
 t.test('audit verify reads gzipped files (logrotate compress) as they are', async (t) => {
   const dir = t.testdir();
-  const file = join(dir, 'audit.log');
+  const file = await rotatedLog(dir, join(dir, 'plain'));
   const rotated = join(dir, 'audit.log.1.gz');
-  const log = createAuditLog({ level: 'info', file });
-  for (let i = 0; i < 5; i++) log.audit.audit({ event: 'request', i });
-  await log.flush();
-  renameSync(file, join(dir, 'plain'));
   writeFileSync(rotated, gzipSync(readFileSync(join(dir, 'plain'))));
-  log.reopen();
-  for (let i = 5; i < 10; i++) log.audit.audit({ event: 'request', i });
-  await log.close();
   const both = await dockgate(['verify', rotated, file]);
   t.equal(both.status, 0, both.out);
   t.match(both.out, /^OK: 12 lines verify; it starts a new chain/);
