@@ -171,7 +171,7 @@ export class ClientSession {
     this.closed = true;
     this.response.stop();
     this.timers.dispose();
-    this.reportAbandonedHead();
+    this.reportAbandonedHead(outcome);
     this.reqPhase = RequestPhase.Closed;
     if (this.exchange) this.endExchange(outcome);
     this.client.destroy();
@@ -764,7 +764,7 @@ export class ClientSession {
    * answers went unread) reached nothing, but it did connect and start something: the audit log
    * says who, as it does for a head that timed out.
    */
-  private reportAbandonedHead(): void {
+  private reportAbandonedHead(outcome: Exchange['outcome'] = 'client-aborted'): void {
     if (this.reqPhase !== RequestPhase.Head || this.exchange !== null || this.pending === null) return;
     const bytesIn = this.pending.length;
     this.pending = null;
@@ -776,8 +776,11 @@ export class ClientSession {
       bytesIn,
       bytesOut: 0,
       hijacked: false,
-      outcome: 'client-aborted',
-      error: 'the client closed the connection with a request head unread',
+      outcome,
+      error:
+        outcome === 'client-aborted'
+          ? 'the client closed the connection with a request head unread'
+          : `the connection ended (${outcome}) with a request head unread`,
     });
   }
 

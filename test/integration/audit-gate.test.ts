@@ -367,3 +367,28 @@ t.test(
     );
   },
 );
+
+t.test(
+  'a request head still unread when the gate stops is named too, as ended by the shutdown',
+  async (t) => {
+    const gate = await startGate(t, { pki, args: ['--shutdown-timeout', '1'] });
+    const socket = connectAny(gate.port, pki.client);
+    t.teardown(() => socket.destroy());
+    await once(socket, 'secureConnect');
+    socket.write('GET /containers/json HTTP/1.1\r\nHost: ga');
+    await gate.settled();
+    const mark = gate.logs().length;
+    t.equal(await gate.stop('SIGTERM'), 0);
+    t.match(
+      gate
+        .logs()
+        .slice(mark)
+        .find((l) => l.event === 'request'),
+      {
+        client: { cn: 'client' },
+        outcome: 'shutdown',
+        error: 'the connection ended (shutdown) with a request head unread',
+      },
+    );
+  },
+);
