@@ -41,7 +41,8 @@ export class RefusalLineBudget {
   constructor(
     private readonly burst: number,
     private readonly writeSuppressed: (suppressed: SuppressedRefusals) => void,
-    private readonly now: () => number = Date.now,
+    // Monotonic: a wall clock stepped back would stall an address's budget for as long.
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** True when the refusal of `remoteAddress` (address:port) may be written now. */

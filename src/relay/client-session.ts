@@ -555,7 +555,14 @@ export class ClientSession {
     this.upstream?.resume();
     if ((this.pauseReasons & PAUSE_ANSWERS_UNREAD) === 0 || this.closed) return;
     this.resumeClient(PAUSE_ANSWERS_UNREAD);
+    if (this.draining) {
+      // The gate is stopping: requests not yet started are not started now.
+      this.reportAbandonedHead('shutdown');
+      this.closeGracefully();
+      return;
+    }
     this.processRequests();
+    if (this.afterClientEnd()) return;
     this.armTimers();
   }
 
@@ -658,14 +665,39 @@ export class ClientSession {
       return;
     }
     this.processRequests();
-    // A client that half-closed after pipelining requests gets every one of them answered, then
-    // the close.
-    if (this.clientEnded && this.exchange === null && !this.closed) {
+    if (this.afterClientEnd()) return;
+    this.armTimers();
+  }
+
+  /**
+   * A client that half-closed after pipelining requests gets every one of them answered, then the
+   * close; what onClientEnd held back while the first was answered is done here, once the
+   * pipelined ones were taken up: with none in flight the connection closes; with one in flight
+   * whose bytes have all been passed on, the engine gets the client's EOF (a body cut short ends
+   * there, as without pipelining); a body the gate was reading for the policy will not complete.
+   * Returns true when it closed the connection.
+   */
+  private afterClientEnd(): boolean {
+    if (!this.clientEnded || this.closed || (this.pauseReasons & PAUSE_ANSWERS_UNREAD) !== 0) return false;
+    if (this.exchange === null) {
       this.reportAbandonedHead();
       this.closeGracefully();
-      return;
+      return true;
     }
-    this.armTimers();
+    if (this.pending !== null) return false;
+    if (this.reqPhase === RequestPhase.Collecting) {
+      this.closeGracefully();
+      return true;
+    }
+    if (
+      this.upstream !== null &&
+      (this.reqPhase === RequestPhase.BodyLength ||
+        this.reqPhase === RequestPhase.BodyChunked ||
+        this.reqPhase === RequestPhase.AwaitingResponse)
+    ) {
+      this.upstream.end();
+    }
+    return false;
   }
 
   /**
