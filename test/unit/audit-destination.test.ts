@@ -45,6 +45,18 @@ async function until(condition: () => boolean, what: string, ms = 5000): Promise
   }
 }
 
+/** An audit log to FILE that retries every 20 ms, with the health changes it reports. */
+function watchedAuditLog(file: string) {
+  const changes: [boolean, string][] = [];
+  const log = createAuditLog({
+    level: 'info',
+    file,
+    retryMs: 20,
+    onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
+  });
+  return { log, changes };
+}
+
 t.test('the sonic-boom internals destination.ts reads are there, with the types it expects', async (t) => {
   // destination.ts looks at these to batch, flush, retry and reopen; a pino or sonic-boom update
   // that renames one would otherwise break those quietly.
@@ -186,13 +198,7 @@ t.test(
     const dir = t.testdir({ sub: {} });
     const file = join(dir, 'sub', 'audit.log');
     const rotated = join(dir, 'sub.rot', 'audit.log');
-    const changes: [boolean, string][] = [];
-    const log = createAuditLog({
-      level: 'info',
-      file,
-      retryMs: 20,
-      onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
-    });
+    const { log, changes } = watchedAuditLog(file);
     for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
     await until(() => existsSync(file) && requests(linesOf(file)).length === 10, 'the first lines');
     renameSync(join(dir, 'sub'), join(dir, 'sub.rot'));
@@ -255,13 +261,7 @@ t.test(
     const file = join(dir, 'audit.log');
     const target = join(dir, 'disk.log');
     symlinkSync('/dev/full', file);
-    const changes: [boolean, string][] = [];
-    const log = createAuditLog({
-      level: 'info',
-      file,
-      retryMs: 20,
-      onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
-    });
+    const { log, changes } = watchedAuditLog(file);
     for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
     await until(() => !log.healthy, 'unhealthy');
     t.same(changes, [[false, 'ENOSPC']]);
