@@ -275,12 +275,7 @@ export class ClientSession {
           case RequestPhase.Collecting: {
             const collector = this.collector as BodyCollector;
             this.consumePending(collector.take(buf));
-            if (collector.tooLarge)
-              this.refuseExchange(
-                413,
-                'dockgate: the request body is too large for the policy to inspect',
-                true,
-              );
+            if (collector.tooLarge) this.refuseExchange(413, BODY_TOO_LARGE, true);
             else if (collector.done) this.bodyCollected();
             continue;
           }
@@ -338,6 +333,12 @@ export class ClientSession {
         this.refuseExchange(step.status, step.message, hasBody(head));
         return;
       case 'need-body':
+        // Refused from the head when its length says so: the client is not asked for (nor made
+        // to send) a body that the gate will not read.
+        if (!head.chunked && head.bodyLength > step.maxBytes) {
+          this.refuseExchange(413, BODY_TOO_LARGE, true);
+          return;
+        }
         // The engine would say 100 Continue when it reads the body; the body is read here first,
         // so the gate says it, or a client that waits for it would wait.
         if (expectsContinue(head)) this.writeClient(CONTINUE);
@@ -371,6 +372,7 @@ export class ClientSession {
       );
     }
     this.processRequests();
+    if (this.afterClientEnd()) return;
     this.armTimers();
   }
 
@@ -413,6 +415,7 @@ export class ClientSession {
     }
     if (resumed) {
       this.processRequests();
+      if (this.afterClientEnd()) return;
       this.armTimers();
     }
   }
@@ -431,7 +434,9 @@ export class ClientSession {
     this.response.cancel();
     this.head = null;
     const headRequest = head.method === 'HEAD';
-    if (bodyUnread || head.wantsClose || this.draining || this.clientEnded) {
+    // After a half-close the connection stays up for requests pipelined behind this one;
+    // afterClientEnd() closes it once they are answered.
+    if (bodyUnread || head.wantsClose || this.draining || (this.clientEnded && this.pending === null)) {
       this.answerAndClose(dockerErrorResponse(status, message, { close: true, headRequest }));
       return;
     }
@@ -869,6 +874,7 @@ export class ClientSession {
   }
 }
 
+const BODY_TOO_LARGE = 'dockgate: the request body is too large for the policy to inspect';
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 function expectsContinue(head: RequestHead): boolean {

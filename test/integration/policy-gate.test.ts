@@ -587,3 +587,32 @@ t.test('Expect: 100-continue on a create the policy reads: the gate says 100 Con
   t.equal(text.split('100 Continue').length - 1, 1, 'one 100 Continue: the engine got no Expect');
   t.equal(await containerExists(name), true);
 });
+
+t.test(
+  'a create body the policy cannot hold is refused from its Content-Length, before any 100 Continue',
+  async (t) => {
+    const name = uniqueName('toolarge');
+    containersToRemove(t, name);
+    const socket = connectAny(gate.port, pki.client);
+    t.teardown(() => socket.destroy());
+    await once(socket, 'secureConnect');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    const ended = once(socket, 'end');
+    socket.write(
+      `POST /containers/create?name=${name} HTTP/1.1\r\nHost: g\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${(8 << 20) + 1}\r\nExpect: 100-continue\r\n\r\n`,
+    );
+    // No body is sent: the answer and the close must come from the head alone.
+    const closed = await Promise.race([ended.then(() => true), sleep(10_000).then(() => false)]);
+    t.ok(closed, 'the gate answered and closed without waiting for the body');
+    t.notMatch(
+      text,
+      /100 Continue/,
+      'no 100 Continue: the client is not asked for a body that will be refused',
+    );
+    t.match(text, /^HTTP\/1\.1 413 [^\r]*\r\n/, 'a 413', { text: text.slice(0, 300) });
+    t.match(text, /"message":"dockgate: the request body is too large for the policy to inspect/);
+    t.equal(await containerExists(name), false);
+  },
+);

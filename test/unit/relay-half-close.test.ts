@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import net from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startGate } from '../helpers/gate.js';
@@ -20,7 +20,7 @@ t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const socketPath = join(dir, 'engine.sock');
 
 /**
- * /big: 8 MiB after 300 ms; /slow: `OK` after 300 ms; anything else: `OK` at once. A request with
+ * /big: 8 MiB after 300 ms; a path with /slow in it: `OK` after 300 ms; anything else: `OK` at once. A request with
  * a body that ends before its Content-Length gets a 400 when the connection ends, as Go's server
  * answers a body cut short.
  */
@@ -50,7 +50,7 @@ const engine = net.createServer({ allowHalfOpen: true }, (conn) => {
             ),
           300,
         );
-      } else if (path === '/slow') {
+      } else if (path?.includes('/slow')) {
         setTimeout(() => conn.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK'), 300);
       } else if (bodyLeft === 0) {
         conn.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK');
@@ -115,6 +115,43 @@ t.test(
       {
         text,
       },
+    );
+  },
+);
+
+t.test(
+  'a request the policy refuses after the half-close does not cost the requests pipelined behind it',
+  async (t) => {
+    const policyFile = join(dir, 'policy.yaml');
+    writeFileSync(policyFile, 'rules:\n  - name: readers\n    match: { cn: client }\n    role: read-only\n');
+    const guarded = await startGate(t, {
+      pki,
+      upstream: `unix://${socketPath}`,
+      args: ['--policy', policyFile],
+    });
+    const socket = connectAny(guarded.port, pki.client);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    // The refusal is decided once the slow answer came, after the half-close.
+    socket.end(
+      'GET /containers/slow/json HTTP/1.1\r\nHost: g\r\n\r\n' +
+        'DELETE /containers/slow HTTP/1.1\r\nHost: g\r\n\r\n' +
+        'GET /_ping HTTP/1.1\r\nHost: g\r\n\r\n',
+    );
+    const { text, timedOut } = await readAll(socket, 10_000);
+    t.notOk(timedOut, 'the gate closes after the last answer');
+    t.same(
+      [...text.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => Number(m[1])),
+      [200, 403, 200],
+      'every request answered, in order',
+      { text },
+    );
+    await guarded.settled();
+    t.same(
+      guarded
+        .logs()
+        .filter((l) => l.event === 'request')
+        .map((l) => l.status),
+      [200, 403, 200],
     );
   },
 );
