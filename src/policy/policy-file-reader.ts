@@ -58,7 +58,9 @@ export class Reader {
 
   string(node: AnyNode, field: string): string | undefined {
     if (isScalar(node) && typeof node.value === 'string') return node.value;
-    if (isScalar(node) && typeof node.value === 'number') return String(node.value);
+    // As written: YAML reads `cn: 1.10` as the number 1.1, and a client named 1.10 would then
+    // never match (or `007` would match a client named 7).
+    if (isScalar(node) && typeof node.value === 'number') return node.source ?? String(node.value);
     this.problem(node, field, 'must be a string');
     return undefined;
   }

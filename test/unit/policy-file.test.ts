@@ -313,3 +313,8 @@ t.test(
     t.same(role.constraints?.devices, ['/dev/fuse']);
   },
 );
+
+t.test('a value YAML reads as a number is matched as it is written', async (t) => {
+  const p = parsePolicy('rules:\n  - match: { cn: [1.10, 007, 0x10, 1e3] }\n    role: admin\n', 'p.yaml');
+  t.same(p.rules[0]!.match.cn, ['1.10', '007', '0x10', '1e3']);
+});
