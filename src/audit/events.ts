@@ -38,7 +38,8 @@ export const auditFields = {
   role: 'the role the rule gave the client',
   reason: 'why: the constraint a denial names, or the refusal reason of a handshake',
   status: "the engine's HTTP status, or the gate's own (403, 502...); 0 if none was sent",
-  outcome: '`completed`, `client-aborted`, `upstream-failed`, `refused`, `denied`, `shutdown`, `revoked`',
+  outcome:
+    '`completed`, `client-aborted`, `upstream-failed`, `refused`, `denied`, `shutdown`, `revoked`, `expired`, `untrusted`',
   error: 'present when the gate answered itself or the engine failed',
   bytesIn: 'bytes from the client, head included; for a stream: everything the client sent',
   bytesOut: 'bytes to the client, head included; for a stream: everything the client received',

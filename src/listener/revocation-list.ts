@@ -9,11 +9,23 @@ import type { TlsMaterial } from './tls-material.js';
 
 export type { LoadedCrl };
 
+/**
+ * How far ahead of this machine's clock a CRL may have been made. OpenSSL refuses every client
+ * while a CRL is not yet valid, so one made further ahead (the signing machine's clock is wrong)
+ * is refused rather than put in force.
+ */
+const CRL_CLOCK_SKEW_MS = 5 * 60_000;
+
 /** Verifies the material's CRL (if any) against its CA; throws ConfigError naming the file. */
-export async function verifiedCrl(material: TlsMaterial, caFile: string): Promise<LoadedCrl | undefined> {
+export async function verifiedCrl(
+  material: TlsMaterial,
+  caFile: string,
+  now = Date.now(),
+): Promise<LoadedCrl | undefined> {
   if (material.crl === undefined) return undefined;
+  let crl: LoadedCrl;
   try {
-    return await loadCrl(material.crl, material.ca, {
+    crl = await loadCrl(material.crl, material.ca, {
       crlFile: `--tlscrl file ${material.crlFile}`,
       caFile,
     });
@@ -21,6 +33,13 @@ export async function verifiedCrl(material: TlsMaterial, caFile: string): Promis
     const why = err instanceof Error ? err.message : String(err);
     throw new ConfigError('E_TLS_BAD_CRL', why.replace(/\.$/, ''), err);
   }
+  if (crl.thisUpdate.getTime() > now + CRL_CLOCK_SKEW_MS) {
+    throw new ConfigError(
+      'E_TLS_CRL_FUTURE',
+      `--tlscrl file ${material.crlFile} was made at ${crl.thisUpdate.toISOString()}, ahead of this machine's clock (${new Date(now).toISOString()}), and would refuse every client until then; set the clocks right and write it again with 'dockgate pki crl'`,
+    );
+  }
+  return crl;
 }
 
 /** True when the certificate serial (as node prints it) is listed in the CRL. */

@@ -2,11 +2,13 @@
  * A running gate: the listener, the client sessions it accepted, and the way they stop. This is
  * where the modules meet; none of them knows about the others.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/serve-config.js';
 import { GateListener, lingerThenClose, type RefusedClient } from '../listener/gate-listener.js';
 import { refusalMessage } from '../listener/refusal.js';
+import { caCertificatesIn } from '../listener/peer-chain.js';
 import { isRevoked, type LoadedCrl } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
@@ -33,8 +35,16 @@ const ENGINE_POOL_MAX_IDLE = 256;
 const ENGINE_POOL_IDLE_MS = 30_000;
 
 export class Gate {
-  /** Open client connections and who holds each, so a new CRL can close the revoked ones. */
-  private readonly sessions = new Map<ClientSession, Identity>();
+  /**
+   * Open client connections, who holds each and over which socket: a new CRL or CA closes the
+   * ones it no longer lets in, and a certificate's expiry closes its connections.
+   */
+  private readonly sessions = new Map<
+    ClientSession,
+    { identity: Identity; socket: TLSSocket; notAfter: number }
+  >();
+  /** Closes connections whose client certificate has expired (see closeExpired). */
+  private expirySweep: NodeJS.Timeout | undefined;
   private readonly listener: GateListener;
   /** Open connections per client CN, for --max-connections-per-client. */
   private readonly perClient = new Map<string, number>();
@@ -47,6 +57,8 @@ export class Gate {
   private stopping = false;
   /** The CRL in force (the listener's secure context has it too, from the same load). */
   private crl: LoadedCrl | undefined;
+  /** The CA bundle in force, to tell when a reload replaced it. */
+  private caPem: string;
   /** handshake-refused lines, a budget of them per address. */
   private readonly refusals: RefusalAuditor;
 
@@ -77,11 +89,14 @@ export class Gate {
       { handshakeTimeoutMs: config.limits.handshakeTimeoutMs, maxConnections: config.limits.maxConnections },
     );
     this.crl = tls.crl;
+    this.caPem = tls.material.ca;
     this.recordExpiry(tls);
   }
 
   async start(): Promise<string[]> {
     const bound = await this.listener.listen(this.config.listen);
+    this.expirySweep = setInterval(() => this.closeExpired(Date.now()), EXPIRY_SWEEP_MS);
+    this.expirySweep.unref();
     for (const address of bound) {
       this.logger.info(
         { event: 'listening', address, upstream: this.config.upstream.raw },
@@ -93,24 +108,52 @@ export class Gate {
 
   /**
    * New handshakes use the new material. Connections already open keep their session, except
-   * those whose client certificate the new CRL revokes: they are closed now.
+   * those whose client certificate the new CRL revokes, and, when the CA changed, those whose
+   * certificate the new CA did not sign (a CA replaced after its key leaked must not leave its
+   * clients connected): they are closed now. Returns how many were closed as revoked.
    */
   applyTls(tls: LoadedTls): number {
+    const caChanged = tls.material.ca !== this.caPem;
     this.listener.setMaterial(tls.material);
     this.crl = tls.crl;
+    this.caPem = tls.material.ca;
     this.recordExpiry(tls);
+    const trusted = caChanged ? caCertificatesIn(tls.material.ca) : [];
     let closed = 0;
-    for (const [session, identity] of this.sessions) {
-      if (!isRevoked(tls.crl, identity.serial)) continue;
-      closed++;
-      this.logger.warn(
-        { event: 'revoked-connection-closed', client: { cn: identity.cn, serial: identity.serial } },
-        `closed an open connection of client "${identity.cn}": its certificate is now revoked`,
-      );
-      session.destroy('revoked');
+    for (const [session, { identity, socket }] of this.sessions) {
+      if (isRevoked(tls.crl, identity.serial)) {
+        this.logger.warn(
+          { event: 'revoked-connection-closed', client: { cn: identity.cn, serial: identity.serial } },
+          `closed an open connection of client "${identity.cn}": its certificate is now revoked`,
+        );
+        session.destroy('revoked');
+        this.metrics.revokedClosed.inc();
+        closed++;
+      } else if (caChanged && !signedByOneOf(socket, trusted)) {
+        this.logger.warn(
+          { event: 'untrusted-connection-closed', client: { cn: identity.cn, serial: identity.serial } },
+          `closed an open connection of client "${identity.cn}": the new CA did not sign its certificate`,
+        );
+        session.destroy('untrusted');
+      }
     }
-    this.metrics.revokedClosed.inc(closed);
     return closed;
+  }
+
+  /**
+   * OpenSSL checks a certificate's validity once, at the handshake; a connection held open past
+   * the certificate's notAfter (a keep-alive client, `docker events`) would outlive it. Closed
+   * here instead, within EXPIRY_SWEEP_MS of the expiry.
+   */
+  private closeExpired(now: number): void {
+    for (const [session, { identity, notAfter }] of this.sessions) {
+      if (notAfter > now) continue;
+      this.logger.warn(
+        { event: 'expired-connection-closed', client: { cn: identity.cn, serial: identity.serial } },
+        `closed an open connection of client "${identity.cn}": its certificate expired at ${identity.notAfter}`,
+      );
+      session.destroy('expired');
+    }
   }
 
   private recordExpiry(tls: LoadedTls): void {
@@ -140,6 +183,7 @@ export class Gate {
     while (this.sessions.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
+    clearInterval(this.expirySweep);
     const cut = this.sessions.size;
     for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
     this.upstreams.close();
@@ -207,7 +251,7 @@ export class Gate {
       },
       (s) => this.release(s, identity),
     );
-    this.sessions.set(session, identity);
+    this.sessions.set(session, { identity, socket, notAfter: Date.parse(identity.notAfter) });
     if (this.stopping) session.drain();
   }
 
@@ -218,6 +262,15 @@ export class Gate {
     if (held <= 0) this.perClient.delete(identity.cn);
     else this.perClient.set(identity.cn, held);
   }
+}
+
+/** How often open connections are checked for expired client certificates. */
+const EXPIRY_SWEEP_MS = 1000;
+
+/** Whether the client certificate of a socket was signed by one of the CA certificates. */
+function signedByOneOf(socket: TLSSocket, trusted: readonly X509Certificate[]): boolean {
+  const peer = socket.getPeerX509Certificate();
+  return peer !== undefined && trusted.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
 }
 
 const auditOf = (exchange: Exchange): RequestAudit | undefined => exchange.audit as RequestAudit | undefined;

@@ -6,6 +6,7 @@
  * also closes the open connections of clients it revokes: revocation must bite at once, not at
  * the client's next handshake.
  */
+import tls from 'node:tls';
 import { existsSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
@@ -13,7 +14,8 @@ import { ConfigError } from '../errors.js';
 import { pkiPaths } from '../pki/files.js';
 import { readIndex } from '../pki/index-file.js';
 import type { TlsFiles } from '../config/serve-config.js';
-import { loadTlsMaterial, type TlsMaterial } from '../listener/tls-material.js';
+import { loadTlsMaterial, readTlsFile, type TlsMaterial } from '../listener/tls-material.js';
+import { secureContextOptions } from '../listener/gate-listener.js';
 import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
 import type { GateMetrics } from './metrics.js';
 
@@ -43,7 +45,44 @@ export async function loadTls(source: TlsSource): Promise<LoadedTls> {
   if (crlFile === undefined) await refuseUnenforcedRevocations(source.crlFile);
   const material = loadTlsMaterial(source.files, crlFile);
   const crl = await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`);
+  refuseUnusable(material);
   return { material, crl };
+}
+
+/**
+ * Loads the CRL file alone, against the CA in force: when another file fails to load (a server
+ * key left with the wrong mode, a certificate replaced halfway), a new revocation must still
+ * take effect. Undefined when the CRL did not change.
+ */
+async function loadCrlAlone(source: TlsSource, current: TlsMaterial): Promise<LoadedTls | undefined> {
+  if (!source.crlExplicit && !existsSync(source.crlFile)) return undefined;
+  const crl = readTlsFile(source.crlFile, '--tlscrl');
+  if (crl === current.crl) return undefined;
+  const material = { ...current, crl, crlFile: source.crlFile };
+  const loaded = { material, crl: await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`) };
+  refuseUnusable(material);
+  return loaded;
+}
+
+/**
+ * Builds the secure context the listener will build, so that what OpenSSL refuses and the checks
+ * above let through (a CRL it cannot parse, an RSA-1024 server key under security level 2) fails
+ * here, with the files named, instead of in the running gate.
+ */
+function refuseUnusable(material: TlsMaterial): void {
+  try {
+    tls.createSecureContext(secureContextOptions(material));
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    let files: string;
+    try {
+      tls.createSecureContext(secureContextOptions({ ...material, crl: undefined }));
+      files = `--tlscrl file ${material.crlFile}`;
+    } catch {
+      files = 'the --tlscacert, --tlscert and --tlskey files';
+    }
+    throw new ConfigError('E_TLS_UNUSABLE', `OpenSSL cannot use ${files}: ${why}`, err);
+  }
 }
 
 /**
@@ -133,7 +172,13 @@ export class TlsReloader {
   private reloading: Promise<void> = Promise.resolve();
   private readonly watched: string[];
   private readonly onChange = (curr: Stats, prev: Stats): void => {
-    if (curr.mtimeMs !== prev.mtimeMs || curr.ino !== prev.ino || curr.size !== prev.size) {
+    // ctime: a chmod (the fix for a key file's mode) changes nothing else.
+    if (
+      curr.mtimeMs !== prev.mtimeMs ||
+      curr.ctimeMs !== prev.ctimeMs ||
+      curr.ino !== prev.ino ||
+      curr.size !== prev.size
+    ) {
       this.schedule('file-change');
     }
   };
@@ -165,7 +210,10 @@ export class TlsReloader {
 
   /** Reloads now (SIGHUP); resolves when done. Reloads never overlap. */
   reload(trigger: 'signal' | 'file-change'): Promise<void> {
-    this.reloading = this.reloading.then(() => this.reloadOnce(trigger));
+    this.reloading = this.reloading
+      .then(() => this.reloadOnce(trigger))
+      // Whatever goes wrong, the gate keeps running on the material in force.
+      .catch((err: unknown) => this.reloadFailed(trigger, err instanceof Error ? err.message : String(err)));
     return this.reloading;
   }
 
@@ -175,22 +223,27 @@ export class TlsReloader {
   }
 
   private async reloadOnce(trigger: 'signal' | 'file-change'): Promise<void> {
-    let next: LoadedTls;
+    let next: LoadedTls | undefined;
     try {
       next = await loadTls(this.source);
     } catch (err) {
       this.reloadFailed(trigger, err instanceof Error ? err.message : String(err));
-      return;
+      try {
+        next = await loadCrlAlone(this.source, this.current.material);
+      } catch (crlErr) {
+        this.reloadFailed(trigger, crlErr instanceof Error ? crlErr.message : String(crlErr));
+      }
+      if (next === undefined) return;
     }
-    const regression = crlRegression(this.current.crl, next.crl, this.source.crlFile);
+    const regression = crlRegression(this.current, next, this.source.crlFile);
     if (regression !== undefined) {
       this.reloadFailed(trigger, regression);
       return;
     }
     const changed = changedParts(this.current, next);
     if (changed.length === 0) return;
-    this.current = next;
     const closed = this.target.applyTls(next);
+    this.current = next; // only once in force: a failure above leaves the previous one current
     this.metrics?.reloads.inc({ outcome: 'ok' });
     this.logger.info(
       {
@@ -216,19 +269,29 @@ export class TlsReloader {
 
 /**
  * Why a CRL that loaded fine must still not replace the one in force: it is gone (deleting
- * crl.pem would let every revoked client back in without a word), or older (an old copy put back
- * lists fewer revocations). Undefined when it may.
+ * crl.pem would let every revoked client back in without a word), older (an old copy put back
+ * lists fewer revocations), or, from the same CA, lists fewer revocations (one written from an
+ * index that missed a revocation). A running gate never forgets a revocation; a restart takes
+ * any CRL. A CRL in force that is not yet valid (signed on a clock ahead) refuses every client,
+ * so any valid one replaces it. Undefined when it may.
  */
 function crlRegression(
-  current: LoadedCrl | undefined,
-  next: LoadedCrl | undefined,
+  current: LoadedTls,
+  next: LoadedTls,
   file: string,
+  now = Date.now(),
 ): string | undefined {
-  if (current === undefined) return undefined;
-  if (next === undefined)
+  const [was, will] = [current.crl, next.crl];
+  if (was === undefined) return undefined;
+  if (will === undefined)
     return `the CRL ${file} is gone (restore it, or write a new one with 'dockgate pki crl'; only a restart drops a CRL)`;
-  if (next.thisUpdate < current.thisUpdate)
-    return `the CRL ${file} was made ${next.thisUpdate.toISOString()}, before the one in force (${current.thisUpdate.toISOString()})`;
+  if (was.thisUpdate.getTime() > now) return undefined;
+  if (will.thisUpdate < was.thisUpdate)
+    return `the CRL ${file} was made ${will.thisUpdate.toISOString()}, before the one in force (${was.thisUpdate.toISOString()})`;
+  if (current.material.ca !== next.material.ca) return undefined;
+  const dropped = [...was.revokedSerials].filter((serial) => !will.revokedSerials.has(serial));
+  if (dropped.length > 0)
+    return `the CRL ${file} no longer lists ${dropped.length} certificate${dropped.length === 1 ? '' : 's'} revoked in the one in force (serial ${dropped[0]}${dropped.length > 1 ? ', ...' : ''}); only a restart drops a revocation`;
   return undefined;
 }
 

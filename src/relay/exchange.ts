@@ -11,7 +11,16 @@ export interface Exchange {
   /** The connection became a raw byte stream (attach, exec, BuildKit session). */
   hijacked: boolean;
   /** How it ended: completed normally, cut by either side, or answered by the gate. */
-  outcome: 'completed' | 'client-aborted' | 'upstream-failed' | 'refused' | 'denied' | 'shutdown' | 'revoked';
+  outcome:
+    | 'completed'
+    | 'client-aborted'
+    | 'upstream-failed'
+    | 'refused'
+    | 'denied'
+    | 'shutdown'
+    | 'revoked'
+    | 'expired'
+    | 'untrusted';
   /** Set when the gate itself answered or the engine failed, for the log line. */
   error?: string;
   /** The Engine API operation (e.g. container.create), once the route table has resolved it. */

@@ -6,14 +6,19 @@
  */
 import t, { type Test } from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testEngine, testTmpDir } from '../helpers/engine.js';
 import { GATE_MAIN, dockgateCli, startGate, sleep, type RunningGate } from '../helpers/gate.js';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
 import { curl } from '../helpers/curl.js';
-import { tlsExchange } from '../helpers/raw-clients.js';
+import { connectAny, readAll, tlsExchange } from '../helpers/raw-clients.js';
+import { loadCa } from '../../src/pki/ca.js';
+import { pkiPaths } from '../../src/pki/files.js';
+import { issueLeaf } from '../../src/pki/issue.js';
+import { generateKey, keyAlgorithmOf, privateKeyPem, spkiDer } from '../../src/pki/keys.js';
 import type { ClientBundle } from '../helpers/openssl-pki.js';
 
 const run = promisify(execFile);
@@ -294,3 +299,76 @@ for (const keyType of KEY_TYPES) {
     t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
   });
 }
+
+/** A client certificate of the PKI in dir that expires `seconds` from now (dockgate's own signer). */
+async function shortLivedBundle(dir: string, cn: string, seconds: number): Promise<ClientBundle> {
+  const ca = await loadCa(pkiPaths(dir), undefined);
+  const { privateKey, publicKey } = await generateKey('ec-p256');
+  const leaf = await issueLeaf(ca, {
+    kind: 'client',
+    commonName: cn,
+    publicKeyDer: spkiDer(publicKey),
+    keyAlgorithm: keyAlgorithmOf(publicKey)!,
+    sans: [],
+    days: seconds / 86_400,
+  });
+  const b = join(dir, 'short-lived', cn);
+  await mkdir(b, { recursive: true });
+  await writeFile(join(b, 'ca.pem'), await readFile(join(dir, 'ca.pem')));
+  await writeFile(join(b, 'cert.pem'), leaf.pem);
+  await writeFile(join(b, 'key.pem'), privateKeyPem(privateKey), { mode: 0o600 });
+  return { dir: b, ca: join(b, 'ca.pem'), cert: join(b, 'cert.pem'), key: join(b, 'key.pem'), cn };
+}
+
+t.test('a connection does not outlive its client certificate', async (t) => {
+  const { dir, bob } = await makePki('ec-p256');
+  const gate = await startGate(t, { certsDir: dir });
+  const carol = await shortLivedBundle(dir, 'carol', 6);
+  const socket = connectAny(gate.port, carol);
+  t.teardown(() => socket.destroy());
+  await once(socket, 'secureConnect');
+  const answer = readAll(socket, 20_000);
+  socket.write('GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\n'); // keep-alive: the connection stays open
+  const { text, timedOut } = await answer;
+  t.notOk(timedOut, 'the gate closed the connection');
+  t.match(text, /^HTTP\/1\.1 200 OK[\s\S]*OK$/, 'after answering while the certificate was valid');
+  const closed = await gate.waitForLog((l) => l.event === 'expired-connection-closed', 1000);
+  t.match(closed, { client: { cn: 'carol' } });
+  t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
+});
+
+t.test('a new CA closes the open connections of clients the old one signed', async (t) => {
+  const old = await makePki('ec-p256');
+  const next = await makePki('ec-p256');
+  // The gate reads old's files from a directory of its own, replaced below by next's.
+  const certs = await mkdtemp(join(testTmpDir(), 'dockgate-ca-swap-'));
+  t.teardown(() => rm(certs, { recursive: true, force: true }));
+  const files = ['ca.pem', 'server-cert.pem', 'server-key.pem'];
+  for (const f of files) await copyFile(join(old.dir, f), join(certs, f));
+  await chmod(join(certs, 'server-key.pem'), 0o600);
+  const gate = await startGate(t, {
+    pki: {
+      caCert: join(certs, 'ca.pem'),
+      serverCert: join(certs, 'server-cert.pem'),
+      serverKey: join(certs, 'server-key.pem'),
+    },
+  });
+  const stream = spawnDocker(dockerClis()[0]!, { host: gate.host, certPath: old.alice.dir }, ['events']);
+  t.teardown(() => stream.kill());
+  const exited = once(stream, 'exit');
+  await gate.waitForLog((l) => l.event === 'request' && l.path === '/_ping', 15_000); // the CLI's ping
+  await sleep(1000); // then its events request, logged when it ends
+  const mark = gate.logs().length;
+  for (const f of files) await copyFile(join(next.dir, f), join(certs, `${f}.new`));
+  await chmod(join(certs, 'server-key.pem.new'), 0o600);
+  for (const f of files) await rename(join(certs, `${f}.new`), join(certs, f));
+  t.match(await gate.waitForLog(isReload, 10_000, mark), {
+    event: 'reloaded',
+    changed: ['ca', 'cert', 'key'],
+  });
+  t.match(await gate.waitForLog((l) => l.event === 'untrusted-connection-closed', 1000, mark), {
+    client: { cn: 'alice' },
+  });
+  const [code] = await exited;
+  t.not(code, null, 'the docker events stream of the old CA ended');
+});

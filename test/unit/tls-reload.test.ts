@@ -3,14 +3,23 @@
  * start-up error naming the file, and CRL freshness warnings fire at the right times.
  */
 import t from 'tap';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { bootstrapServeMaterial } from '../../src/pki/index.js';
-import { renewCrl } from '../../src/pki/crl.js';
+import { buildCrl, crlToPem, renewCrl } from '../../src/pki/crl.js';
+import { loadCa } from '../../src/pki/ca.js';
+import type { IssuedCertificate } from '../../src/pki/index-file.js';
 import { pkiPaths } from '../../src/pki/files.js';
-import { checkExpiry, loadTls, type TlsSource } from '../../src/ops/tls-reload.js';
+import {
+  checkExpiry,
+  loadTls,
+  TlsReloader,
+  type LoadedTls,
+  type ReloadTarget,
+  type TlsSource,
+} from '../../src/ops/tls-reload.js';
 import { ConfigError } from '../../src/errors.js';
 
 const CRL_OPTS = { days: 30, passphrase: undefined };
@@ -100,4 +109,129 @@ t.test('expiry: silent when fresh; warnings ahead of time; errors once expired',
   const serverLater = recordingLogger();
   checkExpiry({ ...loaded, crl: undefined }, serverLater.logger, server - 31 * 86_400_000);
   t.same(serverLater.lines, [], 'no warning 31 days ahead');
+});
+
+/** Writes crl.pem listing `serials`, made at `now` (the CA's own tooling, without the index). */
+async function writeCrlListing(
+  dir: string,
+  serials: string[],
+  crlNumber: number,
+  now = new Date(),
+): Promise<void> {
+  const ca = await loadCa(pkiPaths(dir), undefined);
+  const revoked = serials.map(
+    (serial) =>
+      ({ serial, revoked: { at: now.toISOString(), reason: 'unspecified' } }) as unknown as IssuedCertificate,
+  );
+  await writeFile(join(dir, 'crl.pem'), crlToPem(await buildCrl(ca, revoked, crlNumber, { days: 30, now })));
+}
+
+/** A reload target that records what it was given, or fails as a listener that cannot take it would. */
+function recordingTarget(fail = false): ReloadTarget & { applied: LoadedTls[] } {
+  const applied: LoadedTls[] = [];
+  return {
+    applied,
+    applyTls(loaded) {
+      applied.push(loaded);
+      if (fail) throw new Error('the listener refused the material');
+      return 0;
+    },
+  };
+}
+
+const events = (lines: Array<{ obj: Record<string, unknown> }>): unknown[] => lines.map((l) => l.obj.event);
+
+t.test(
+  'a CRL OpenSSL cannot read is refused at load, naming the file, not in the running gate',
+  async (t) => {
+    const { dir, source } = await certsDir(t);
+    await renewCrl(pkiPaths(dir), CRL_OPTS);
+    const pem = await readFile(join(dir, 'crl.pem'), 'utf8');
+    // The x509 library reads this label too; OpenSSL does not.
+    await writeFile(join(dir, 'crl.pem'), pem.replaceAll('X509 CRL', 'CRL'));
+    await t.rejects(loadTls(source), { code: 'E_TLS_UNUSABLE', message: /--tlscrl file .*crl\.pem/ });
+  },
+);
+
+t.test('a CRL made hours ahead of the clock is refused; one a minute ahead is taken', async (t) => {
+  const { dir, source } = await certsDir(t);
+  await writeCrlListing(dir, [], 1, new Date(Date.now() + 6 * 3600_000));
+  await t.rejects(loadTls(source), {
+    code: 'E_TLS_CRL_FUTURE',
+    message: /crl\.pem .*ahead of this machine's clock/,
+  });
+  await writeCrlListing(dir, [], 2, new Date(Date.now() + 60_000));
+  t.ok((await loadTls(source)).crl, 'within the skew allowed');
+});
+
+t.test('a new CRL takes effect even when another file fails to load', async (t) => {
+  const { dir, source } = await certsDir(t);
+  await writeCrlListing(dir, [], 1);
+  const target = recordingTarget();
+  const { logger, lines } = recordingLogger();
+  const reloader = new TlsReloader(source, await loadTls(source), target, logger);
+  await chmod(join(dir, 'server-key.pem'), 0o644); // refused as a server key
+  await writeCrlListing(dir, ['0ABC'], 2);
+  await reloader.reload('signal');
+  t.same(events(lines), ['reload-failed', 'reloaded'], 'the key is refused, the CRL applied');
+  t.match(lines[0]?.obj.error, /server-key\.pem has mode 0644/);
+  t.same(lines[1]?.obj.changed, ['crl']);
+  t.equal(target.applied.length, 1);
+  t.ok(target.applied[0]?.crl?.revokedSerials.has('abc'), 'the revocation is in force');
+});
+
+t.test('a CRL of the same CA that lists fewer revocations is not put in force', async (t) => {
+  const { dir, source } = await certsDir(t);
+  await writeCrlListing(dir, ['0ABC', '0DEF'], 1);
+  const target = recordingTarget();
+  const { logger, lines } = recordingLogger();
+  const reloader = new TlsReloader(source, await loadTls(source), target, logger);
+  await writeCrlListing(dir, ['0DEF'], 2, new Date(Date.now() + 1000));
+  await reloader.reload('signal');
+  t.same(events(lines), ['reload-failed']);
+  t.match(lines[0]?.obj.error, /no longer lists 1 certificate revoked in the one in force \(serial abc\)/);
+  t.equal(target.applied.length, 0);
+});
+
+t.test('material the listener refuses leaves the gate running on the previous one', async (t) => {
+  const { dir, source } = await certsDir(t);
+  await writeCrlListing(dir, [], 1);
+  const target = recordingTarget(true);
+  const { logger, lines } = recordingLogger();
+  const reloader = new TlsReloader(source, await loadTls(source), target, logger);
+  await writeCrlListing(dir, ['0ABC'], 2, new Date(Date.now() + 1000));
+  await reloader.reload('signal'); // resolves: no unhandled rejection to end the process
+  await reloader.reload('signal');
+  t.equal(
+    target.applied.length,
+    2,
+    'the second reload tries again: the failed material never became current',
+  );
+  t.same(events(lines), ['reload-failed', 'reload-failed']);
+  t.match(lines[0]?.obj.error, /the listener refused the material/);
+});
+
+t.test('a chmod that fixes the key file is seen, and the reload it held back happens', async (t) => {
+  const { dir, source } = await certsDir(t);
+  const target = recordingTarget();
+  const { logger, lines } = recordingLogger();
+  const reloader = new TlsReloader(source, await loadTls(source), target, logger);
+  reloader.start();
+  t.teardown(() => reloader.stop());
+  const keyFile = join(dir, 'server-key.pem');
+  await chmod(keyFile, 0o644);
+  await appendFile(join(dir, 'server-cert.pem'), '\n'); // a changed certificate file
+  const waitFor = async (n: number): Promise<void> => {
+    for (
+      let waited = 0;
+      lines.filter((l) => l.obj.event?.toString().startsWith('reload')).length < n && waited < 8000;
+      waited += 100
+    )
+      await new Promise((resolve) => setTimeout(resolve, 100));
+  };
+  await waitFor(1);
+  t.match(lines.at(-1)?.obj, { event: 'reload-failed', error: /mode 0644/ });
+  await chmod(keyFile, 0o600); // only the ctime changes
+  await waitFor(2);
+  t.match(lines.at(-1)?.obj, { event: 'reloaded', changed: ['cert'] });
 });
