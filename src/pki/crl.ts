@@ -1,6 +1,6 @@
 /**
- * The certificate revocation list: rebuilt from index.json and signed by the CA whenever a
- * certificate is revoked or `pki crl` renews it; and loadCrl(), which the gate uses to check a
+ * The certificate revocation list: rebuilt from index.json (and the crl.pem it replaces) and
+ * signed by the CA whenever a certificate is revoked or `pki crl` renews it; and loadCrl(), which the gate uses to check a
  * crl.pem before handing it to node:tls.
  *
  * nextUpdate: 30 days by default. OpenSSL (and so node:tls given the `crl` option) refuses EVERY
@@ -8,7 +8,7 @@
  */
 import { PkiError, UsageError } from '../errors.js';
 import { BACKDATE_MS, loadCa, parseCaCertificate, type LoadedCa } from './ca.js';
-import { MODE_CERTIFICATE, writeFileAtomic, type PkiPaths } from './files.js';
+import { MODE_CERTIFICATE, pathExists, readTextFile, writeFileAtomic, type PkiPaths } from './files.js';
 import {
   REVOCATION_REASONS,
   findForRevocation,
@@ -33,10 +33,19 @@ function derInteger(n: number): Uint8Array {
   return Uint8Array.from([0x02, bytes.length, ...bytes]);
 }
 
-/** A CRL listing every revoked certificate of the index, with AKI and CRL number (RFC 5280 5.2). */
+/** One revoked certificate as a CRL lists it. */
+export interface CrlEntry {
+  /** Canonical serial (see serial.ts). */
+  readonly serial: string;
+  readonly revokedAt: Date;
+  /** RFC 5280 reason code; 0 (unspecified) is left out of the entry. */
+  readonly reasonCode: number;
+}
+
+/** A CRL listing `entries`, with AKI and CRL number (RFC 5280 5.2). */
 export async function buildCrl(
   ca: LoadedCa,
-  revoked: readonly IssuedCertificate[],
+  entries: readonly CrlEntry[],
   crlNumber: number,
   opts: { days: number; now?: Date },
 ): Promise<x509.X509Crl> {
@@ -53,13 +62,64 @@ export async function buildCrl(
       new x509.AuthorityKeyIdentifierExtension(ca.keyId),
       new x509.Extension(OID_CRL_NUMBER, false, derInteger(crlNumber)),
     ],
-    entries: revoked.map((c) => ({
-      serialNumber: serialToEvenHex(c.serial),
-      revocationDate: new Date(c.revoked!.at),
-      ...(c.revoked!.reason === 'unspecified' ? {} : { reason: REVOCATION_REASONS[c.revoked!.reason] }),
+    entries: entries.map((e) => ({
+      serialNumber: serialToEvenHex(e.serial),
+      revocationDate: e.revokedAt,
+      ...(e.reasonCode === 0 ? {} : { reason: e.reasonCode as x509.X509CrlReason }),
     })),
   });
 }
+
+function entryOf(record: IssuedCertificate): CrlEntry {
+  return {
+    serial: record.serial,
+    revokedAt: new Date(record.revoked!.at),
+    reasonCode: REVOCATION_REASONS[record.revoked!.reason],
+  };
+}
+
+/** The value of a DER INTEGER (the CRL number extension's), or 0 when it is not a small one. */
+function derIntegerValue(der: ArrayBuffer): number {
+  const bytes = new Uint8Array(der);
+  if (bytes[0] !== 0x02 || bytes[1] === undefined || bytes[1] > 7 || bytes.length !== bytes[1] + 2) return 0;
+  let n = 0;
+  for (const b of bytes.subarray(2)) n = n * 256 + b;
+  return n;
+}
+
+/**
+ * What the crl.pem on disk lists, when it is this CA's (verified as the gate verifies it);
+ * undefined when there is none or it is not the CA's (damaged, another CA's): it is replaced then.
+ * A revocation it lists may be missing from index.json (an older dockgate wrote the CRL first and
+ * could be killed before the index); rebuilding from the index alone would silently un-revoke it.
+ */
+async function currentCrl(
+  paths: PkiPaths,
+  ca: LoadedCa,
+): Promise<{ entries: CrlEntry[]; crlNumber: number } | undefined> {
+  if (!(await pathExists(paths.crl))) return undefined;
+  const pem = await readTextFile(paths.crl, 'certificate revocation list');
+  try {
+    await loadCrl(pem, ca.pem, { crlFile: paths.crl, caFile: paths.caCert });
+  } catch (err) {
+    if (err instanceof PkiError) return undefined;
+    throw err;
+  }
+  const crl = new x509.X509Crl(pem);
+  const number = crl.getExtension(OID_CRL_NUMBER);
+  return {
+    crlNumber: number ? derIntegerValue(number.value) : 0,
+    entries: crl.entries.map((e) => ({
+      serial: normalizeSerial(e.serialNumber),
+      revokedAt: e.revocationDate,
+      reasonCode: e.reason ?? 0,
+    })),
+  };
+}
+
+const REASON_NAMES = new Map(
+  (Object.entries(REVOCATION_REASONS) as [RevocationReason, number][]).map(([name, code]) => [code, name]),
+);
 
 export interface CrlWritten {
   readonly file: string;
@@ -73,15 +133,36 @@ export function crlToPem(crl: x509.X509Crl): string {
   return x509.PemConverter.encode(crl.rawData, 'X509 CRL') + '\n';
 }
 
-/** Writes crl.pem from `index` (CRL first, then the index, so the CRL never lags behind the index). */
+/**
+ * Writes crl.pem listing everything revoked in `index` or in the current crl.pem, which it then
+ * records in the index too. The index is written first, with the new CRL number: killed between
+ * the two writes, the index still holds every revocation and the next `pki crl` writes them out,
+ * and no CRL number is ever used twice (a skipped one is harmless; RFC 5280 asks only for
+ * increasing numbers).
+ */
 async function writeCrl(paths: PkiPaths, ca: LoadedCa, index: PkiIndex, days: number): Promise<CrlWritten> {
-  const revoked = index.certificates.filter((c) => c.revoked);
-  const crlNumber = index.crlNumber + 1;
-  const crl = await buildCrl(ca, revoked, crlNumber, { days });
-  await writeFileAtomic(paths.crl, crlToPem(crl), { mode: MODE_CERTIFICATE, replace: true });
+  const current = await currentCrl(paths, ca);
+  const entries = new Map<string, CrlEntry>();
+  for (const record of index.certificates) {
+    if (record.revoked) entries.set(record.serial, entryOf(record));
+  }
+  for (const entry of current?.entries ?? []) {
+    if (entries.has(entry.serial)) continue;
+    entries.set(entry.serial, entry);
+    const record = index.certificates.find((c) => c.serial === entry.serial);
+    if (record) {
+      record.revoked = {
+        at: entry.revokedAt.toISOString(),
+        reason: REASON_NAMES.get(entry.reasonCode) ?? 'unspecified',
+      };
+    }
+  }
+  const crlNumber = Math.max(index.crlNumber, current?.crlNumber ?? 0) + 1;
+  const crl = await buildCrl(ca, [...entries.values()], crlNumber, { days });
   index.crlNumber = crlNumber;
   await writeIndex(paths, index);
-  return { file: paths.crl, crlNumber, nextUpdate: crl.nextUpdate!, revokedCount: revoked.length };
+  await writeFileAtomic(paths.crl, crlToPem(crl), { mode: MODE_CERTIFICATE, replace: true });
+  return { file: paths.crl, crlNumber, nextUpdate: crl.nextUpdate!, revokedCount: entries.size };
 }
 
 /** `dockgate pki crl`: a fresh crl.pem with the same entries and a new nextUpdate. */
@@ -128,7 +209,8 @@ export async function revokeCertificate(
     if (record.revoked) {
       throw new PkiError(
         'E_PKI_ALREADY_REVOKED',
-        `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}.`,
+        // A revoke killed after recording lands here when run again: say how to finish its CRL.
+        `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}; if crl.pem does not list it yet (a revoke was interrupted), 'dockgate pki crl' writes it.`,
       );
     }
     record.revoked = { at: (opts.now ?? new Date()).toISOString(), reason: opts.reason };
