@@ -19,7 +19,7 @@ import {
 import {
   readIndex,
   recordFor,
-  recordIssued,
+  recordThenWrite,
   refuseValidClientNamed,
   type CertificateKind,
 } from './index-file.js';
@@ -196,7 +196,6 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
       sans,
       days: opts.days,
     });
-    if (out !== '-') await writeFileAtomic(out, leaf.pem, { mode: MODE_CERTIFICATE });
     const record = recordFor(leaf.pem, {
       name: commonName,
       kind: opts.kind,
@@ -204,7 +203,10 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
       file: out === '-' ? null : out,
       dir: paths.dir,
     });
-    await recordIssued(paths, record);
+    // For --out -, the caller prints the certificate after this returns: recorded first too.
+    await recordThenWrite(paths, record, async () => {
+      if (out !== '-') await writeFileAtomic(out, leaf.pem, { mode: MODE_CERTIFICATE });
+    });
     return {
       record,
       files: out === '-' ? [] : [out],

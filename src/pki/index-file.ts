@@ -164,6 +164,28 @@ export async function recordIssued(paths: PkiPaths, record: IssuedCertificate): 
 }
 
 /**
+ * Records a certificate just signed, then runs `write`, which hands it out (its files). In this
+ * order a command killed in between leaves a record of a certificate nobody received, which
+ * `pki revoke` can still revoke, rather than a valid certificate that no record names. When `write`
+ * fails, the record is taken out again: nobody got that certificate.
+ */
+export async function recordThenWrite<T>(
+  paths: PkiPaths,
+  record: IssuedCertificate,
+  write: () => Promise<T>,
+): Promise<T> {
+  await recordIssued(paths, record);
+  try {
+    return await write();
+  } catch (err) {
+    await updateIndex(paths, (index) => {
+      index.certificates = index.certificates.filter((c) => c.serial !== record.serial);
+    }).catch(() => undefined); // The error to report is the write's; a record left behind is harmless.
+    throw err;
+  }
+}
+
+/**
  * Refuses a new client certificate for `name` while a valid (unrevoked, unexpired) one carries it:
  * the CN is the identity policy rules, ownership and per-client limits key on. Call it under
  * withIndexLock, together with recording the new certificate.

@@ -21,7 +21,7 @@ import {
 import {
   readIndex,
   recordFor,
-  recordIssued,
+  recordThenWrite,
   refuseValidClientNamed,
   type CertificateKind,
   type IssuedCertificate,
@@ -172,10 +172,6 @@ export async function issueServer(paths: PkiPaths, opts: ServerOptions): Promise
     days: opts.days,
   });
   await ensureDir(paths.dir);
-  // Key before certificate: a reader that sees the new certificate also finds its key.
-  const replace = opts.replace ?? false;
-  await writeFileAtomic(paths.serverKey, privateKeyPem(key.privateKey), { mode: MODE_PRIVATE_KEY, replace });
-  await writeFileAtomic(paths.serverCert, leaf.pem, { mode: MODE_CERTIFICATE, replace });
   const record = recordFor(leaf.pem, {
     name: 'server',
     kind: 'server',
@@ -183,7 +179,15 @@ export async function issueServer(paths: PkiPaths, opts: ServerOptions): Promise
     file: paths.serverCert,
     dir: paths.dir,
   });
-  await recordIssued(paths, record);
+  const replace = opts.replace ?? false;
+  await recordThenWrite(paths, record, async () => {
+    // Key before certificate: a reader that sees the new certificate also finds its key.
+    await writeFileAtomic(paths.serverKey, privateKeyPem(key.privateKey), {
+      mode: MODE_PRIVATE_KEY,
+      replace,
+    });
+    await writeFileAtomic(paths.serverCert, leaf.pem, { mode: MODE_CERTIFICATE, replace });
+  });
   return { record, files: [paths.serverCert, paths.serverKey], clampedToCa: leaf.clampedToCa };
 }
 
@@ -222,14 +226,6 @@ export async function issueClient(
       sans: [],
       days: opts.days,
     });
-    await ensureDir(paths.clientsDir);
-    await writeDirectoryAtomic(bundleDir, MODE_BUNDLE_DIR, async (tmp) => {
-      await writeFileAtomic(join(tmp, 'key.pem'), privateKeyPem(key.privateKey), { mode: MODE_PRIVATE_KEY });
-      await writeFileAtomic(join(tmp, 'cert.pem'), leaf.pem, { mode: MODE_CERTIFICATE });
-      await writeFileAtomic(join(tmp, 'ca.pem'), ca.pem.endsWith('\n') ? ca.pem : ca.pem + '\n', {
-        mode: MODE_CERTIFICATE,
-      });
-    });
     const record = recordFor(leaf.pem, {
       name,
       kind: 'client',
@@ -237,7 +233,18 @@ export async function issueClient(
       file: certFile,
       dir: paths.dir,
     });
-    await recordIssued(paths, record);
+    await ensureDir(paths.clientsDir);
+    await recordThenWrite(paths, record, () =>
+      writeDirectoryAtomic(bundleDir, MODE_BUNDLE_DIR, async (tmp) => {
+        await writeFileAtomic(join(tmp, 'key.pem'), privateKeyPem(key.privateKey), {
+          mode: MODE_PRIVATE_KEY,
+        });
+        await writeFileAtomic(join(tmp, 'cert.pem'), leaf.pem, { mode: MODE_CERTIFICATE });
+        await writeFileAtomic(join(tmp, 'ca.pem'), ca.pem.endsWith('\n') ? ca.pem : ca.pem + '\n', {
+          mode: MODE_CERTIFICATE,
+        });
+      }),
+    );
     return { leaf, record };
   });
   return {

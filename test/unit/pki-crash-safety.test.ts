@@ -3,16 +3,19 @@
  * revoked, and nothing once revoked comes back to life. A child process runs the command with a
  * preload that kills it just before one chosen file is renamed into place.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { run as pki, type CommandIo } from '../../src/cli/pki.js';
 import { loadCrl } from '../../src/pki/crl.js';
 import { pkiPaths } from '../../src/pki/files.js';
 import { readIndex } from '../../src/pki/index-file.js';
 import { indexLockFile } from '../../src/pki/index-lock.js';
+import { normalizeSerial } from '../../src/pki/serial.js';
+import { x509 } from '../../src/pki/x509.js';
 
 const quiet: CommandIo = { stdout: { write: () => true }, stderr: { write: () => true }, env: {} };
 
@@ -20,14 +23,19 @@ const quiet: CommandIo = { stdout: { write: () => true }, stderr: { write: () =>
 const tsImport = process.execArgv.filter((a) => a.includes('@tapjs/typescript'));
 const pkiModule = new URL('../../src/cli/pki.js', import.meta.url).href;
 
-/** Kills the process with SIGKILL when it renames a file whose name ends with CRASH_AT. */
+/**
+ * Kills the process with SIGKILL as it moves a file whose name ends with CRASH_AT into place
+ * (files.ts renames to replace and links to create without overwriting).
+ */
 const CRASH_PRELOAD = `
 const fsp = require('node:fs/promises');
-const rename = fsp.rename;
-fsp.rename = async (from, to) => {
-  if (String(to).endsWith(process.env.CRASH_AT)) process.kill(process.pid, 'SIGKILL');
-  return rename(from, to);
-};
+for (const name of ['rename', 'link']) {
+  const original = fsp[name];
+  fsp[name] = async (from, to) => {
+    if (String(to).endsWith(process.env.CRASH_AT)) process.kill(process.pid, 'SIGKILL');
+    return original(from, to);
+  };
+}
 require('node:module').syncBuiltinESMExports();
 `;
 
@@ -60,7 +68,6 @@ async function crlSerials(dir: string) {
 }
 
 async function crlNumberOf(dir: string): Promise<number> {
-  const { x509 } = await import('../../src/pki/x509.js');
   const ext = new x509.X509Crl(await readFile(join(dir, 'crl.pem'), 'utf8')).getExtension('2.5.29.20')!;
   const bytes = new Uint8Array(ext.value);
   return bytes.subarray(2).reduce((n, b) => n * 256 + b, 0);
@@ -115,4 +122,86 @@ t.test('a revocation crl.pem lists but index.json lacks (left by an older dockga
   t.same(await crlSerials(dir), [bob.serial], 'bob stays revoked');
   t.equal(await crlNumberOf(dir), 2, 'after CRL #1, not a second #1');
   t.same(bob.revoked?.reason, 'keyCompromise', 'index.json records it again, with its reason');
+});
+
+const exists = (p: string) =>
+  stat(p).then(
+    () => true,
+    () => false,
+  );
+
+/** A PEM CSR for CN=`cn`, made as another machine would. */
+async function csrFor(cn: string): Promise<string> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${cn}`,
+    keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
+    signingAlgorithm: alg,
+  });
+  return csr.toString('pem');
+}
+
+/** Every certificate file found is recorded in index.json under its serial. */
+async function assertRecorded(t: Test, dir: string, certFile: string) {
+  const index = await readIndex(pkiPaths(dir));
+  if (!(await exists(certFile))) return t.pass(`${certFile} was not written`);
+  const serial = normalizeSerial(new X509Certificate(await readFile(certFile)).serialNumber);
+  t.ok(
+    index.certificates.some((c) => c.serial === serial),
+    `the certificate in ${certFile} is recorded, so it can be revoked`,
+  );
+}
+
+t.test('pki client killed as it records or writes: no certificate without a record', async (t) => {
+  const dir = join(t.testdir({ certs: {} }), 'certs');
+  await pki(['init', '--dir', dir], quiet);
+  const bundle = join(dir, 'clients', 'bob');
+
+  const atIndex = await pkiKilledAt(dir, 'index.json', ['client', 'bob', '--dir', dir]);
+  t.equal(atIndex.signal, 'SIGKILL', 'killed as it wrote index.json');
+  await assertRecorded(t, dir, join(bundle, 'cert.pem'));
+  t.equal(await pki(['client', 'bob', '--dir', dir], quiet), 0, 'bob can be issued afterwards');
+
+  const atBundle = await pkiKilledAt(dir, join('clients', 'carol'), ['client', 'carol', '--dir', dir]);
+  t.equal(atBundle.signal, 'SIGKILL', 'killed as it moved the bundle into place');
+  const carol = (await readIndex(pkiPaths(dir))).certificates.filter((c) => c.name === 'carol');
+  t.equal(carol.length, 1, 'the certificate was recorded before its bundle was written');
+  t.notOk(await exists(join(dir, 'clients', 'carol')), 'the bundle never appeared');
+  t.equal(await pki(['revoke', 'carol', '--dir', dir], quiet), 0, 'it can be revoked');
+  t.equal(await pki(['client', 'carol', '--dir', dir], quiet), 0, 'and carol issued again');
+});
+
+t.test('pki sign killed as it records or writes: no certificate without a record', async (t) => {
+  const dir = join(t.testdir({ certs: {} }), 'certs');
+  await pki(['init', '--dir', dir], quiet);
+  const csr = join(dir, '..', 'dave.csr');
+  await writeFile(csr, await csrFor('dave'));
+  const certFile = join(dir, '..', 'dave-cert.pem');
+
+  const atIndex = await pkiKilledAt(dir, 'index.json', ['sign', csr, '--client', '--dir', dir]);
+  t.equal(atIndex.signal, 'SIGKILL', 'killed as it wrote index.json');
+  await assertRecorded(t, dir, certFile);
+  await rm(certFile, { force: true });
+
+  const atCert = await pkiKilledAt(dir, 'dave-cert.pem', ['sign', csr, '--client', '--dir', dir]);
+  t.equal(atCert.signal, 'SIGKILL', 'killed as it wrote dave-cert.pem');
+  t.notOk(await exists(certFile));
+  const dave = (await readIndex(pkiPaths(dir))).certificates.filter((c) => c.name === 'dave');
+  t.equal(dave.length, 1, 'the certificate was recorded before it was written');
+  t.equal(await pki(['revoke', 'dave', '--dir', dir], quiet), 0, 'so it can be revoked');
+  t.equal(await pki(['sign', csr, '--client', '--dir', dir], quiet), 0, 'and dave signed again');
+  await assertRecorded(t, dir, certFile);
+});
+
+t.test('a certificate whose files cannot be written is not left recorded', async (t) => {
+  const dir = join(t.testdir({ certs: {} }), 'certs');
+  await pki(['init', '--dir', dir], quiet);
+  const csr = join(dir, '..', 'erin.csr');
+  await writeFile(csr, await csrFor('erin'));
+  await t.rejects(
+    pki(['sign', csr, '--client', '--dir', dir, '--out', join(dir, 'no-such-dir', 'erin.pem')], quiet),
+  );
+  t.same((await readIndex(pkiPaths(dir))).certificates, [], 'nothing recorded');
+  t.equal(await pki(['sign', csr, '--client', '--dir', dir], quiet), 0, 'so erin can be signed');
 });
