@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { link, lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { PkiError, systemErrorCode } from '../errors.js';
+import { DockgateError, PkiError, systemErrorCode } from '../errors.js';
 
 export const MODE_PRIVATE_KEY = 0o400;
 export const MODE_CERTIFICATE = 0o444;
@@ -45,13 +45,72 @@ export function clientBundleDir(paths: PkiPaths, name: string): string {
   return resolve(paths.clientsDir, name);
 }
 
+/** What went wrong, in words, for the common filesystem errors; the error code otherwise. */
+const REASONS: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'the file system is read-only',
+  ENOENT: 'no such file or directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EISDIR: 'it is a directory',
+  EEXIST: 'something already exists there',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  ENAMETOOLONG: 'the name is too long',
+  ELOOP: 'too many symbolic links',
+  EMFILE: 'too many open files',
+};
+
+/** The nearest ancestor of `path` that exists and is not a directory (what ENOTDIR is about). */
+async function nonDirectoryAncestor(path: string): Promise<string | undefined> {
+  for (let dir = dirname(resolve(path)); dir !== dirname(dir); dir = dirname(dir)) {
+    const st = await lstat(dir).catch(() => undefined);
+    if (st && !st.isDirectory()) return dir;
+  }
+  return undefined;
+}
+
+/** What `err` (a Node system error about `path`) means, in words; undefined when it is no system error. */
+async function reasonFor(path: string, err: unknown, writing: boolean): Promise<string | undefined> {
+  const code = systemErrorCode(err);
+  if (code === 'ENOTDIR') {
+    const blocker = await nonDirectoryAncestor(path);
+    if (blocker) return `${blocker} is not a directory`;
+  }
+  // Writing, ENOENT is about the directory the file goes in (reading, about the file itself).
+  if (code === 'ENOENT' && writing) return `${dirname(path)} does not exist`;
+  return REASONS[code] ?? (/^E[A-Z0-9]+$/.test(code) ? code : undefined);
+}
+
+/**
+ * An ordinary filesystem error (a read-only directory, a missing parent, a file where a
+ * directory should be) as a PkiError naming the path and what went wrong, e.g. "cannot create
+ * directory /x/y: permission denied.": something the user fixes, not a bug to show a stack trace
+ * for. Errors that are dockgate's already, or no system errors (bugs), pass through unchanged.
+ */
+export async function fileError(action: string, path: string, err: unknown): Promise<unknown> {
+  if (err instanceof DockgateError) return err;
+  const reason = await reasonFor(path, err, action !== 'look up');
+  if (reason === undefined) return err;
+  return new PkiError('E_PKI_FILE', `cannot ${action} ${path}: ${reason}.`, err);
+}
+
+/** Runs `fn`, turning an ordinary filesystem error into fileError(action, path). */
+async function onPath<T>(action: string, path: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw await fileError(action, path, err);
+  }
+}
+
 export async function pathExists(path: string): Promise<boolean> {
   try {
     await lstat(path);
     return true;
   } catch (err) {
     if (systemErrorCode(err) === 'ENOENT') return false;
-    throw err;
+    throw await fileError('look up', path, err);
   }
 }
 
@@ -65,12 +124,14 @@ export async function readBinaryFile(file: string, what: string): Promise<Buffer
   } catch (err) {
     const code = systemErrorCode(err);
     if (code === 'ENOENT') throw new PkiError('E_PKI_MISSING', `${file} (${what}) does not exist.`, err);
-    throw new PkiError('E_PKI_READ', `${file} (${what}) cannot be read: ${code}.`, err);
+    const reason = await reasonFor(file, err, false);
+    if (reason === undefined) throw err;
+    throw new PkiError('E_PKI_READ', `${file} (${what}) cannot be read: ${reason}.`, err);
   }
 }
 
 export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
-  await mkdir(dir, { recursive: true, mode });
+  await onPath('create directory', dir, () => mkdir(dir, { recursive: true, mode }));
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -96,6 +157,14 @@ function tempNameFor(file: string): string {
  * touched and E_PKI_EXISTS names it.
  */
 export async function writeFileAtomic(
+  file: string,
+  data: string,
+  options: { mode: number; replace?: boolean },
+): Promise<void> {
+  await onPath('write', file, () => writeFileAtomicUnwrapped(file, data, options));
+}
+
+async function writeFileAtomicUnwrapped(
   file: string,
   data: string,
   options: { mode: number; replace?: boolean },
@@ -146,12 +215,12 @@ export async function writeDirectoryAtomic(
 ): Promise<void> {
   if (await pathExists(finalDir)) throw refuseOverwrite(finalDir);
   const tmpDir = tempNameFor(finalDir);
-  await mkdir(tmpDir, { mode });
+  await onPath('create directory', finalDir, () => mkdir(tmpDir, { mode }));
   try {
     await fill(tmpDir);
     // rename() would replace an empty directory created meanwhile; check again just before.
     if (await pathExists(finalDir)) throw refuseOverwrite(finalDir);
-    await rename(tmpDir, finalDir);
+    await onPath('create directory', finalDir, () => rename(tmpDir, finalDir));
   } catch (err) {
     await rm(tmpDir, { recursive: true, force: true });
     throw err;

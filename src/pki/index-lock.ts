@@ -9,7 +9,7 @@ import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkiError, systemErrorCode } from '../errors.js';
-import type { PkiPaths } from './files.js';
+import { fileError, type PkiPaths } from './files.js';
 
 /** How long a command waits for another one's index.json.lock before giving up. */
 export const INDEX_LOCK_WAIT_MS = 10_000;
@@ -40,19 +40,16 @@ export async function withIndexLock<T>(paths: PkiPaths, fn: () => Promise<T>): P
   try {
     return await heldLocks.run(new Set([...(held ?? []), lockFile]), fn);
   } finally {
-    if (token !== undefined) await releaseLock(lockFile, token);
+    await releaseLock(lockFile, token);
   }
 }
 
-/** Errors creating the lock that mean no file can be written in the directory at all. */
-const CANNOT_WRITE_HERE = new Set(['ENOENT', 'EACCES', 'EPERM', 'EROFS']);
-
 /**
- * The lock's token, or undefined when the directory is missing or takes no files: then there is
- * no index anyone could be writing, and the command goes on to fail on what it needs (the CA key,
- * a writable directory) with its usual message rather than on the lock.
+ * The lock's token. A directory that takes no lock file (read-only, not ours) is refused here
+ * rather than skipped: a command going on without the lock could lose another's record, and it
+ * has to write index.json in that same directory anyway.
  */
-async function acquireLock(lockFile: string): Promise<string | undefined> {
+async function acquireLock(lockFile: string): Promise<string> {
   const token = `pid ${process.pid} on ${hostname()} at ${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`;
   const deadline = Date.now() + INDEX_LOCK_WAIT_MS;
   for (;;) {
@@ -68,9 +65,7 @@ async function acquireLock(lockFile: string): Promise<string | undefined> {
       await fh.close();
       return token;
     } catch (err) {
-      const code = systemErrorCode(err);
-      if (CANNOT_WRITE_HERE.has(code)) return undefined;
-      if (code !== 'EEXIST') throw err;
+      if (systemErrorCode(err) !== 'EEXIST') throw await fileError('create the lock file', lockFile, err);
     }
     const holder = await lockHolder(lockFile);
     if (holder && Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS) {
