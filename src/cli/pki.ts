@@ -18,6 +18,7 @@ import { withProgress } from './progress.js';
 import {
   formatSan,
   parseDays,
+  printable,
   sansOfCertificate,
   validateDnsName,
   validateIpAddress,
@@ -347,7 +348,7 @@ ${PASS_HELP}
         passphrase: await resolvePassphrase(values, io.env),
       });
       io.stdout.write(
-        `Revoked ${record.kind} certificate '${record.name}' (serial ${record.serial}, reason ${record.revoked!.reason})\n` +
+        `Revoked ${record.kind} certificate '${printable(record.name)}' (serial ${record.serial}, reason ${record.revoked!.reason})\n` +
           `  wrote ${crl.file} (#${crl.crlNumber}, ${crl.revokedCount} revoked), next update due ${crl.nextUpdate.toISOString()}\n` +
           `Next: copy ${crl.file} to the gate, and renew it with 'dockgate pki crl' before the next update is due\n`,
       );
@@ -421,7 +422,7 @@ ${DIR_HELP}
 function describeIssued(record: IssuedCertificate, clamped: boolean): string {
   const names = record.sans.length ? ` for ${record.sans.join(', ')}` : '';
   return (
-    `Issued ${record.kind} certificate '${record.name}' (${record.subject})${names}\n` +
+    `Issued ${record.kind} certificate '${printable(record.name)}' (${printable(record.subject)})${names}\n` +
     `  serial ${record.serial}, valid until ${record.notAfter}${clamped ? " (cut to the CA certificate's end)" : ''}\n`
   );
 }
@@ -430,7 +431,7 @@ export function formatTable(certificates: readonly IssuedCertificate[]): string 
   const rows = [
     ['NAME', 'KIND', 'SERIAL', 'NOT AFTER', 'STATUS'],
     ...certificates.map((c) => [
-      c.name,
+      printable(c.name),
       c.kind,
       c.serial,
       c.notAfter.replace(/\.\d{3}Z$/, 'Z'),

@@ -27,6 +27,7 @@ import { withIndexLock } from './index-lock.js';
 import { issueLeaf, type IssueResult } from './issue.js';
 import { keyAlgorithmOf, describeKeyAlgorithm, type KeyAlgorithm } from './keys.js';
 import {
+  printable,
   uniqueSans,
   validateDnsName,
   validateIpAddress,
@@ -107,7 +108,7 @@ function ignoredParts(parsed: ParsedCsr, kind: CertificateKind): string[] {
   const ignored: string[] = [];
   for (const rdn of parsed.csr.subjectName.toJSON()) {
     for (const [type, values] of Object.entries(rdn)) {
-      if (type !== 'CN') ignored.push(...values.map((v) => `${type}=${v}`));
+      if (type !== 'CN') ignored.push(...values.map((v) => `${printable(type)}=${printable(v)}`));
     }
   }
   for (const ext of parsed.csr.extensions) {
@@ -163,6 +164,7 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
 
   let commonName: string;
   let sans: SubjectAltName[] = [];
+  let cnReplaced = false;
   if (opts.kind === 'client') {
     if (!parsed.commonName)
       throw new PkiError(
@@ -179,7 +181,11 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
         `${opts.csrFile} requests no DNS name or IP address; pass --dns or --ip.`,
       );
     }
-    commonName = parsed.commonName ?? sans[0]!.value;
+    // The CN goes into the certificate and index.json and is shown by `pki list`: only one of the
+    // certificate's own names (a valid DNS name or a requested SAN) is taken, never free text that
+    // could carry terminal escapes or line breaks.
+    commonName = cnAsDns?.value ?? sans.find((s) => s.value === parsed.commonName)?.value ?? sans[0]!.value;
+    if (parsed.commonName !== undefined && parsed.commonName !== commonName && !cnAsDns) cnReplaced = true;
   }
 
   const ca = await loadCa(paths, opts.passphrase);
@@ -212,7 +218,12 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
       files: out === '-' ? [] : [out],
       clampedToCa: leaf.clampedToCa,
       pem: leaf.pem,
-      ignored: ignoredParts(parsed, opts.kind),
+      ignored: [
+        ...(cnReplaced
+          ? [`CN=${printable(parsed.commonName!)} (not a name of the server; CN=${commonName})`]
+          : []),
+        ...ignoredParts(parsed, opts.kind),
+      ],
       keyDescription: describeKeyAlgorithm(parsed.keyAlgorithm),
     };
   });

@@ -123,3 +123,17 @@ export function sansOfCertificate(subjectAltName: string | undefined): SubjectAl
   }
   return out;
 }
+
+/**
+ * `text` safe to print on a terminal: control characters (ANSI escapes, line breaks) and the
+ * Unicode ones that reorder or split lines written as \xNN / \uNNNN, so that a name recorded by
+ * an older dockgate or taken from someone's request cannot forge rows or rewrite the screen.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}

@@ -673,3 +673,42 @@ t.test('without --dir, pki and client commands use DOCKGATE_CERTS as serve --cer
   // --dir still wins.
   await t.rejects(dockgate(['pki', 'list', '--dir', join(dir, 'nowhere')], env), { code: 'E_PKI_NO_CA' });
 });
+
+t.test(
+  'pki sign --server takes no CN that is not a name of the server; pki list escapes names',
+  async (t) => {
+    const dir = t.testdir();
+    await dockgate(['pki', 'init', '--dir', dir]);
+    const forged = 'x\u001b[2K\rmallory  client  00ff  2099-01-01T00:00:00Z  valid\nserver';
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+    const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+      name: new x509.Name([{ CN: [forged] }]),
+      keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
+      signingAlgorithm: alg,
+      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: 'gate.example' }])],
+    });
+    await writeFile(join(dir, 'gate.csr'), csr.toString('pem'));
+    const r = await dockgate(['pki', 'sign', join(dir, 'gate.csr'), '--server', '--dir', dir]);
+    t.equal(r.status, 0);
+    t.equal((await cert(join(dir, 'gate-cert.pem'))).subject, 'CN=gate.example', 'the CN is the SAN');
+    t.same(
+      (await listed(dir)).map((c) => c.name),
+      ['gate.example'],
+    );
+    t.notMatch(r.out, /[\u0000-\u0009\u000b-\u001f]/, 'no control character printed');
+    t.match(r.out, /not carried over from the request: CN=x\\x1b\[2K\\x0dmallory/);
+
+    // A name recorded by an older dockgate, which took such CNs as they were.
+    const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8'));
+    index.certificates[0].name = forged;
+    await writeFile(join(dir, 'index.json'), JSON.stringify(index));
+    const list = await dockgate(['pki', 'list', '--dir', dir]);
+    t.equal(list.out.split('\n').length, 3, 'a header and one row, no forged row');
+    t.notMatch(list.out, /[\u0000-\u0009\u000b-\u001f]/);
+    t.match(
+      list.out,
+      /x\\x1b\[2K\\x0dmallory {2}client {2}00ff {2}2099-01-01T00:00:00Z {2}valid\\x0aserver {2}server /,
+    );
+  },
+);
