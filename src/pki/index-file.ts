@@ -187,8 +187,9 @@ export async function recordThenWrite<T>(
 
 /**
  * Refuses a new client certificate for `name` while a valid (unrevoked, unexpired) one carries it:
- * the CN is the identity policy rules, ownership and per-client limits key on. Call it under
- * withIndexLock, together with recording the new certificate.
+ * the CN is the identity policy rules, ownership and per-client limits key on. Names differing
+ * only in case count as one. Call it under withIndexLock, together with recording the new
+ * certificate.
  */
 export function refuseValidClientNamed(
   index: PkiIndex,
@@ -196,14 +197,18 @@ export function refuseValidClientNamed(
   indexFile: string,
   now = new Date(),
 ): void {
+  // Case-insensitively: 'Dave' and 'dave' share clients/dave on a case-insensitive filesystem
+  // (macOS, Windows), and a person reading logs or policy rules takes them for one client.
+  const folded = name.toLowerCase();
   const valid = index.certificates.filter(
-    (c) => c.kind === 'client' && c.name === name && statusOf(c, now) === 'valid',
+    (c) => c.kind === 'client' && c.name.toLowerCase() === folded && statusOf(c, now) === 'valid',
   );
   if (valid.length === 0) return;
   const first = valid[0]!;
+  const held = first.name === name ? `'${name}'` : `'${name}' (as '${first.name}')`;
   throw new PkiError(
     'E_PKI_NAME_IN_USE',
-    `the client name '${name}' already belongs to a valid certificate in ${indexFile} (serial ${first.serial}, valid until ${first.notAfter}); revoke it first with 'dockgate pki revoke ${serialArgument(index, first.serial)}', or issue under another name.`,
+    `the client name ${held} already belongs to a valid certificate in ${indexFile} (serial ${first.serial}, valid until ${first.notAfter}); revoke it first with 'dockgate pki revoke ${serialArgument(index, first.serial)}', or issue under another name.`,
   );
 }
 

@@ -712,3 +712,28 @@ t.test(
     );
   },
 );
+
+t.test(
+  'a client name differing only in case from a valid one is refused (pki sign and pki client)',
+  async (t) => {
+    const dir = t.testdir();
+    await dockgate(['pki', 'init', '--dir', dir]);
+    await dockgate(['pki', 'client', 'dave', '--dir', dir]);
+    await writeFile(join(dir, 'Dave.csr'), (await makeCsr('CN=Dave')).toString('pem'));
+    await t.rejects(dockgate(['pki', 'sign', join(dir, 'Dave.csr'), '--client', '--dir', dir]), {
+      code: 'E_PKI_NAME_IN_USE',
+      exitCode: 2,
+      message: /^the client name 'Dave' \(as 'dave'\) already belongs to a valid certificate/,
+    });
+    await t.rejects(stat(join(dir, 'Dave-cert.pem')), { code: 'ENOENT' }, 'no certificate written');
+    await t.rejects(dockgate(['pki', 'client', 'DAVE', '--dir', dir]), {
+      code: 'E_PKI_NAME_IN_USE',
+      message: /^the client name 'DAVE' \(as 'dave'\) already belongs/,
+    });
+    t.same(
+      (await listed(dir)).map((c) => c.name),
+      ['dave'],
+      'nothing else recorded',
+    );
+  },
+);
