@@ -4,7 +4,7 @@
  * DNS/IP names. Everything else it asks for (CA:TRUE, key usages, EKUs, O/OU) is dropped and
  * reported: the kind of certificate decides the extensions, and the signer decides OUs (roles).
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { dirname, join, basename } from 'node:path';
 import { PkiError, UsageError } from '../errors.js';
 import { loadCa } from './ca.js';
@@ -54,6 +54,32 @@ export async function parseCsr(data: string | Buffer, file: string): Promise<Par
   } catch (err) {
     throw new PkiError('E_PKI_CSR_UNREADABLE', `${file} is not a PKCS#10 certificate signing request.`, err);
   }
+  const publicKeyDer = csr.publicKey.rawData;
+  // The key type first: WebCrypto cannot check a signature made with a key it does not know
+  // (secp256k1, Ed25519), and "the signature does not verify" would send the requester looking
+  // for damage instead of for another key type.
+  let publicKey: KeyObject | undefined;
+  try {
+    publicKey = createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' });
+  } catch {
+    publicKey = undefined; // a key type Node does not know either: refused just below
+  }
+  const keyAlgorithm = publicKey ? keyAlgorithmOf(publicKey) : null;
+  if (!keyAlgorithm) {
+    const curve = publicKey?.asymmetricKeyDetails?.namedCurve;
+    const type = publicKey?.asymmetricKeyType?.toUpperCase();
+    const which = type ? ` (${type}${curve ? ` ${curve}` : ''})` : '';
+    throw new PkiError(
+      'E_PKI_CSR_KEY',
+      `${file} carries a key dockgate does not certify${which}; use RSA (2048 bits or more) or EC P-256/P-384/P-521.`,
+    );
+  }
+  if (keyAlgorithm.kind === 'rsa' && keyAlgorithm.bits < 2048) {
+    throw new PkiError(
+      'E_PKI_CSR_KEY',
+      `${file} carries an RSA ${keyAlgorithm.bits}-bit key; 2048 bits is the least dockgate certifies.`,
+    );
+  }
   let signatureOk = false;
   try {
     signatureOk = await csr.verify();
@@ -64,22 +90,6 @@ export async function parseCsr(data: string | Buffer, file: string): Promise<Par
     throw new PkiError(
       'E_PKI_CSR_SIGNATURE',
       `${file}: the request's signature does not verify with its own public key, so it was altered or damaged; ask for a new one.`,
-    );
-  }
-  const publicKeyDer = csr.publicKey.rawData;
-  const keyAlgorithm = keyAlgorithmOf(
-    createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' }),
-  );
-  if (!keyAlgorithm) {
-    throw new PkiError(
-      'E_PKI_CSR_KEY',
-      `${file} carries a key dockgate does not certify; use RSA (2048 bits or more) or EC P-256/P-384/P-521.`,
-    );
-  }
-  if (keyAlgorithm.kind === 'rsa' && keyAlgorithm.bits < 2048) {
-    throw new PkiError(
-      'E_PKI_CSR_KEY',
-      `${file} carries an RSA ${keyAlgorithm.bits}-bit key; 2048 bits is the least dockgate certifies.`,
     );
   }
   return {

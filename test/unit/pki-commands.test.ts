@@ -737,3 +737,27 @@ t.test(
     );
   },
 );
+
+t.test('a CSR with a key type dockgate does not certify says so, not that it was damaged', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  // openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:secp256k1 -nodes -subj /CN=k1
+  // (WebCrypto, and so @peculiar/x509, cannot make or check a secp256k1 signature.)
+  const secp256k1Csr = [
+    '-----BEGIN CERTIFICATE REQUEST-----',
+    'MIHDMGwCAQAwDTELMAkGA1UEAwwCazEwVjAQBgcqhkjOPQIBBgUrgQQACgNCAAR/',
+    'wMaH/37ZDtD8WIDYmBeoi0h4K12FtCBCW4Uqo7TRGi7D0OFRYotWJhQeXxLonany',
+    'RIwLR3RC0XhC5KuhtOVfoAAwCgYIKoZIzj0EAwIDRwAwRAIgJq0RLagwpRV/+JPI',
+    'U02q+7JbqDngdaP/TzR/LJaPfqUCIFNq6k4uQtmJ0qS7NUWPnf1yUKb0L2OqTLeu',
+    'fEpAnzaB',
+    '-----END CERTIFICATE REQUEST-----',
+    '',
+  ].join('\n');
+  const file = join(dir, 'k1.csr');
+  await writeFile(file, secp256k1Csr);
+  await t.rejects(dockgate(['pki', 'sign', file, '--client', '--dir', dir]), {
+    code: 'E_PKI_CSR_KEY',
+    exitCode: 2,
+    message: `${file} carries a key dockgate does not certify (EC secp256k1); use RSA (2048 bits or more) or EC P-256/P-384/P-521.`,
+  });
+});
