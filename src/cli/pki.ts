@@ -328,27 +328,45 @@ ${PASS_HELP}
   },
   revoke: {
     summary: 'revoke a certificate by name or serial and rewrite crl.pem',
-    usage: `Usage: dockgate pki revoke NAME|SERIAL [--reason R] [--crl-days N] [--dir DIR]
+    usage: `Usage: dockgate pki revoke (NAME|SERIAL | --cert FILE) [--reason R] [--crl-days N] [--dir DIR]
 
 Mark a certificate revoked in index.json and write a new crl.pem signed by the CA.
+  --cert FILE            the certificate itself (PEM), e.g. one index.json does not record;
+                         it must be this CA's
   --reason R             unspecified|key-compromise|affiliation-changed|superseded|
                          cessation-of-operation|privilege-withdrawn (default unspecified)
   --crl-days N           days until the CRL's nextUpdate (default ${DEFAULT_CRL_DAYS})
 ${DIR_HELP}
 ${PASS_HELP}
 `,
-    options: { ...common, ...passphraseFile, reason: { type: 'string' }, 'crl-days': { type: 'string' } },
-    positionals: { min: 1, max: 1 },
+    options: {
+      ...common,
+      ...passphraseFile,
+      reason: { type: 'string' },
+      'crl-days': { type: 'string' },
+      cert: { type: 'string' },
+    },
+    positionals: { min: 0, max: 1 },
     async run(values, positionals, io) {
       const paths = pkiPaths(str(values.dir)!);
+      const certFile = str(values.cert);
+      if ((certFile === undefined) === (positionals[0] === undefined)) {
+        throw new UsageError(
+          'E_USAGE_ARGS',
+          `'dockgate pki revoke' needs either NAME|SERIAL or --cert FILE; see 'dockgate pki revoke --help'.`,
+        );
+      }
       const { record, crl } = await revokeCertificate(paths, {
-        target: positionals[0]!,
+        target: certFile === undefined ? positionals[0]! : { certFile },
         reason: values.reason ? parseRevocationReason(str(values.reason)!) : 'unspecified',
         crlDays: values['crl-days'] ? parseDays(str(values['crl-days'])!, '--crl-days') : DEFAULT_CRL_DAYS,
         passphrase: await resolvePassphrase(values, io.env),
       });
       io.stdout.write(
         `Revoked ${record.kind} certificate '${printable(record.name)}' (serial ${record.serial}, reason ${record.revoked!.reason})\n` +
+          (record.source === 'found' && certFile !== undefined
+            ? `  index.json did not record it; it does now, from ${certFile}\n`
+            : '') +
           `  wrote ${crl.file} (#${crl.crlNumber}, ${crl.revokedCount} revoked), next update due ${crl.nextUpdate.toISOString()}\n` +
           `Next: copy ${crl.file} to the gate, and renew it with 'dockgate pki crl' before the next update is due\n`,
       );

@@ -6,6 +6,8 @@
  * nextUpdate: 30 days by default. OpenSSL (and so node:tls given the `crl` option) refuses EVERY
  * client once a CRL is past its nextUpdate, so it must be renewed before then: `dockgate pki crl`.
  */
+import { X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { resolve } from 'node:path';
 import { PkiError, UsageError } from '../errors.js';
 import { BACKDATE_MS, loadCa, parseCaCertificate, type LoadedCa } from './ca.js';
 import { MODE_CERTIFICATE, pathExists, readTextFile, writeFileAtomic, type PkiPaths } from './files.js';
@@ -13,17 +15,20 @@ import {
   REVOCATION_REASONS,
   findForRevocation,
   readIndex,
+  recordFor,
   writeIndex,
   type IssuedCertificate,
   type PkiIndex,
   type RevocationReason,
 } from './index-file.js';
 import { withIndexLock } from './index-lock.js';
+import { printable } from './names.js';
 import { normalizeSerial, serialToEvenHex } from './serial.js';
 import { x509 } from './x509.js';
 
 export const DEFAULT_CRL_DAYS = 30;
 const OID_CRL_NUMBER = '2.5.29.20';
+const OID_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
 /** DER INTEGER for a non-negative safe integer (the CRL number). */
 function derInteger(n: number): Uint8Array {
@@ -188,11 +193,53 @@ export function parseRevocationReason(text: string): RevocationReason {
   return found;
 }
 
-/** `dockgate pki revoke NAME|SERIAL`: marks it revoked in the index and rewrites crl.pem. */
+/**
+ * The index record of the certificate in `certFile`, which must be the CA's: the one recorded
+ * under its serial, else a new one added to `index`. Certificates an older dockgate issued
+ * without recording them (killed between writing and recording) can be revoked this way.
+ */
+async function recordOfCertificateFile(
+  paths: PkiPaths,
+  ca: LoadedCa,
+  index: PkiIndex,
+  certFile: string,
+): Promise<IssuedCertificate> {
+  const pem = await readTextFile(certFile, 'certificate to revoke');
+  let cert: NodeX509Certificate;
+  try {
+    cert = new NodeX509Certificate(pem);
+  } catch (err) {
+    throw new PkiError('E_PKI_CERT_UNREADABLE', `${certFile} does not hold a PEM certificate.`, err);
+  }
+  const caCert = new NodeX509Certificate(ca.pem);
+  if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
+    throw new PkiError(
+      'E_PKI_CERT_ISSUER',
+      `${certFile} was not issued by the CA of ${paths.caCert}; only its own certificates can be revoked here.`,
+    );
+  }
+  const serial = normalizeSerial(cert.serialNumber);
+  const recorded = index.certificates.find((c) => c.serial === serial);
+  if (recorded) return recorded;
+  const record = recordFor(pem, {
+    name: /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? serial,
+    kind: (cert.keyUsage ?? []).includes(OID_SERVER_AUTH) ? 'server' : 'client',
+    source: 'found',
+    file: resolve(certFile),
+    dir: paths.dir,
+  });
+  index.certificates.push(record);
+  return record;
+}
+
+/**
+ * `dockgate pki revoke NAME|SERIAL` (or `--cert FILE`): marks it revoked in the index and rewrites
+ * crl.pem.
+ */
 export async function revokeCertificate(
   paths: PkiPaths,
   opts: {
-    target: string;
+    target: string | { certFile: string };
     reason: RevocationReason;
     crlDays: number;
     passphrase: string | undefined;
@@ -202,15 +249,19 @@ export async function revokeCertificate(
   // The CA first: in a directory without its key (a copy of the gate's files) that is the reason
   // to give, not the index it lacks too. A missing passphrase likewise changes nothing.
   const ca = await loadCa(paths, opts.passphrase);
+  const target = opts.target;
   // Read, mark, and write the CRL and the index under index.json.lock, as issuing records.
   return withIndexLock(paths, async () => {
     const index = await readIndex(paths);
-    const record = findForRevocation(index, opts.target, paths.index);
+    const record =
+      typeof target === 'string'
+        ? findForRevocation(index, target, paths.index)
+        : await recordOfCertificateFile(paths, ca, index, target.certFile);
     if (record.revoked) {
       throw new PkiError(
         'E_PKI_ALREADY_REVOKED',
         // A revoke killed after recording lands here when run again: say how to finish its CRL.
-        `'${record.name}' (serial ${record.serial}) was already revoked on ${record.revoked.at}; if crl.pem does not list it yet (a revoke was interrupted), 'dockgate pki crl' writes it.`,
+        `'${printable(record.name)}' (serial ${record.serial}) was already revoked on ${record.revoked.at}; if crl.pem does not list it yet (a revoke was interrupted), 'dockgate pki crl' writes it.`,
       );
     }
     record.revoked = { at: (opts.now ?? new Date()).toISOString(), reason: opts.reason };

@@ -46,8 +46,12 @@ export interface IssuedCertificate {
   readonly fingerprint256: string;
   /** Where the certificate was written, relative to the PKI directory when inside it; null for stdout. */
   readonly file: string | null;
-  /** generated: dockgate made the key; csr: signed from a request, the key never came here. */
-  readonly source: 'generated' | 'csr';
+  /**
+   * generated: dockgate made the key; csr: signed from a request, the key never came here; found:
+   * not recorded when issued (an older dockgate killed before recording it), recorded when
+   * `pki revoke --cert FILE` revoked it.
+   */
+  readonly source: 'generated' | 'csr' | 'found';
   readonly issuedAt: string;
   revoked?: Revocation;
 }
@@ -120,7 +124,7 @@ export function recordFor(
   info: {
     name: string;
     kind: CertificateKind;
-    source: 'generated' | 'csr';
+    source: IssuedCertificate['source'];
     file: string | null;
     dir: string;
   },
@@ -255,7 +259,7 @@ export function findForRevocation(
   if (byName.length === 0) {
     throw new PkiError(
       'E_PKI_NOT_FOUND',
-      `no certificate named or numbered '${nameOrSerial}' is recorded in ${indexFile}.`,
+      `no certificate named or numbered '${nameOrSerial}' is recorded in ${indexFile}; to revoke one it does not record, give the certificate file: 'dockgate pki revoke --cert FILE'.`,
     );
   }
   const active = byName.filter((c) => !c.revoked);

@@ -205,3 +205,50 @@ t.test('a certificate whose files cannot be written is not left recorded', async
   t.same((await readIndex(pkiPaths(dir))).certificates, [], 'nothing recorded');
   t.equal(await pki(['sign', csr, '--client', '--dir', dir], quiet), 0, 'so erin can be signed');
 });
+
+t.test('pki revoke --cert revokes a certificate of the CA that index.json does not record', async (t) => {
+  const dir = join(t.testdir({ certs: {}, other: {} }), 'certs');
+  await pki(['init', '--dir', dir], quiet);
+  const before = await readFile(join(dir, 'index.json'), 'utf8');
+  await pki(['client', 'bob', '--dir', dir], quiet);
+  // What an older dockgate killed between writing the bundle and recording it left behind.
+  await writeFile(join(dir, 'index.json'), before);
+  const certFile = join(dir, 'clients', 'bob', 'cert.pem');
+  const serial = normalizeSerial(new X509Certificate(await readFile(certFile)).serialNumber);
+
+  await t.rejects(pki(['revoke', 'bob', '--dir', dir], quiet), {
+    code: 'E_PKI_NOT_FOUND',
+    message: /give the certificate file: 'dockgate pki revoke --cert FILE'\.$/,
+  });
+  let out = '';
+  const io = { ...quiet, stdout: { write: (s: string) => (out += s) } };
+  t.equal(await pki(['revoke', '--cert', certFile, '--dir', dir, '--reason', 'key-compromise'], io), 0);
+  t.match(out, /Revoked client certificate 'bob' \(serial \w+, reason keyCompromise\)/);
+  t.match(out, /index\.json did not record it; it does now/);
+  t.same(await crlSerials(dir), [serial], 'the CRL lists it');
+  const [bob] = (await readIndex(pkiPaths(dir))).certificates;
+  t.match(bob, {
+    name: 'bob',
+    kind: 'client',
+    serial,
+    source: 'found',
+    revoked: { reason: 'keyCompromise' },
+  });
+  await t.rejects(pki(['revoke', '--cert', certFile, '--dir', dir], quiet), {
+    code: 'E_PKI_ALREADY_REVOKED',
+  });
+
+  // Only this CA's certificates; and a name or serial, or --cert, not both.
+  const other = join(dir, '..', 'other');
+  await pki(['init', '--dir', other], quiet);
+  await pki(['client', 'eve', '--dir', other], quiet);
+  await t.rejects(pki(['revoke', '--cert', join(other, 'clients', 'eve', 'cert.pem'), '--dir', dir], quiet), {
+    code: 'E_PKI_CERT_ISSUER',
+    exitCode: 2,
+  });
+  await t.rejects(pki(['revoke', 'bob', '--cert', certFile, '--dir', dir], quiet), {
+    code: 'E_USAGE_ARGS',
+    exitCode: 2,
+  });
+  await t.rejects(pki(['revoke', '--dir', dir], quiet), { code: 'E_USAGE_ARGS' });
+});
