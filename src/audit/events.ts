@@ -44,7 +44,8 @@ export const auditFields = {
   bytesIn: 'bytes from the client, head included; for a stream: everything the client sent',
   bytesOut: 'bytes to the client, head included; for a stream: everything the client received',
   durationMs: 'from the request head to the end of the response or stream, in milliseconds',
-  cmd: "an exec create's command: every argument `<redacted>` unless --audit-exec-cmd",
+  cmd: "an exec create's command: every argument `<redacted>` unless --audit-exec-cmd; at most 64 arguments and 4096 characters",
+  cmdArgs: 'on an exec create whose `cmd` was cut: how many arguments the command had',
   detail: "OpenSSL's or node's code for a refused handshake, e.g. `CERT_HAS_EXPIRED`",
   claimedCn: 'the CN a refused certificate claims: unverified, for investigation only',
   suppressed: 'how many refusals of that address were not written since its last `handshake-refused` line',
@@ -83,7 +84,7 @@ export const auditEvents = {
   request: {
     level: 'audit',
     when: 'a request that did not become a stream ended (or was refused by policy)',
-    fields: [...endFields, 'cmd'],
+    fields: [...endFields, 'cmd', 'cmdArgs'],
   },
   'hijack-start': {
     level: 'audit',
@@ -161,6 +162,8 @@ export interface RequestAudit {
   readonly reason?: string;
   /** An exec create's command, redacted unless --audit-exec-cmd. */
   readonly cmd?: unknown;
+  /** The exec command's argument count, when `cmd` was cut (execCommandForLog). */
+  readonly cmdArgs?: number;
 }
 
 /** What both lines of an exchange say about it: the start of a stream, and the end of any exchange. */
@@ -184,6 +187,7 @@ export interface ExchangeEvent extends ExchangeFields {
   readonly bytesOut: number;
   readonly durationMs: number;
   readonly cmd?: unknown;
+  readonly cmdArgs?: number;
   /** The id the engine gave what a create made (a container, an exec). */
   readonly createdId?: string;
 }
@@ -200,23 +204,42 @@ export function exchangeEndEvent(
   return {
     event: exchange.hijacked ? 'hijack-end' : 'request',
     operation: audit?.operation,
-    method: exchange.method,
-    path: targetPath(exchange.target),
-    target: audit?.target,
+    method: clientText(exchange.method),
+    path: clientText(targetPath(exchange.target)),
+    target: optionalClientText(audit?.target),
     decision: audit?.decision,
     rule: audit?.rule,
     role: audit?.role,
-    reason: audit?.reason,
+    reason: optionalClientText(audit?.reason),
     status: exchange.status,
     outcome: exchange.outcome,
-    error: exchange.error,
+    error: optionalClientText(exchange.error),
     bytesIn: exchange.bytesIn,
     bytesOut: exchange.bytesOut,
     // Microsecond resolution is plenty and keeps lines short.
     durationMs: Math.round((now - exchange.startedAt) * 1000) / 1000,
     ...(audit?.cmd === undefined ? {} : { cmd: audit.cmd }),
+    ...(audit?.cmdArgs === undefined ? {} : { cmdArgs: audit.cmdArgs }),
     ...createdIdOf(exchange),
   };
+}
+
+/**
+ * What a verified client's request puts into its line (method, path, target, and the reason and
+ * error that may quote them) is cut to this many characters, `…` marking a cut. A head may be
+ * megabytes long (--max-header-size) and a body 8 MiB: uncut, any certificate holder, even one
+ * the policy grants nothing, could write lines of that size, fill the backlog and make the log
+ * unhealthy, which in --audit-fail closed refuses everyone. The length is checked first, so an
+ * ordinary short value costs a comparison.
+ */
+export const CLIENT_TEXT_MAX = 1024;
+
+export function clientText(text: string): string {
+  return text.length <= CLIENT_TEXT_MAX ? text : `${text.slice(0, CLIENT_TEXT_MAX)}…`;
+}
+
+function optionalClientText(text: string | undefined): string | undefined {
+  return text === undefined || text.length <= CLIENT_TEXT_MAX ? text : clientText(text);
 }
 
 const CREATED_ID = /"Id"\s*:\s*"([0-9a-f]{64})"/;
@@ -236,13 +259,13 @@ export function hijackStartEvent(exchange: Exchange, audit: RequestAudit | undef
   return {
     event: 'hijack-start',
     operation: audit?.operation,
-    method: exchange.method,
-    path: targetPath(exchange.target),
-    target: audit?.target,
+    method: clientText(exchange.method),
+    path: clientText(targetPath(exchange.target)),
+    target: optionalClientText(audit?.target),
     decision: audit?.decision,
     rule: audit?.rule,
     role: audit?.role,
-    reason: audit?.reason,
+    reason: optionalClientText(audit?.reason),
     status: exchange.status,
   };
 }

@@ -271,7 +271,7 @@ export function policyGuard(
     } catch {
       cmd = '<unreadable>';
     }
-    exchange.audit = { ...(exchange.audit as RequestAudit), cmd: execCommandForLog(cmd, keepExecCmd) };
+    exchange.audit = { ...(exchange.audit as RequestAudit), ...execCommandForLog(cmd, keepExecCmd) };
   }
 
   function scoped(decision: Decision, head: RequestHead, body: Buffer | undefined): GuardVerdict {

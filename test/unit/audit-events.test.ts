@@ -2,7 +2,12 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditObserver, createAuditLog, refusalAuditor } from '../../src/audit/audit-log.js';
-import { auditEvents, exchangeEndEvent, handshakeRefusedEvent } from '../../src/audit/events.js';
+import {
+  auditEvents,
+  exchangeEndEvent,
+  handshakeRefusedEvent,
+  hijackStartEvent,
+} from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
 import type { Exchange } from '../../src/relay/exchange.js';
 
@@ -126,6 +131,19 @@ t.test('without a policy the request line still names method, path, status and b
     status: 0,
     error: 'ECONNREFUSED',
   });
+});
+
+t.test("a verified client's method, path, target, reason and error are cut to 1024 characters", async (t) => {
+  const big = 'a'.repeat(1 << 20);
+  const cut = `${'a'.repeat(1024)}…`;
+  const audit = { operation: 'container.inspect', target: big, decision: 'denied' as const, reason: big };
+  const ended = exchangeEndEvent(exchange({ method: big, target: `/${big}?q=1`, error: big }), audit);
+  t.match(ended, { method: cut, path: `/${'a'.repeat(1023)}…`, target: cut, reason: cut, error: cut });
+  t.ok(JSON.stringify(ended).length < 8 * 1024, 'the line stays a few KiB');
+  const started = hijackStartEvent(exchange({ method: big, target: `/${big}` }), audit);
+  t.match(started, { method: cut, path: `/${'a'.repeat(1023)}…`, target: cut, reason: cut });
+  const short = exchangeEndEvent(exchange({ target: '/containers/web/json', error: 'x' }), { target: 'web' });
+  t.match(short, { path: '/containers/web/json', target: 'web', error: 'x' }, 'short values as they are');
 });
 
 t.test('what an unverified client claims is cut to 256 characters in its refusal line', async (t) => {
