@@ -124,8 +124,10 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
     if (!TOKEN.test(name))
       throw new HttpFramingError(400, 'E_HTTP_FIELD_NAME', 'malformed header field name');
     const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    // Refusal messages name no header, by name or by value: they become the audit line's `error`,
+    // which promises never to carry a header (docs/audit-log.md), and registry credentials ride in one.
     if (!FIELD_VALUE.test(value)) {
-      throw new HttpFramingError(400, 'E_HTTP_FIELD_VALUE', `header ${name} has a control character`);
+      throw new HttpFramingError(400, 'E_HTTP_FIELD_VALUE', 'a header field value has a control character');
     }
     fields.push([name, value]);
     switch (name.toLowerCase()) {
@@ -165,11 +167,7 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
       throw new HttpFramingError(400, 'E_HTTP_TE_HTTP10', 'Transfer-Encoding is not allowed in HTTP/1.0');
     }
     if (transferEncoding.toLowerCase() !== 'chunked') {
-      throw new HttpFramingError(
-        501,
-        'E_HTTP_TE',
-        `Transfer-Encoding "${transferEncoding}" is not supported`,
-      );
+      throw new HttpFramingError(501, 'E_HTTP_TE', 'a Transfer-Encoding other than chunked is not supported');
     }
     chunked = true;
     bodyLength = -1;

@@ -385,3 +385,28 @@ t.test(
     t.pass();
   },
 );
+
+t.test(
+  "a refused head's message, which the audit line keeps as `error`, names no header value or name",
+  async (t) => {
+    const secret = 'planted-s3cret-7e1d';
+    const messageOf = (head: string): string => {
+      try {
+        parse(Buffer.from(head, 'latin1'));
+      } catch (err) {
+        if (err instanceof HttpFramingError) return err.message;
+        throw err;
+      }
+      return '(not refused)';
+    };
+    for (const head of [
+      `POST / HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: gzip, ${secret}\r\n\r\n`,
+      `POST / HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: ${secret}\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      `GET / HTTP/1.1\r\nHost: g\r\nX-${secret}: a\x01b\r\n\r\n`,
+    ]) {
+      const message = messageOf(head);
+      t.not(message, '(not refused)', JSON.stringify(head));
+      t.notMatch(message, secret, message);
+    }
+  },
+);
