@@ -82,7 +82,12 @@ export function policyGuard(
       if (CREATES.has(route.operation)) exchange.keepResponseBytes = CREATE_ANSWER_BYTES;
       // Fail closed: what cannot be audited is not done.
       const outage = refusing();
-      if (outage !== undefined) return { kind: 'refuse', status: 503, message: outage };
+      if (outage !== undefined) {
+        // No decision was made, but the line (held until the log works, or dropped and counted)
+        // still says what was asked for. Set here only, so the ordinary path makes no extra object.
+        exchange.audit = { operation: route.operation, target: route.target } satisfies RequestAudit;
+        return { kind: 'refuse', status: 503, message: outage };
+      }
       const { policy, mode } = state();
       // An exec's command goes into its audit line, so its (small) create body is always read.
       const isExec = route.operation === 'container.exec';

@@ -7,8 +7,12 @@ import {
   exchangeEndEvent,
   handshakeRefusedEvent,
   hijackStartEvent,
+  type RequestAudit,
 } from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
+import { policyGuard } from '../../src/ops/policy-guard.js';
+import { parsePolicy } from '../../src/policy/policy-file.js';
+import { findHeadEnd, parseRequestHead } from '../../src/relay/request-head.js';
 import type { Exchange } from '../../src/relay/exchange.js';
 
 const identity: Identity = {
@@ -165,3 +169,38 @@ t.test('what an unverified client claims is cut to 256 characters in its refusal
     'x',
   );
 });
+
+t.test(
+  'a request refused because the audit log cannot be written still names its operation and target',
+  async (t) => {
+    const limits = { maxHeadBytes: 64 * 1024, maxFields: 100 };
+    const raw = Buffer.from('DELETE /v1.47/containers/web HTTP/1.1\r\nHost: g\r\n\r\n', 'latin1');
+    const head = parseRequestHead(raw, findHeadEnd(raw, limits), limits);
+    const policy = parsePolicy(
+      'rules:\n  - name: ci\n    match: { cn: ci-runner }\n    role: admin\n',
+      'p.yaml',
+    );
+    for (const state of [
+      { policy, mode: 'enforce' as const },
+      { policy: undefined, mode: 'enforce' as const },
+    ]) {
+      const guard = policyGuard(
+        () => state,
+        identity,
+        () => {
+          throw new Error('no engine in this test');
+        },
+        () => 'dockgate: the audit log cannot be written',
+      );
+      const ex = exchange({ method: 'DELETE', target: head.target, status: 0 });
+      t.match(guard.inspect(head, ex), { kind: 'refuse', status: 503 });
+      ex.status = 503;
+      ex.outcome = 'denied';
+      t.match(
+        exchangeEndEvent(ex, ex.audit as RequestAudit),
+        { operation: 'container.delete', target: 'web', status: 503, outcome: 'denied' },
+        state.policy === undefined ? 'without a policy' : 'with a policy',
+      );
+    }
+  },
+);
