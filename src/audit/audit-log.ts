@@ -69,10 +69,15 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     ...(options.fd === undefined ? {} : { fd: options.fd }),
     ...(options.maxBacklogBytes === undefined ? {} : { maxBacklogBytes: options.maxBacklogBytes }),
     ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
-    onHealthChange:
-      options.onHealthChange ?? ((healthy, reason) => reportHealthOnStderr(healthy, reason, file, failMode)),
-    onRecovered: (lost) =>
-      logger.warn({ event: 'audit-log-recovered', file, ...lost }, 'the audit log can be written again'),
+    onHealthChange: (healthy, reason) => {
+      if (options.onHealthChange) options.onHealthChange(healthy, reason);
+      // The recovery is reported with what was lost, once the destination has counted it.
+      else if (!healthy) reportHealthOnStderr(reason, file, failMode);
+    },
+    onRecovered: (lost) => {
+      if (options.onHealthChange === undefined) reportHealthOnStderr('recovered', file, failMode, lost);
+      logger.audit({ event: 'audit-log-recovered', file, ...lost });
+    },
   });
   const pinoOptions = {
     level: options.level,
@@ -96,10 +101,10 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
             { level: options.level, stream: destination },
           ]),
         );
-  logger.info(
-    { event: 'audit-log-opened', file, continues: destination.chainStart.continues },
-    'audit log opened',
-  );
+  // The audit-log-* lines are written at the audit level, whatever --log-level says: `audit verify`
+  // accepts a line torn by a crash only when the restart's audit-log-opened line follows it, and
+  // a recovery's droppedLines explains the gap in the chain.
+  logger.audit({ event: 'audit-log-opened', file, continues: destination.chainStart.continues });
   return {
     // Logger<'audit'> only adds a method; pino's typings make it not assignable to Logger (onChild variance).
     logger: logger as unknown as Logger,
@@ -113,7 +118,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     reopen() {
       if (file === undefined) return;
       destination.reopen();
-      logger.info({ event: 'audit-log-reopened', file, continues: 'previous-file' }, 'audit log reopened');
+      logger.audit({ event: 'audit-log-reopened', file, continues: 'previous-file' });
     },
     flush: () => {
       flushStdout(stdout);
@@ -134,12 +139,14 @@ function flushStdout(stdout: ReturnType<typeof pino.destination> | undefined): v
   }
 }
 
+/** `lost` is given when the log recovered (reason `recovered`); without it, the log became unwritable. */
 function reportHealthOnStderr(
-  healthy: boolean,
   reason: string,
   file: string | undefined,
   failMode: AuditFailMode,
+  lost?: { droppedLines: number; unhealthyMs: number },
 ): void {
+  const healthy = lost !== undefined;
   const line = {
     level: healthy ? 'warn' : 'error',
     time: new Date().toISOString(),
@@ -147,6 +154,7 @@ function reportHealthOnStderr(
     file,
     reason,
     failMode,
+    ...lost,
     msg: healthy
       ? 'the audit log can be written again'
       : failMode === 'closed'

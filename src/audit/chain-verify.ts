@@ -28,8 +28,8 @@ export type ChainReport =
       /** Lines where the gate started a new chain (prev = genesis) after the first line. */
       readonly restarts: readonly LinePosition[];
       /**
-       * Lines cut short (a crash mid-write) that the next line links past: the gate restarted
-       * and continued from the last whole line, so no whole line is missing around them.
+       * Lines cut short (a crash mid-write) followed by the restarted gate's audit-log-opened
+       * line, which continues from the last whole line: no whole line is missing around them.
        */
       readonly torn: readonly LinePosition[];
     }
@@ -99,20 +99,29 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
   let anchor = GENESIS_HASH;
   const restarts: LinePosition[] = [];
   const torn: LinePosition[] = [];
-  // A line without a chain tail is judged by the line after it: linked past, it is a crash's torn
-  // line and checking goes on (so nothing after it escapes the check); otherwise the chain breaks.
+  // A line without a chain tail is judged by the line after it: the restarted gate's
+  // audit-log-opened line, continuing the line before it, makes it a crash's torn line and
+  // checking goes on (so nothing after it escapes the check); anything else breaks the chain.
   let unchained: LinePosition | undefined;
   const brokenAt = (position: LinePosition): ChainReport =>
     broken(
       position,
       'unchained',
-      `${where(position)} carries no valid prev/hash tail: it was cut short (a crash or a full disk) or written by something other than the gate`,
+      `${where(position)} carries no valid prev/hash tail and no restart of the gate follows it: it was cut short (a crash or a full disk) or written by something other than the gate`,
       count,
     );
   for await (const { bytes, position } of linesOf(files)) {
     const check = checkLine(bytes);
     if (check.kind === 'unchained') {
       if (unchained !== undefined) return brokenAt(unchained);
+      if (!cutShort(bytes)) {
+        return broken(
+          position,
+          'unchained',
+          `${where(position)} is a whole line without a prev/hash tail: it was not written by the gate`,
+          count,
+        );
+      }
       unchained = position;
       continue;
     }
@@ -125,7 +134,7 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
       );
     }
     if (unchained !== undefined) {
-      if (previous === undefined || check.prev !== previous.hash) return brokenAt(unchained);
+      if (!restartsAfter(unchained, bytes, check.prev, previous)) return brokenAt(unchained);
       torn.push(unchained);
       unchained = undefined;
     }
@@ -136,8 +145,51 @@ export async function verifyChain(files: readonly string[]): Promise<ChainReport
     previous = { hash: check.hash, position };
     count++;
   }
-  if (unchained !== undefined) return brokenAt(unchained); // a torn tail: no restart linked past it
+  if (unchained !== undefined) return brokenAt(unchained); // a torn tail: no restart after it
   return { ok: true, lines: count, anchor, head: previous?.hash ?? GENESIS_HASH, restarts, torn };
+}
+
+/**
+ * Whether an unchained line can be a line a crash cut short: the start of one JSON object, not a
+ * whole one. Anyone can append or insert a whole line; only its own restart can follow a torn one.
+ */
+function cutShort(bytes: Buffer): boolean {
+  if (bytes.length === 0 || bytes[0] !== 0x7b) return false;
+  try {
+    JSON.parse(bytes.toString('utf8'));
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Whether the chained line after a torn one is what the gate writes when it starts on a file that
+ * ends mid-line (destination.ts, hash-chain.ts readChainStart): its audit-log-opened line, which
+ * continues the file's last whole line (`file-tail`), or starts a new chain when there was none
+ * before the torn line in that file (`genesis`). A line that merely links past the torn one is not
+ * enough: whoever inserts a line between two whole lines gets exactly that.
+ */
+function restartsAfter(
+  torn: LinePosition,
+  next: Buffer,
+  prev: string,
+  previous: { readonly hash: string; readonly position: LinePosition } | undefined,
+): boolean {
+  let line: { event?: unknown; continues?: unknown };
+  try {
+    line = JSON.parse(next.toString('utf8')) as typeof line;
+  } catch {
+    return false;
+  }
+  if (line.event !== 'audit-log-opened') return false;
+  if (line.continues === 'genesis') return prev === GENESIS_HASH && torn.line === 1;
+  return (
+    line.continues === 'file-tail' &&
+    previous !== undefined &&
+    previous.position.file === torn.file &&
+    prev === previous.hash
+  );
 }
 
 function where(p: LinePosition): string {

@@ -107,17 +107,17 @@ export const auditEvents = {
     fields: ['remoteAddress', 'reason', 'suppressed'],
   },
   'audit-log-opened': {
-    level: 'info',
+    level: 'audit',
     when: 'the gate opened the audit destination at start',
     fields: ['file', 'continues'],
   },
   'audit-log-reopened': {
-    level: 'info',
+    level: 'audit',
     when: 'SIGHUP/SIGUSR2 made the gate reopen --audit-log (logrotate); first line of the new file',
     fields: ['file', 'continues'],
   },
   'audit-log-recovered': {
-    level: 'warn',
+    level: 'audit',
     when: 'the audit log is writable again after a failure',
     fields: ['file', 'droppedLines', 'unhealthyMs'],
   },

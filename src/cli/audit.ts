@@ -66,7 +66,7 @@ export async function run(argv: string[], io: CommandIo = processIo): Promise<nu
   io.stdout.write(`OK: ${report.lines} lines verify; ${anchor}.\n`);
   for (const r of report.torn)
     io.stdout.write(
-      `  note: line ${r.line} of ${r.file} was cut short (a crash or a full disk); the line after it continues the one before, so no whole line is missing there.\n`,
+      `  note: line ${r.line} of ${r.file} was cut short (a crash or a full disk); the gate's restart (audit-log-opened) after it continues the line before, so no whole line is missing there.\n`,
     );
   for (const r of report.restarts)
     io.stdout.write(

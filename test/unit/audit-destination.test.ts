@@ -148,11 +148,13 @@ t.test(
   'a restart after a crash mid-line starts on a new line and verify points at the torn one',
   async (t) => {
     const file = join(t.testdir(), 'audit.log');
-    const first = createAuditLog({ level: 'info', file });
+    // --log-level error: the restart's audit-log-opened line, which verify needs after a torn
+    // line, is written whatever the level.
+    const first = createAuditLog({ level: 'error', file });
     first.audit.audit({ event: 'request', i: 0 });
     await first.close();
     writeFileSync(file, readFileSync(file, 'utf8') + '{"level":"audit","event":"requ', { flag: 'w' });
-    const second = createAuditLog({ level: 'info', file });
+    const second = createAuditLog({ level: 'error', file });
     second.audit.audit({ event: 'request', i: 1 });
     await second.close();
     const text = readFileSync(file, 'utf8').split('\n');
@@ -227,21 +229,25 @@ t.test(
   },
 );
 
-t.test('--log-level error filters operational lines but never audit lines', async (t) => {
-  const file = join(t.testdir(), 'audit.log');
-  const log = createAuditLog({ level: 'error', file });
-  log.logger.info({ event: 'listening' }, 'filtered');
-  log.audit.audit({ event: 'request', i: 1 });
-  log.logger.error({ event: 'reload-failed' }, 'kept');
-  await log.close();
-  t.same(
-    linesOf(file).map((l) => [l.level, l.event]),
-    [
-      ['audit', 'request'],
-      ['error', 'reload-failed'],
-    ],
-  );
-});
+t.test(
+  "--log-level error filters operational lines but never audit lines, nor the audit log's own",
+  async (t) => {
+    const file = join(t.testdir(), 'audit.log');
+    const log = createAuditLog({ level: 'error', file });
+    log.logger.info({ event: 'listening' }, 'filtered');
+    log.audit.audit({ event: 'request', i: 1 });
+    log.logger.error({ event: 'reload-failed' }, 'kept');
+    await log.close();
+    t.same(
+      linesOf(file).map((l) => [l.level, l.event]),
+      [
+        ['audit', 'audit-log-opened'],
+        ['audit', 'request'],
+        ['error', 'reload-failed'],
+      ],
+    );
+  },
+);
 
 t.test('an audit log that cannot be opened stops the gate at start, naming the file', async (t) => {
   const file = join(t.testdir(), 'missing-dir', 'audit.log');
@@ -295,13 +301,20 @@ t.test(
     const file = join(dir, 'audit.log');
     const target = join(dir, 'disk.log');
     symlinkSync('/dev/full', file);
+    // The stderr reports are the default's (no onHealthChange): the recovery says what was lost.
+    const stderr: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => stderr.push(String(chunk)) > 0) as typeof process.stderr.write;
+    t.teardown(() => {
+      process.stderr.write = write;
+    });
+    // --log-level error: the audit-log-* lines are written all the same.
     const log = createAuditLog({
-      level: 'info',
+      level: 'error',
       file,
       failMode: 'open',
       retryMs: 20,
       maxBacklogBytes: 4096,
-      onHealthChange: () => {},
     });
     for (let i = 0; i < 100; i++) log.audit.audit({ event: 'request', i });
     await until(() => !log.healthy, 'unhealthy');
@@ -314,6 +327,18 @@ t.test(
     const lines = linesOf(target);
     const recovered = lines.find((l) => l.event === 'audit-log-recovered');
     t.ok(recovered && (recovered.droppedLines ?? 0) > 0, 'the recovery line counts the dropped lines');
+    t.match(recovered, { level: 'audit' });
+    // (The file's recovery line may itself be dropped while the backlog is still full, and the
+    // log fail again: the stderr reports are the full account.)
+    const reports = stderr.map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.match(reports, [{ event: 'audit-log-unwritable' }, { event: 'audit-log-recovered' }]);
+    const recoveries = reports.filter((r) => r.event === 'audit-log-recovered');
+    t.ok(
+      recoveries.every((r) => typeof r.droppedLines === 'number' && typeof r.unhealthyMs === 'number'),
+      'each recovery on stderr says how many lines were lost, and for how long',
+    );
+    const droppedOnStderr = recoveries.reduce((sum, r) => sum + (r.droppedLines as number), 0);
+    t.ok(droppedOnStderr >= (recovered?.droppedLines ?? 0) && droppedOnStderr > 0, `${droppedOnStderr} lost`);
     t.ok(requests(lines).length < 100, 'some request lines were dropped');
     t.match(await verifyChain([target]), { ok: false, kind: 'deleted' }, 'the gap shows in the chain');
   },

@@ -69,7 +69,8 @@ t.test('request, hijack-start/-end and handshake-refused lines carry the documen
   });
   refusals.close();
   await log.close();
-  const [request, start, end, refused] = readLines(file);
+  const [opened, request, start, end, refused] = readLines(file);
+  t.match(opened, { level: 'audit', event: 'audit-log-opened', continues: 'genesis' });
   const client = {
     cn: 'ci-runner',
     o: ['example'],

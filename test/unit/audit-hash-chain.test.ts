@@ -130,7 +130,22 @@ t.test(
   'a line cut short that the next line links past (a crash, then a restart) is noted, and checking goes on after it',
   async (t) => {
     const dir = t.testdir();
-    const { lines } = chainedLines(8);
+    // As the gate writes it: three lines, a crash mid-line, then the restart's audit-log-opened
+    // line continuing the third, and four more.
+    const chain = new HashChain();
+    const link = (text: string): string => chain.link(`${text}\n`);
+    const request = (i: number): string =>
+      link(`{"level":"audit","time":"2026-01-01T00:00:00.000Z","event":"request","i":${i}}`);
+    const lines = [
+      request(0),
+      request(1),
+      request(2),
+      link('{"level":"audit","event":"audit-log-opened","file":"a.log","continues":"file-tail"}'),
+      request(3),
+      request(4),
+      request(5),
+      request(6),
+    ];
     const withTorn = (): string[] => [
       ...lines.slice(0, 3),
       '{"level":"audit","event":"requ\n',
@@ -145,7 +160,7 @@ t.test(
     );
 
     const edited = withTorn();
-    edited[6] = edited[6]!.replace('"i":5', '"i":55');
+    edited[6] = edited[6]!.replace('"i":4', '"i":44');
     writeLines(file, edited);
     t.match(
       await verifyChain([file]),
@@ -169,6 +184,35 @@ t.test(
       { ok: false, kind: 'unchained', at: { line: 4 } },
       'a junk line in place of a whole one breaks the chain there',
     );
+  },
+);
+
+t.test('a whole forged line inserted between two real lines breaks the chain at it', async (t) => {
+  const file = join(t.testdir(), 'audit.log');
+  const { lines } = chainedLines(6);
+  const forged =
+    '{"level":"audit","time":"2026-01-01T00:00:00.000Z","event":"request","client":{"cn":"alice"},"operation":"container.delete","status":204}\n';
+  writeLines(file, [...lines.slice(0, 3), forged, ...lines.slice(3)]);
+  const report = await verifyChain([file]);
+  t.match(report, { ok: false, kind: 'unchained', at: { line: 4 } }, 'a whole JSON line is no torn line');
+  if (!report.ok) t.match(report.why, /not written by the gate/);
+  // Cut short to pass for a torn line, it is still refused: no restart of the gate follows it.
+  writeLines(file, [...lines.slice(0, 3), forged.slice(0, 60) + '\n', ...lines.slice(3)]);
+  t.match(await verifyChain([file]), { ok: false, kind: 'unchained', at: { line: 4 } }, 'cut short');
+});
+
+t.test(
+  'a torn first line followed by the restart from genesis verifies; after a line, genesis does not',
+  async (t) => {
+    const file = join(t.testdir(), 'audit.log');
+    const opened = new HashChain().link(
+      '{"level":"audit","event":"audit-log-opened","file":"a.log","continues":"genesis"}\n',
+    );
+    writeLines(file, ['{"level":"audit","ev\n', opened]);
+    t.match(await verifyChain([file]), { ok: true, lines: 1, torn: [{ line: 1 }] });
+    const { lines } = chainedLines(2);
+    writeLines(file, [...lines, '{"level":"audit","ev\n', opened]);
+    t.match(await verifyChain([file]), { ok: false, kind: 'unchained', at: { line: 3 } });
   },
 );
 
