@@ -165,6 +165,22 @@ function reportHealthOnStderr(
 }
 
 /**
+ * Audit lines the gate could not write before it stopped (the log was unwritable until the end):
+ * said on stderr, the one place left, so that a stop never loses lines silently. serve exits 1.
+ */
+export function reportLostOnStderr(lostBytes: number, file: string | undefined): void {
+  const line = {
+    level: 'error',
+    time: new Date().toISOString(),
+    event: 'audit-log-lost',
+    file,
+    lostBytes,
+    msg: `stopped with ${lostBytes} bytes of audit lines that could not be written: they are lost`,
+  };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
+}
+
+/**
  * The relay observer writing the audit lines of one client connection: `hijack-start`, then
  * `request` or `hijack-end` when the exchange ends. auditOf gives what the policy decided for an
  * exchange (operation, target, decision, rule, role); without a policy it may return undefined.

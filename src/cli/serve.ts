@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { loadServeConfig } from '../config/load-serve-config.js';
 import type { ServeConfig } from '../config/serve-config.js';
 import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
-import { createAuditLog } from '../audit/audit-log.js';
+import { createAuditLog, reportLostOnStderr } from '../audit/audit-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
 import { COMPOSE_FETCH_BUNDLE, bootstrapHintText, runningFromImage } from '../pki/bootstrap-hint.js';
 import { Gate } from '../ops/gate.js';
@@ -99,7 +99,13 @@ export async function run(argv: string[]): Promise<number> {
       void health?.close();
       void gate.shutdown(config.shutdownTimeoutMs).then(({ cut }) => {
         logger.info({ event: 'stopped', cut }, 'dockgate stopped');
-        void log.close().then(() => resolve(0));
+        void log.close().then(({ lostBytes }) => {
+          // Lines held for a log that never became writable again: a stop that loses part of the
+          // record must not look like a clean one (exit 0) to a supervisor or an operator.
+          if (lostBytes === 0) return resolve(0);
+          reportLostOnStderr(lostBytes, config.audit.logFile);
+          resolve(1);
+        });
       });
     };
     process.on('SIGTERM', stop);

@@ -3,7 +3,8 @@
  * mid-hijack (the gate must close the engine side at once: its descriptors and
  * dockgate_open_connections go back to where they were); SIGTERM with 50 streams in flight (each
  * one finishes whole within the grace period, then the gate exits 0); an audit log that cannot be
- * written (/dev/full): requests refused with 503 by default, let through with --audit-fail open.
+ * written (/dev/full): requests refused with 503 by default, let through with --audit-fail open,
+ * and a stop that has to give up the lines it holds exits 1 and says so.
  */
 import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -191,6 +192,26 @@ t.test(
       health.stderr,
       /unhealthy[^\n]*503[^\n]*"status":"refusing-requests"[^\n]*audit log cannot be written/,
     );
+  },
+);
+
+t.test(
+  'stopped while the audit log cannot be written: the lost bytes are reported on stderr and the exit status is 1',
+  async (t) => {
+    const dir = await mkdtemp(join(testTmpDir(), 'dockgate-full-stop-'));
+    const auditFile = join(dir, 'audit.log');
+    await symlink('/dev/full', auditFile);
+    const gate = await startGate(t, { pki, args: ['--audit-log', auditFile] });
+    await eventually(() => /audit-log-unwritable/.test(gate.output()), 10_000);
+    t.equal((await gateRequest(gate.port, pki.client, 'GET', '/_ping')).status, 503);
+    // The log gets 5 s to take what it holds, then the gate gives up on it.
+    const code = await gate.stop('SIGTERM');
+    t.equal(code, 1, 'not the 0 of a clean stop');
+    const lost = /^\{[^\n]*"event":"audit-log-lost"[^\n]*$/m.exec(gate.output());
+    t.ok(lost, 'stderr says lines were lost', { output: gate.output() });
+    const report = JSON.parse(lost?.[0] ?? '{}') as { lostBytes?: number; file?: string };
+    t.ok((report.lostBytes ?? 0) > 0, `${report.lostBytes} bytes`);
+    t.equal(report.file, auditFile);
   },
 );
 
