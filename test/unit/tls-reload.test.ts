@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { bootstrapServeMaterial } from '../../src/pki/index.js';
-import { buildCrl, crlToPem, renewCrl } from '../../src/pki/crl.js';
+import { buildCrl, crlToPem, renewCrl, type CrlEntry } from '../../src/pki/crl.js';
 import { loadCa } from '../../src/pki/ca.js';
-import type { IssuedCertificate } from '../../src/pki/index-file.js';
 import { pkiPaths } from '../../src/pki/files.js';
 import {
   checkExpiry,
@@ -119,10 +118,7 @@ async function writeCrlListing(
   now = new Date(),
 ): Promise<void> {
   const ca = await loadCa(pkiPaths(dir), undefined);
-  const revoked = serials.map(
-    (serial) =>
-      ({ serial, revoked: { at: now.toISOString(), reason: 'unspecified' } }) as unknown as IssuedCertificate,
-  );
+  const revoked: CrlEntry[] = serials.map((serial) => ({ serial, revokedAt: now, reasonCode: 0 }));
   await writeFile(join(dir, 'crl.pem'), crlToPem(await buildCrl(ca, revoked, crlNumber, { days: 30, now })));
 }
 
