@@ -211,8 +211,9 @@ export const serveFlags = [
     name: 'max-header-size',
     kind: 'count',
     valueName: 'BYTES',
-    default: 1048576,
-    description: 'Largest request head accepted, in bytes (dockerd takes up to 1 MiB)',
+    // Go's server, which dockerd is, reads heads up to its MaxHeaderBytes (1 MiB) plus 4096.
+    default: 1048576 + 4096,
+    description: 'Largest request head accepted, in bytes (dockerd takes up to 1 MiB + 4 KiB)',
     env: 'DOCKGATE_MAX_HEADER_SIZE',
     fileKey: 'max-header-size',
   },

@@ -87,6 +87,19 @@ t.test('HTTP/2 prior knowledge (the PRI preface) is refused, and ALPN h2 is neve
   await stillServes(t);
 });
 
+t.test('a head dockerd takes (1 MiB + 4 KiB) is relayed; one over it gets 431', async (t) => {
+  const head = (size: number): string => {
+    const start = 'GET /_ping HTTP/1.1\r\nHost: g\r\nX-Big: ';
+    const end = '\r\nConnection: close\r\n\r\n';
+    return start + 'a'.repeat(size - start.length - end.length) + end;
+  };
+  const taken = await tlsExchange(gate.port, pki.client, head(1_052_000), { timeoutMs: 30_000 });
+  t.equal(taken.status, 200, 'what the engine takes', { text: taken.text.slice(0, 200) });
+  const refused = await tlsExchange(gate.port, pki.client, head(1_052_673), { timeoutMs: 30_000 });
+  t.equal(refused.status, 431, 'one byte over');
+  t.match(refused.text, /dockgate: request head exceeds 1052672 bytes/);
+});
+
 t.test('a head over 1 MiB gets 431; a million tiny headers too; 1001 small ones too', async (t) => {
   const big = `GET /_ping HTTP/1.1\r\nHost: g\r\nX-Big: ${'a'.repeat(1_100_000)}\r\n\r\n`;
   const r1 = await tlsExchange(gate.port, pki.client, big);
