@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 export interface EngineAnswer {
   readonly status: number;
   readonly json: unknown;
+  readonly headers: http.IncomingHttpHeaders;
 }
 
 export function engineGetJson(
@@ -35,7 +36,7 @@ export function engineGetJson(
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, json });
+          resolve({ status: res.statusCode ?? 0, json, headers: res.headers });
         });
       },
     );

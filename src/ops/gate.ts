@@ -15,7 +15,8 @@ import type { Exchange } from '../relay/exchange.js';
 import { ClientSession } from '../relay/client-session.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { UpstreamPool } from '../relay/upstream-pool.js';
-import { dockerErrorResponse } from '../relay/gate-response.js';
+import { dockerErrorResponse, learnEngineFields } from '../relay/gate-response.js';
+import { pingEngine } from './engine-ping.js';
 import { auditObserver, refusalAuditor, type RefusalAuditor } from '../audit/audit-log.js';
 import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
@@ -45,6 +46,7 @@ export class Gate {
   >();
   /** Closes connections whose client certificate has expired (see closeExpired). */
   private expirySweep: NodeJS.Timeout | undefined;
+  private engineFieldsTimer: NodeJS.Timeout | undefined;
   private readonly listener: GateListener;
   /** Open connections per client CN, for --max-connections-per-client. */
   private readonly perClient = new Map<string, number>();
@@ -97,6 +99,7 @@ export class Gate {
     const bound = await this.listener.listen(this.config.listen);
     this.expirySweep = setInterval(() => this.closeExpired(Date.now()), EXPIRY_SWEEP_MS);
     this.expirySweep.unref();
+    this.learnEngineFields();
     for (const address of bound) {
       this.logger.info(
         { event: 'listening', address, upstream: this.config.upstream.raw },
@@ -138,6 +141,22 @@ export class Gate {
       }
     }
     return closed;
+  }
+
+  /**
+   * The gate's own answers carry the engine's Api-Version (gate-response.ts): asked now, again
+   * every minute (an engine upgraded behind the gate), sooner while the engine does not answer.
+   */
+  private learnEngineFields(): void {
+    if (this.stopping) return;
+    void pingEngine(this.connectUpstream).then((ping) => {
+      if (ping.ok) learnEngineFields(ping.headers);
+      this.engineFieldsTimer = setTimeout(
+        () => this.learnEngineFields(),
+        ping.ok ? ENGINE_FIELDS_REFRESH_MS : ENGINE_FIELDS_RETRY_MS,
+      );
+      this.engineFieldsTimer.unref();
+    });
   }
 
   /**
@@ -184,6 +203,7 @@ export class Gate {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     clearInterval(this.expirySweep);
+    clearTimeout(this.engineFieldsTimer);
     const cut = this.sessions.size;
     for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
     this.upstreams.close();
@@ -266,6 +286,8 @@ export class Gate {
 
 /** How often open connections are checked for expired client certificates. */
 const EXPIRY_SWEEP_MS = 1000;
+const ENGINE_FIELDS_REFRESH_MS = 60_000;
+const ENGINE_FIELDS_RETRY_MS = 5000;
 
 /** Whether the client certificate of a socket was signed by one of the CA certificates. */
 function signedByOneOf(socket: TLSSocket, trusted: readonly X509Certificate[]): boolean {

@@ -17,6 +17,35 @@ const REASONS: Record<number, string> = {
   505: 'HTTP Version Not Supported',
 };
 
+/**
+ * The fields dockerd puts on every answer, errors included (`Api-Version`, `Docker-Experimental`,
+ * `Ostype`, `Server`), as the engine behind the gate last gave them; empty until it has. The
+ * docker CLI takes the API version to speak from whatever answers its `/_ping`, a refusal too:
+ * without `Api-Version` on the gate's 403, CLI 28 falls back to its own newest version, and
+ * requests the policy allows then fail against an older engine ("client version 1.50 is too new").
+ */
+let engineFields = '';
+
+const ENGINE_FIELDS = ['api-version', 'docker-experimental', 'ostype', 'server'] as const;
+const FIELD_NAMES: Record<(typeof ENGINE_FIELDS)[number], string> = {
+  'api-version': 'Api-Version',
+  'docker-experimental': 'Docker-Experimental',
+  ostype: 'Ostype',
+  server: 'Server',
+};
+
+/** Records the engine's own fields from one of its answers (the gate's `/_ping` of it). */
+export function learnEngineFields(headers: Readonly<Record<string, string | string[] | undefined>>): void {
+  let fields = '';
+  for (const name of ENGINE_FIELDS) {
+    const value = headers[name];
+    // Only what could have come from a well-behaved engine goes into the gate's own heads.
+    if (typeof value === 'string' && /^[\x20-\x7e]{1,200}$/.test(value))
+      fields += `${FIELD_NAMES[name]}: ${value}\r\n`;
+  }
+  engineFields = fields;
+}
+
 export function dockerErrorResponse(
   status: number,
   message: string,
@@ -25,6 +54,7 @@ export function dockerErrorResponse(
   const body = JSON.stringify({ message }) + '\n';
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
+      engineFields +
       'Content-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       (options.close ? 'Connection: close\r\n' : '') +

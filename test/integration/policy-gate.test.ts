@@ -616,3 +616,37 @@ t.test(
     t.equal(await containerExists(name), false);
   },
 );
+
+t.test(
+  'a client the policy denies /_ping still negotiates its API version and runs what it may',
+  async (t) => {
+    const file = join(dir, 'no-ping.yaml');
+    await writeFile(
+      file,
+      'roles:\n  lister:\n    allow: [container.list]\nrules:\n  - match: { cn: client-two }\n    role: lister\n',
+    );
+    const noPing = await startGate(t, { pki, args: ['--policy', file] });
+    const engineVersion = (await engineJson('/version')) as { ApiVersion: string };
+    // The gate learns the engine's fields shortly after it starts.
+    let refused = await gateRequest(noPing.port, pki.client2, 'GET', '/_ping');
+    for (let tries = 0; refused.headers['api-version'] === undefined && tries < 50; tries++) {
+      await sleep(100);
+      refused = await gateRequest(noPing.port, pki.client2, 'GET', '/_ping');
+    }
+    t.equal(refused.status, 403);
+    t.equal(
+      refused.headers['api-version'],
+      engineVersion.ApiVersion,
+      "the refusal carries the engine's Api-Version",
+    );
+    t.match(refused.headers.ostype, /linux/);
+    for (const cli of dockerClis()) {
+      exitsWith(
+        t,
+        await docker(cli, { host: noPing.host, certPath: pki.client2.dir }, ['ps']),
+        0,
+        `${cli.label} ps:`,
+      );
+    }
+  },
+);
