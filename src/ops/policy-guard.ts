@@ -8,7 +8,7 @@ import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import type { RequestHead } from '../relay/request-head.js';
 import { RELAY, type GuardStep, type GuardVerdict, type RequestGuard } from '../relay/request-guard.js';
-import { bodyNeeded, constantDecision, decide } from '../policy/decide.js';
+import { bodyNeeded, constantDecision, decide, FORM_ENCODED, formEncodedBody } from '../policy/decide.js';
 import { describeClient, type Decision, type OwnershipCheck } from '../policy/decision.js';
 import type { OperationName } from '../policy/route-table.js';
 import type { Policy } from '../policy/policy-model.js';
@@ -87,6 +87,25 @@ export function policyGuard(
         // still says what was asked for. Set here only, so the ordinary path makes no extra object.
         exchange.audit = { operation: route.operation, target: route.target } satisfies RequestAudit;
         return { kind: 'refuse', status: 503, message: outage };
+      }
+      // Whoever the client, with or without a policy: a form-encoded body would change what the
+      // engine reads from the query (a pull's image, a build's tag) behind the audit line's back.
+      // No Docker client sends one.
+      if (
+        (head.bodyLength > 0 || head.chunked) &&
+        formEncodedBody(head.method, headerOf(head, 'content-type'))
+      ) {
+        exchange.audit = {
+          operation: route.operation,
+          target: route.target,
+          decision: 'denied',
+          reason: FORM_ENCODED,
+        } satisfies RequestAudit;
+        return {
+          kind: 'refuse',
+          status: 403,
+          message: `dockgate: ${FORM_ENCODED}; send them in the query string`,
+        };
       }
       const { policy, mode } = state();
       // An exec's command goes into its audit line, so its (small) create body is always read.

@@ -143,6 +143,21 @@ export function constantDecision(
   return allowedBy(granting[0]!, operation);
 }
 
+export const FORM_ENCODED = 'the body is form-encoded, which the engine would read as query arguments';
+
+/**
+ * Go's ParseForm reads a urlencoded body as query arguments (POST, PUT, PATCH), and FormValue (the
+ * build route's) parses a multipart body so, whatever the method: such a body can change what
+ * the query says (`fromImage`, a build's `t`), which names the operation and its target.
+ */
+export function formEncodedBody(method: string, contentType: string | undefined): boolean {
+  if (contentType === undefined) return false;
+  return (
+    (/^(POST|PUT|PATCH)$/.test(method) && /x-www-form-urlencoded/i.test(contentType)) ||
+    /multipart\/form-data/i.test(contentType)
+  );
+}
+
 export function decide(policy: Policy, identity: Identity, request: PolicyRequest): Decision {
   const { route } = request;
   const operation = route.operation;
@@ -193,19 +208,8 @@ function decideForRole(
         route,
         'the query string is malformed (a pair with ";" or a bad escape)',
       );
-    // Go's ParseForm reads a urlencoded body as query arguments (POST, PUT, PATCH), and
-    // FormValue (the build route's) parses a multipart body so, whatever the method.
-    const contentType = request.contentType ?? '';
-    if (
-      (/^(POST|PUT|PATCH)$/.test(request.method) && /x-www-form-urlencoded/i.test(contentType)) ||
-      /multipart\/form-data/i.test(contentType)
-    )
-      return refused(
-        grant,
-        identity,
-        route,
-        'the body is form-encoded, which the engine would read as query arguments',
-      );
+    if (formEncodedBody(request.method, request.contentType))
+      return refused(grant, identity, route, FORM_ENCODED);
   }
   let decoded: GoDecoded;
   const check = bodyCheckFor(route);

@@ -161,6 +161,29 @@ t.test('form-encoded and odd queries cannot carry settings past the policy', asy
 });
 
 t.test(
+  'without a policy, a form-encoded body is refused too: it would change what the audit line names',
+  async (t) => {
+    const open = await startGate(t, { pki });
+    const r = await tlsExchange(
+      open.port,
+      pki.client,
+      post(
+        '/images/create?fromSrc=-&repo=harmless',
+        'fromImage=registry.invalid/backdoor&tag=v1',
+        'Content-Type: application/x-www-form-urlencoded\r\n',
+      ),
+    );
+    t.equal(r.status, 403, 'refused');
+    t.match(r.text, /"message":"dockgate: the body is form-encoded/, "the gate's answer, not the engine's");
+    await open.settled();
+    t.match(
+      open.logs().find((l) => l.event === 'request' && l.path === '/images/create'),
+      { operation: 'image.import', decision: 'denied', reason: /form-encoded/, status: 403 },
+    );
+  },
+);
+
+t.test(
   'an API 1.23 start carrying a privileged HostConfig is refused (and the engine would honour it)',
   async (t) => {
     const name = uniqueName('trick-start');
