@@ -218,6 +218,9 @@ ${PASS_HELP}
       io.stdout.write(
         describeIssued(result.record, result.clampedToCa) +
           `  wrote ${result.files.join(', ')}\n` +
+          (result.replacedMismatch
+            ? `  the replaced key and certificate did not match (an interrupted replacement); they now do\n`
+            : '') +
           `Next: dockgate serve --certs ${shellQuote(paths.dir)} (or dockerd --tlsverify --tlscacert ${shellQuote(paths.caCert)} --tlscert ${shellQuote(paths.serverCert)} --tlskey ${shellQuote(paths.serverKey)})\n`,
       );
       return 0;

@@ -11,6 +11,7 @@ import { DEFAULT_DOCKER_HOST, dockerEnvLines, validateDockerHost } from './env-l
 import { clientBundleDir, ensureDir, pathExists, pkiPaths } from './files.js';
 import { DEFAULT_LEAF_DAYS, LOCAL_SANS, issueClient, issueServer } from './issue.js';
 import { DEFAULT_KEY_TYPE } from './keys.js';
+import { refuseMismatchedServerPair } from './server-pair.js';
 import { parseSubjectAltName, validateDnsName, type SubjectAltName } from './names.js';
 
 export const ADMIN_CLIENT_NAME = 'admin';
@@ -45,7 +46,10 @@ export async function bootstrapServeMaterial(opts: BootstrapOptions): Promise<Bo
   const paths = pkiPaths(opts.certsDir);
   const required = [paths.caCert, paths.serverCert, paths.serverKey];
   const present = await Promise.all(required.map((f) => pathExists(f)));
-  if (present.every(Boolean)) return { created: false };
+  if (present.every(Boolean)) {
+    await refuseMismatchedServerPair(paths);
+    return { created: false };
+  }
   if (present.some(Boolean)) {
     const missing = required.filter((_, i) => !present[i]);
     throw new PkiError(

@@ -5,7 +5,7 @@
  * (replacing) into place.
  */
 import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DockgateError, PkiError, systemErrorCode } from '../errors.js';
 
@@ -169,16 +169,8 @@ async function writeFileAtomicUnwrapped(
   data: string,
   options: { mode: number; replace?: boolean },
 ): Promise<void> {
-  const tmp = tempNameFor(file);
-  const fh = await open(tmp, 'wx', 0o600);
+  const tmp = await writeTempFile(file, data, options.mode);
   try {
-    try {
-      await fh.writeFile(data, 'utf8');
-      await fh.chmod(options.mode);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     if (options.replace) {
       await rename(tmp, file);
     } else {
@@ -195,6 +187,81 @@ async function writeFileAtomicUnwrapped(
     throw err;
   }
   await syncDir(dirname(file));
+}
+
+/** Writes `data` to a new temporary name beside `file` with `mode`, flushed; returns that name. */
+async function writeTempFile(file: string, data: string, mode: number): Promise<string> {
+  const tmp = tempNameFor(file);
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    try {
+      await fh.writeFile(data, 'utf8');
+      await fh.chmod(mode);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return tmp;
+}
+
+/**
+ * Replaces several files that only work together (a key and its certificate): all are written
+ * and flushed under temporary names first, then renamed into place back to back, so that a
+ * crash or a reader (the gate's reload) can find a mismatched pair only in the moment between
+ * two renames, not while a file is being written.
+ */
+export async function replaceFilesAtomic(
+  files: readonly { file: string; data: string; mode: number }[],
+): Promise<void> {
+  const written: { file: string; tmp: string }[] = [];
+  try {
+    for (const f of files) {
+      written.push({
+        file: f.file,
+        tmp: await onPath('write', f.file, () => writeTempFile(f.file, f.data, f.mode)),
+      });
+    }
+  } catch (err) {
+    await Promise.all(written.map((w) => rm(w.tmp, { force: true })));
+    throw err;
+  }
+  for (const [i, w] of written.entries()) {
+    try {
+      await rename(w.tmp, w.file);
+    } catch (err) {
+      await Promise.all(written.slice(i).map((r) => rm(r.tmp, { force: true })));
+      throw await fileError('write', w.file, err);
+    }
+  }
+  for (const dir of new Set(written.map((w) => dirname(w.file)))) await syncDir(dir);
+}
+
+/**
+ * Removes the temporary files a command killed while writing `file` left beside it (named as
+ * tempNameFor makes them): they may hold a private key. Only call it where no other command can
+ * be writing `file` (under the index lock).
+ */
+export async function removeLeftoverTempFiles(file: string): Promise<string[]> {
+  const prefix = `.${basename(file)}.`;
+  const dir = dirname(file);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return [];
+    throw await fileError('read directory', dir, err);
+  }
+  const leftovers = names
+    .filter((n) => n.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(n.slice(prefix.length)))
+    .map((n) => join(dir, n));
+  for (const leftover of leftovers) {
+    await onPath('remove', leftover, () => rm(leftover, { recursive: true, force: true }));
+  }
+  return leftovers;
 }
 
 export function refuseOverwrite(path: string): PkiError {

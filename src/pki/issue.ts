@@ -14,6 +14,8 @@ import {
   ensureDir,
   pathExists,
   refuseOverwrite,
+  removeLeftoverTempFiles,
+  replaceFilesAtomic,
   writeDirectoryAtomic,
   writeFileAtomic,
   type PkiPaths,
@@ -38,6 +40,7 @@ import {
 } from './keys.js';
 import { uniqueSans, validateNewClientName, type SubjectAltName } from './names.js';
 import { randomSerialHex } from './serial.js';
+import { serverPairMatches } from './server-pair.js';
 import { x509 } from './x509.js';
 
 export const DEFAULT_LEAF_DAYS = 365;
@@ -147,7 +150,10 @@ export interface IssueResult {
 }
 
 /** `dockgate pki server`: server-key.pem (0400) and server-cert.pem (0444), EKU serverAuth only. */
-export async function issueServer(paths: PkiPaths, opts: ServerOptions): Promise<IssueResult> {
+export async function issueServer(
+  paths: PkiPaths,
+  opts: ServerOptions,
+): Promise<IssueResult & { replacedMismatch: boolean }> {
   if (!opts.replace) {
     for (const file of [paths.serverCert, paths.serverKey]) {
       if (await pathExists(file)) throw refuseOverwrite(file);
@@ -179,16 +185,34 @@ export async function issueServer(paths: PkiPaths, opts: ServerOptions): Promise
     file: paths.serverCert,
     dir: paths.dir,
   });
-  const replace = opts.replace ?? false;
-  await recordThenWrite(paths, record, async () => {
-    // Key before certificate: a reader that sees the new certificate also finds its key.
-    await writeFileAtomic(paths.serverKey, privateKeyPem(key.privateKey), {
-      mode: MODE_PRIVATE_KEY,
-      replace,
-    });
-    await writeFileAtomic(paths.serverCert, leaf.pem, { mode: MODE_CERTIFICATE, replace });
+  // Under the index lock as a whole, not only its record: two replacements running at once each
+  // wrote their key and then their certificate, and could leave one's key beside the other's
+  // certificate. A killed replacement's temporary files (one may be a key) are removed here too.
+  const replacedMismatch = await withIndexLock(paths, async () => {
+    if (!opts.replace) {
+      await recordThenWrite(paths, record, async () => {
+        // Key before certificate: a reader that sees the new certificate also finds its key.
+        await writeFileAtomic(paths.serverKey, privateKeyPem(key.privateKey), { mode: MODE_PRIVATE_KEY });
+        await writeFileAtomic(paths.serverCert, leaf.pem, { mode: MODE_CERTIFICATE });
+      });
+      return false;
+    }
+    const mismatched = !(await serverPairMatches(paths));
+    for (const file of [paths.serverKey, paths.serverCert]) await removeLeftoverTempFiles(file);
+    await recordThenWrite(paths, record, () =>
+      replaceFilesAtomic([
+        { file: paths.serverKey, data: privateKeyPem(key.privateKey), mode: MODE_PRIVATE_KEY },
+        { file: paths.serverCert, data: leaf.pem, mode: MODE_CERTIFICATE },
+      ]),
+    );
+    return mismatched;
   });
-  return { record, files: [paths.serverCert, paths.serverKey], clampedToCa: leaf.clampedToCa };
+  return {
+    record,
+    files: [paths.serverCert, paths.serverKey],
+    clampedToCa: leaf.clampedToCa,
+    replacedMismatch,
+  };
 }
 
 export interface ClientOptions {

@@ -6,10 +6,11 @@
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { X509Certificate, webcrypto } from 'node:crypto';
+import { readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { run as pki, type CommandIo } from '../../src/cli/pki.js';
+import { bootstrapServeMaterial } from '../../src/pki/bootstrap.js';
 import { loadCrl } from '../../src/pki/crl.js';
 import { pkiPaths } from '../../src/pki/files.js';
 import { readIndex } from '../../src/pki/index-file.js';
@@ -252,3 +253,129 @@ t.test('pki revoke --cert revokes a certificate of the CA that index.json does n
   });
   await t.rejects(pki(['revoke', '--dir', dir], quiet), { code: 'E_USAGE_ARGS' });
 });
+
+async function serverPairMatches(dir: string): Promise<boolean> {
+  const cert = new X509Certificate(await readFile(join(dir, 'server-cert.pem')));
+  return cert.checkPrivateKey(createPrivateKey(await readFile(join(dir, 'server-key.pem'))));
+}
+
+/**
+ * Holds the process just before it moves a file ending with HOLD_AT into place, until the file
+ * HOLD_UNTIL exists; and creates the file LOCK_WAITING when it finds index.json.lock taken.
+ */
+const HOLD_PRELOAD = `
+const fs = require('node:fs');
+const fsp = require('node:fs/promises');
+const rename = fsp.rename;
+fsp.rename = async (from, to) => {
+  if (process.env.HOLD_AT && String(to).endsWith(process.env.HOLD_AT)) {
+    while (!fs.existsSync(process.env.HOLD_UNTIL)) await new Promise((r) => setTimeout(r, 20));
+  }
+  return rename(from, to);
+};
+const open = fsp.open;
+fsp.open = async (file, ...rest) => {
+  try {
+    return await open(file, ...rest);
+  } catch (err) {
+    if (err.code === 'EEXIST' && String(file).endsWith('index.json.lock') && process.env.LOCK_WAITING)
+      fs.writeFileSync(process.env.LOCK_WAITING, '');
+    throw err;
+  }
+};
+require('node:module').syncBuiltinESMExports();
+`;
+
+/** Starts `dockgate pki ARGS` in a child with HOLD_PRELOAD and `env`; resolves to its exit status. */
+async function pkiChild(dir: string, args: string[], env: Record<string, string>) {
+  const preload = join(dir, '..', 'hold-preload.cjs');
+  await writeFile(preload, HOLD_PRELOAD);
+  const code = `
+    const { run } = await import(${JSON.stringify(pkiModule)});
+    const io = { stdout: { write: () => true }, stderr: process.stderr, env: {} };
+    process.exitCode = await run(${JSON.stringify(args)}, io);
+  `;
+  const child = spawn(process.execPath, [...tsImport, '-r', preload, '--input-type=module', '-e', code], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  return once(child, 'exit').then(([status]) => status as number | null);
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, ms = 20_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+t.test('two pki server --replace at once leave a key and certificate that match', async (t) => {
+  const dir = join(t.testdir({ certs: {} }), 'certs');
+  await pki(['init', '--dir', dir], quiet);
+  await pki(['server', '--dir', dir, '--dns', 'gate.example'], quiet);
+  const oldKey = await readFile(join(dir, 'server-key.pem'), 'utf8');
+  const release = join(dir, '..', 'release');
+  const waiting = join(dir, '..', 'second-waits');
+
+  // The first replacement is held as it moves its certificate into place, its key already there.
+  const first = pkiChild(dir, ['server', '--replace', '--dir', dir], {
+    HOLD_AT: 'server-cert.pem',
+    HOLD_UNTIL: release,
+  });
+  await waitFor('the first has replaced the key', async () => {
+    return (await readFile(join(dir, 'server-key.pem'), 'utf8')) !== oldKey;
+  });
+  // The second one either waits for the first (for its lock) or runs through meanwhile.
+  let secondDone = false;
+  const second = pkiChild(dir, ['server', '--replace', '--dir', dir], { LOCK_WAITING: waiting }).then(
+    (status) => ((secondDone = true), status),
+  );
+  await waitFor('the second has finished or waits', async () => secondDone || (await exists(waiting)));
+  await writeFile(release, '');
+  t.same(await Promise.all([first, second]), [0, 0], 'both replacements succeed');
+  t.ok(await serverPairMatches(dir), 'server-key.pem is the key of server-cert.pem');
+  t.same(
+    (await readdir(dir)).filter((f) => f.endsWith('.tmp')),
+    [],
+    'no temporary file is left',
+  );
+});
+
+t.test(
+  'pki server --replace killed between key and certificate: serve names the mismatch, --replace mends it',
+  async (t) => {
+    const dir = join(t.testdir({ certs: {} }), 'certs');
+    await pki(['init', '--dir', dir], quiet);
+    await pki(['server', '--dir', dir, '--dns', 'gate.example'], quiet);
+
+    const killed = await pkiKilledAt(dir, 'server-cert.pem', ['server', '--replace', '--dir', dir]);
+    t.equal(killed.signal, 'SIGKILL', 'killed as it moved server-cert.pem into place');
+    t.notOk(await serverPairMatches(dir), 'the new key is in place, beside the old certificate');
+    t.ok(
+      (await readdir(dir)).some((f) => /^\.server-cert\.pem\.[0-9a-f]+\.tmp$/.test(f)),
+      'the new certificate is left under its temporary name',
+    );
+
+    await t.rejects(bootstrapServeMaterial({ certsDir: dir, sans: [] }), {
+      code: 'E_PKI_SERVER_MISMATCH',
+      exitCode: 2,
+      message: `${join(dir, 'server-key.pem')} is not the key of ${join(dir, 'server-cert.pem')} (as a 'dockgate pki server --replace' interrupted between the two leaves them); issue a new pair with 'dockgate pki server --replace --dir ${dir}' where the CA key is, and put both files here.`,
+    });
+
+    let out = '';
+    const io = { ...quiet, stdout: { write: (s: string) => (out += s) } };
+    t.equal(await pki(['server', '--replace', '--dir', dir], io), 0);
+    t.match(
+      out,
+      /the replaced key and certificate did not match \(an interrupted replacement\); they now do/,
+    );
+    t.ok(await serverPairMatches(dir), 'the pair matches again');
+    t.same(
+      (await readdir(dir)).filter((f) => f.endsWith('.tmp')),
+      [],
+      "the killed command's temporary files (one a key) are removed",
+    );
+    t.same(await bootstrapServeMaterial({ certsDir: dir, sans: [] }), { created: false }, 'serve starts');
+  },
+);
