@@ -181,8 +181,11 @@ async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {
       certsDir: config.certsDir,
       adminBundle: result.adminBundleDir,
       ...(inContainer ? { fetchBundle: COMPOSE_FETCH_BUNDLE } : {}),
+      ...(result.resumed ? { resumed: true } : {}),
     },
-    `created a CA, a server certificate and the client bundle ${result.adminBundleDir} in ${config.certsDir}`,
+    result.resumed
+      ? `finished an interrupted first start: created the client bundle ${result.adminBundleDir} in ${config.certsDir}`
+      : `created a CA, a server certificate and the client bundle ${result.adminBundleDir} in ${config.certsDir}`,
   );
   process.stderr.write(
     bootstrapHintText({
@@ -190,6 +193,7 @@ async function bootstrap(config: ServeConfig, logger: Logger): Promise<void> {
       exportLines: result.exportLines ?? [],
       dockerHost,
       inContainer,
+      ...(result.resumed ? { resumed: true } : {}),
     }),
   );
 }

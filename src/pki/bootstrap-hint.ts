@@ -31,6 +31,8 @@ export interface BootstrapHintInput {
   readonly dockerHost: string;
   /** runningFromImage(): the bundle must be fetched out of the container. */
   readonly inContainer: boolean;
+  /** This start finished an interrupted first start: only the admin bundle is new. */
+  readonly resumed?: boolean;
 }
 
 /** The command that carries the admin bundle out of the container, as the logs and docs show it. */
@@ -38,15 +40,19 @@ export const COMPOSE_FETCH_BUNDLE = `docker compose exec -T dockgate dockgate cl
 
 /** The text written to stderr after the bootstrap; lines end with \n. */
 export function bootstrapHintText(input: BootstrapHintInput): string {
+  const where = input.inContainer ? `${input.certsDir} (a volume)` : input.certsDir;
+  const made = input.resumed
+    ? `dockgate finished the interrupted first start in ${where} with a new admin bundle`
+    : `dockgate created a new CA in ${where}`;
   if (!input.inContainer) {
     return (
-      `\ndockgate created a new CA in ${input.certsDir}. To use the gate from this machine:\n\n` +
+      `\n${made}. To use the gate from this machine:\n\n` +
       input.exportLines.map((l) => `  ${l}\n`).join('') +
       '  docker ps\n\n'
     );
   }
   return (
-    `\ndockgate created a new CA in ${input.certsDir} (a volume). To use the gate from the Docker host,\n` +
+    `\n${made}. To use the gate from the Docker host,\n` +
     `fetch the admin bundle out of this container, then point the docker CLI at it:\n\n` +
     `  mkdir -p ~/.docker/gate\n` +
     `  ${COMPOSE_FETCH_BUNDLE}\n` +

@@ -11,6 +11,7 @@ import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { run as pki, type CommandIo } from '../../src/cli/pki.js';
 import { bootstrapServeMaterial } from '../../src/pki/bootstrap.js';
+import { bootstrapHintText } from '../../src/pki/bootstrap-hint.js';
 import { loadCrl } from '../../src/pki/crl.js';
 import { pkiPaths } from '../../src/pki/files.js';
 import { readIndex } from '../../src/pki/index-file.js';
@@ -377,5 +378,86 @@ t.test(
       "the killed command's temporary files (one a key) are removed",
     );
     t.same(await bootstrapServeMaterial({ certsDir: dir, sans: [] }), { created: false }, 'serve starts');
+  },
+);
+
+/** Runs serve's first start (bootstrapServeMaterial) in a child killed as it renames `crashAt`. */
+async function bootstrapKilledAt(dir: string, crashAt: string) {
+  const preload = join(dir, '..', 'crash-preload.cjs');
+  await writeFile(preload, CRASH_PRELOAD);
+  const bootstrapModule = new URL('../../src/pki/bootstrap.js', import.meta.url).href;
+  const code = `
+    const { bootstrapServeMaterial } = await import(${JSON.stringify(bootstrapModule)});
+    await bootstrapServeMaterial({ certsDir: ${JSON.stringify(dir)}, sans: [], caPassphrase: undefined });
+  `;
+  const child = spawn(process.execPath, [...tsImport, '-r', preload, '--input-type=module', '-e', code], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, CRASH_AT: crashAt },
+  });
+  const [, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  await rm(indexLockFile(pkiPaths(dir)), { force: true });
+  return signal;
+}
+
+t.test('a first start killed before clients/admin is in place is finished by the next start', async (t) => {
+  const dir = join(t.testdir({ certs: {} }), 'certs');
+  const signal = await bootstrapKilledAt(dir, join('clients', 'admin'));
+  t.equal(signal, 'SIGKILL', 'killed as it moved clients/admin into place');
+  const clients = join(dir, 'clients');
+  t.match(await readdir(clients), [/^\.admin\.[0-9a-f]+\.tmp$/], 'a temporary bundle, with its key');
+  const [orphan] = (await readIndex(pkiPaths(dir))).certificates.filter((c) => c.name === 'admin');
+  t.ok(orphan, 'the admin certificate nobody received is recorded');
+
+  const r = await bootstrapServeMaterial({ certsDir: dir, sans: [], caPassphrase: undefined });
+  t.match(r, { created: true, resumed: true, adminBundleDir: join(clients, 'admin') });
+  t.match(r.exportLines, [
+    /DOCKER_HOST/,
+    /DOCKER_TLS_VERIFY=1/,
+    `export DOCKER_CERT_PATH=${join(clients, 'admin')}`,
+  ]);
+  t.match(
+    bootstrapHintText({
+      certsDir: dir,
+      exportLines: r.exportLines!,
+      dockerHost: 'x',
+      inContainer: false,
+      resumed: true,
+    }),
+    `dockgate finished the interrupted first start in ${dir} with a new admin bundle. To use the gate`,
+    'the hint says what this start did',
+  );
+  t.same(await readdir(clients), ['admin'], 'the temporary bundle is gone');
+  t.same((await readdir(join(clients, 'admin'))).sort(), ['ca.pem', 'cert.pem', 'key.pem']);
+  const cert = new X509Certificate(await readFile(join(clients, 'admin', 'cert.pem')));
+  t.ok(cert.checkPrivateKey(createPrivateKey(await readFile(join(clients, 'admin', 'key.pem')))));
+  const admins = (await readIndex(pkiPaths(dir))).certificates.filter((c) => c.name === 'admin');
+  t.match(
+    admins,
+    [
+      { serial: orphan!.serial, revoked: { reason: 'superseded' } },
+      { serial: normalizeSerial(cert.serialNumber), revoked: undefined },
+    ],
+    'the unreceived certificate is revoked, the new one recorded',
+  );
+  t.same(await crlSerials(dir), [orphan!.serial], 'and crl.pem lists it');
+  t.notOk(
+    (await readdir(dir)).some((f) => f.startsWith('.')),
+    'no marker or temporary file is left',
+  );
+  t.same(
+    await bootstrapServeMaterial({ certsDir: dir, sans: [] }),
+    { created: false },
+    'the next start has nothing to do',
+  );
+});
+
+t.test(
+  'a directory made with pki init and pki server, without clients, is no interrupted first start',
+  async (t) => {
+    const dir = join(t.testdir({ certs: {} }), 'certs');
+    await pki(['init', '--dir', dir], quiet);
+    await pki(['server', '--dir', dir, '--dns', 'gate.example'], quiet);
+    t.same(await bootstrapServeMaterial({ certsDir: dir, sans: [] }), { created: false });
+    t.notOk(await exists(join(dir, 'clients')), 'no admin bundle was made');
   },
 );
