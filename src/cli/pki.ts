@@ -111,6 +111,11 @@ const common: Options = { dir: { type: 'string' } };
 const passphraseFile: Options = { 'passphrase-file': { type: 'string' } };
 const DIR_HELP = `  --dir DIR              PKI directory, the one 'serve --certs' reads (default $DOCKGATE_CERTS, else ./certs)`;
 
+/** Prints a warning of src/pki (a CA key its group can read) on stderr, as one line. */
+function warnOn(io: CommandIo): (message: string) => void {
+  return (message) => io.stderr.write(`dockgate: warning: ${message}\n`);
+}
+
 /** --dir's default, as serve's --certs: DOCKGATE_CERTS when set (the image sets /certs), else ./certs. */
 export function defaultPkiDir(env: NodeJS.ProcessEnv): string {
   return env.DOCKGATE_CERTS || './certs';
@@ -213,6 +218,7 @@ ${PASS_HELP}
           ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
           replace: values.replace === true,
           passphrase: await resolvePassphrase(values, io.env),
+          onWarning: warnOn(io),
         }),
       );
       io.stdout.write(
@@ -258,6 +264,7 @@ ${PASS_HELP}
           days: values.days ? parseDays(str(values.days)!) : DEFAULT_LEAF_DAYS,
           ...(values['key-type'] ? { keyType: parseKeyType(str(values['key-type'])!) } : {}),
           passphrase: await resolvePassphrase(values, io.env),
+          onWarning: warnOn(io),
         }),
       );
       io.stdout.write(
@@ -315,6 +322,7 @@ ${PASS_HELP}
           ...list(values.ip).map((a) => validateIpAddress(a)),
         ],
         passphrase: await resolvePassphrase(values, io.env),
+        onWarning: warnOn(io),
       });
       const report = out === '-' ? io.stderr : io.stdout;
       if (out === '-') io.stdout.write(result.pem);
@@ -364,6 +372,7 @@ ${PASS_HELP}
         reason: values.reason ? parseRevocationReason(str(values.reason)!) : 'unspecified',
         crlDays: values['crl-days'] ? parseDays(str(values['crl-days'])!, '--crl-days') : DEFAULT_CRL_DAYS,
         passphrase: await resolvePassphrase(values, io.env),
+        onWarning: warnOn(io),
       });
       io.stdout.write(
         `Revoked ${record.kind} certificate '${printable(record.name)}' (serial ${record.serial}, reason ${record.revoked!.reason})\n` +
@@ -391,6 +400,7 @@ ${PASS_HELP}
       const crl = await renewCrl(pkiPaths(str(values.dir)!), {
         days: values.days ? parseDays(str(values.days)!) : DEFAULT_CRL_DAYS,
         passphrase: await resolvePassphrase(values, io.env),
+        onWarning: warnOn(io),
       });
       io.stdout.write(
         `Wrote ${crl.file} (#${crl.crlNumber}, ${crl.revokedCount} revoked), next update due ${crl.nextUpdate.toISOString()}\n`,

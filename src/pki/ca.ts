@@ -3,12 +3,14 @@
  * given) and load it for signing. Only commands that sign need loadCa(); the others read ca.pem alone.
  */
 import { X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { PkiError, UsageError } from '../errors.js';
 import {
   MODE_CERTIFICATE,
   MODE_PRIVATE_KEY,
   ensureDir,
+  fileError,
   pathExists,
   readTextFile,
   refuseOverwrite,
@@ -157,8 +159,46 @@ export async function readCaCertificate(paths: PkiPaths): Promise<CaCertificate>
   return parseCaCertificate(await readTextFile(paths.caCert, 'CA certificate'), paths.caCert);
 }
 
-/** ca.pem and ca-key.pem, checked to belong together, with the key ready to sign. */
-export async function loadCa(paths: PkiPaths, passphrase: string | undefined): Promise<LoadedCa> {
+/** Others may do nothing with the CA key, its group at most read it: the gate's rule for its own key. */
+const CA_KEY_MODE_REFUSED = 0o037;
+const CA_KEY_MODE_GROUP_READ = 0o040;
+
+/**
+ * The CA key signs every identity the gate trusts, so it is held to at least the rule the gate
+ * applies to its server key (listener/tls-material.ts checkKeyFileMode): refused when others can
+ * read it or anyone but its owner can change it; readable by its group, a warning (a signing
+ * group is a sound set-up). dockgate writes it 0400; a wider mode came from a copy or a restore.
+ * The file itself is checked, through symlinks.
+ */
+export async function checkCaKeyMode(file: string): Promise<string | undefined> {
+  let mode: number;
+  try {
+    mode = (await stat(file)).mode & 0o777;
+  } catch (err) {
+    throw await fileError('look up', file, err);
+  }
+  const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  if ((mode & CA_KEY_MODE_REFUSED) !== 0) {
+    throw new PkiError(
+      'E_PKI_CA_KEY_MODE',
+      `${file} has mode ${octal}: a CA key others can read or anyone but its owner can change is refused; run chmod 600 ${file} (or 400).`,
+    );
+  }
+  if ((mode & CA_KEY_MODE_GROUP_READ) !== 0) {
+    return `${file} has mode ${octal}: its group can read the CA's private key; use chmod 600 unless that group may sign certificates.`;
+  }
+  return undefined;
+}
+
+/**
+ * ca.pem and ca-key.pem, checked to belong together, with the key ready to sign. `onWarning`
+ * hears of a group-readable key (checkCaKeyMode).
+ */
+export async function loadCa(
+  paths: PkiPaths,
+  passphrase: string | undefined,
+  onWarning?: (message: string) => void,
+): Promise<LoadedCa> {
   const ca = await readCaCertificate(paths);
   if (!(await pathExists(paths.caKey))) {
     throw new PkiError(
@@ -166,6 +206,8 @@ export async function loadCa(paths: PkiPaths, passphrase: string | undefined): P
       `${paths.caKey} does not exist; signing needs the CA key, run this command where the CA key is kept.`,
     );
   }
+  const warning = await checkCaKeyMode(paths.caKey);
+  if (warning !== undefined) onWarning?.(warning);
   const key = loadPrivateKey(
     await readTextFile(paths.caKey, 'CA key'),
     paths.caKey,

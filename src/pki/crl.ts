@@ -173,9 +173,9 @@ async function writeCrl(paths: PkiPaths, ca: LoadedCa, index: PkiIndex, days: nu
 /** `dockgate pki crl`: a fresh crl.pem with the same entries and a new nextUpdate. */
 export async function renewCrl(
   paths: PkiPaths,
-  opts: { days: number; passphrase: string | undefined },
+  opts: { days: number; passphrase: string | undefined; onWarning?: (message: string) => void },
 ): Promise<CrlWritten> {
-  const ca = await loadCa(paths, opts.passphrase);
+  const ca = await loadCa(paths, opts.passphrase, opts.onWarning);
   return withIndexLock(paths, async () => writeCrl(paths, ca, await readIndex(paths), opts.days));
 }
 
@@ -243,12 +243,14 @@ export async function revokeCertificate(
     reason: RevocationReason;
     crlDays: number;
     passphrase: string | undefined;
+    /** Told of a CA key its group can read (ca.ts checkCaKeyMode). */
+    onWarning?: (message: string) => void;
     now?: Date;
   },
 ): Promise<{ record: IssuedCertificate; crl: CrlWritten }> {
   // The CA first: in a directory without its key (a copy of the gate's files) that is the reason
   // to give, not the index it lacks too. A missing passphrase likewise changes nothing.
-  const ca = await loadCa(paths, opts.passphrase);
+  const ca = await loadCa(paths, opts.passphrase, opts.onWarning);
   const target = opts.target;
   // Read, mark, and write the CRL and the index under index.json.lock, as issuing records.
   return withIndexLock(paths, async () => {

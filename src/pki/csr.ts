@@ -144,6 +144,8 @@ export interface SignOptions {
   /** Extra names for a server certificate, on top of those the CSR requests. */
   readonly sans: readonly SubjectAltName[];
   readonly passphrase: string | undefined;
+  /** Told of a CA key its group can read (ca.ts checkCaKeyMode). */
+  readonly onWarning?: (message: string) => void;
 }
 
 export interface SignResult extends IssueResult {
@@ -198,7 +200,7 @@ export async function signCsrFile(paths: PkiPaths, opts: SignOptions): Promise<S
     if (parsed.commonName !== undefined && parsed.commonName !== commonName && !cnAsDns) cnReplaced = true;
   }
 
-  const ca = await loadCa(paths, opts.passphrase);
+  const ca = await loadCa(paths, opts.passphrase, opts.onWarning);
   // Checking the name, issuing and recording under one lock: two requests for the same CN signed
   // at once cannot both pass the check.
   return withIndexLock(paths, async () => {

@@ -139,6 +139,8 @@ export interface ServerOptions {
   /** Replace existing server files (rotation); otherwise they are never overwritten. */
   readonly replace?: boolean;
   readonly passphrase: string | undefined;
+  /** Told of a CA key its group can read (ca.ts checkCaKeyMode). */
+  readonly onWarning?: (message: string) => void;
   /** CN of the certificate; the first DNS name by default. Clients check SANs, not the CN. */
   readonly commonName?: string;
 }
@@ -166,7 +168,7 @@ export async function issueServer(
       'a server certificate needs at least one name: pass --dns or --ip, or drop --no-local.',
     );
   }
-  const ca = await loadCa(paths, opts.passphrase);
+  const ca = await loadCa(paths, opts.passphrase, opts.onWarning);
   const { key, keyAlgorithm, publicKeyDer } = await newKeyFor(ca, opts.keyType);
   const commonName = opts.commonName ?? sans.find((s) => s.type === 'dns')?.value ?? sans[0]!.value;
   const leaf = await issueLeaf(ca, {
@@ -221,6 +223,8 @@ export interface ClientOptions {
   readonly days: number;
   readonly keyType?: KeyType;
   readonly passphrase: string | undefined;
+  /** Told of a CA key its group can read (ca.ts checkCaKeyMode). */
+  readonly onWarning?: (message: string) => void;
 }
 
 /** `dockgate pki client NAME`: clients/NAME/{ca.pem,cert.pem,key.pem}, CN=NAME, EKU clientAuth only. */
@@ -236,7 +240,7 @@ export async function issueClient(
   // issue and the record, so that a `pki sign` of the same CN meanwhile cannot also succeed. The key
   // is generated outside the lock: an RSA-4096 key can take longer than other commands wait for it.
   refuseValidClientNamed(await readIndex(paths), name, paths.index);
-  const ca = await loadCa(paths, opts.passphrase);
+  const ca = await loadCa(paths, opts.passphrase, opts.onWarning);
   const { key, keyAlgorithm, publicKeyDer } = await newKeyFor(ca, opts.keyType);
   const certFile = join(bundleDir, 'cert.pem');
   const { leaf, record } = await withIndexLock(paths, async () => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdir, readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
 import { X509Certificate, webcrypto } from 'node:crypto';
 import { join } from 'node:path';
 import { run as pki } from '../../src/cli/pki.js';
@@ -512,6 +512,44 @@ t.test('issuing where the CA key is not (a server holding only ca.pem) says so',
     message: /ca-key\.pem does not exist/,
   });
 });
+
+t.test(
+  'a CA key others can read or anyone but its owner can change is refused; one its group reads is a warning',
+  async (t) => {
+    const dir = t.testdir();
+    await dockgate(['pki', 'init', '--dir', dir]);
+    const caKey = join(dir, 'ca-key.pem');
+    const signing = [
+      ['pki', 'server', '--dir', dir, '--dns', 'gate.example'],
+      ['pki', 'client', 'alice', '--dir', dir],
+      ['pki', 'crl', '--dir', dir],
+    ];
+    for (const bad of [0o644, 0o604, 0o620, 0o602, 0o660]) {
+      await chmod(caKey, bad);
+      const octal = `0${bad.toString(8)}`;
+      for (const args of signing) {
+        await t.rejects(dockgate(args), {
+          code: 'E_PKI_CA_KEY_MODE',
+          exitCode: 2,
+          message: `${caKey} has mode ${octal}: a CA key others can read or anyone but its owner can change is refused; run chmod 600 ${caKey} (or 400).`,
+        });
+      }
+    }
+    t.notOk(await readdir(dir).then((f) => f.includes('server-cert.pem')), 'nothing was signed');
+
+    await chmod(caKey, 0o640);
+    const issued = await dockgate(['pki', 'client', 'alice', '--dir', dir]);
+    t.equal(issued.status, 0, 'a key its group can read signs');
+    t.equal(
+      issued.err,
+      `dockgate: warning: ${caKey} has mode 0640: its group can read the CA's private key; use chmod 600 unless that group may sign certificates.\n`,
+    );
+    await chmod(caKey, 0o600);
+    const quiet = await dockgate(['pki', 'revoke', 'alice', '--dir', dir]);
+    t.equal(quiet.status, 0);
+    t.equal(quiet.err, '', 'and 0600 says nothing');
+  },
+);
 
 type ListedRow = { name: string; kind: string; serial: string; status: string };
 /** A serial as openssl prints it (upper case, colons), the form pki revoke suggests. */
