@@ -6,6 +6,7 @@
  */
 import { join, resolve } from 'node:path';
 import { PkiError } from '../errors.js';
+import { refuseUnusableBundle } from './bundle-status.js';
 import { clientBundleDir, pathExists, pkiPaths, readBinaryFile } from './files.js';
 
 /** The files of a bundle, in the order the docker CLI documents them, with the modes pki gives them. */
@@ -68,9 +69,10 @@ export function tarArchive(entries: readonly ArchiveEntry[]): Buffer {
  * The directory clients/NAME of the PKI in `dir`, once its three files are known to be there;
  * otherwise an error that says how to issue it.
  */
-export async function existingBundleDir(dir: string, name: string): Promise<string> {
+export async function existingBundleDir(dir: string, name: string, now = new Date()): Promise<string> {
   const bundleDir = clientBundleDir(pkiPaths(dir), name);
   await checkBundleFiles(bundleDir, `issue it with 'dockgate pki client ${name} --dir ${dir}'`);
+  await refuseUnusableBundle(pkiPaths(dir), name, bundleDir, now);
   return bundleDir;
 }
 

@@ -6,6 +6,11 @@ import { run as pki } from '../../src/cli/pki.js';
 import { run as client } from '../../src/cli/client.js';
 import type { CommandIo } from '../../src/cli/pki.js';
 import { x509 } from '../../src/pki/x509.js';
+import { loadCa } from '../../src/pki/ca.js';
+import { pkiPaths } from '../../src/pki/files.js';
+import { readIndex } from '../../src/pki/index-file.js';
+import { issueLeaf } from '../../src/pki/issue.js';
+import { generateKey, keyAlgorithmOf, privateKeyPem, spkiDer } from '../../src/pki/keys.js';
 
 /** Runs `dockgate pki ARGS` in-process, capturing what it prints. */
 async function dockgate(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -462,6 +467,63 @@ t.test('dockgate client env prints the three export lines of the seeds', async (
   });
   await t.rejects(dockgate(['client', 'env', 'alice', '--dir', dir, '--host', 'gate']), {
     code: 'E_USAGE_HOST',
+  });
+});
+
+t.test('client env, bundle and context refuse a revoked or expired client, naming it and why', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await dockgate(['pki', 'client', 'alice', '--dir', dir]);
+  await dockgate(['pki', 'revoke', 'alice', '--dir', dir, '--reason', 'key-compromise']);
+  const alice = join(dir, 'clients', 'alice');
+  const [record] = (await readIndex(pkiPaths(dir))).certificates;
+  const revoked = {
+    code: 'E_PKI_BUNDLE_REVOKED',
+    exitCode: 2,
+    message: new RegExp(
+      `^the certificate of the client 'alice' in ${alice} \\(serial ${record!.serial}\\) was revoked on [0-9T:.Z-]+ \\(keyCompromise\\), so the gate refuses it; move ${alice} away and issue a new bundle with 'dockgate pki client alice --dir ${dir}'\\.$`,
+    ),
+  };
+  await t.rejects(dockgate(['client', 'env', 'alice', '--dir', dir]), revoked);
+  await t.rejects(dockgate(['client', 'bundle', 'alice', '--tar', '--dir', dir]), revoked);
+  await t.rejects(
+    dockgate(['client', 'context', 'alice', '--host', 'tcp://gate.example:2376', '--dir', dir]),
+    revoked,
+  );
+
+  // A new bundle under the name is handed out: the old certificate's record does not count.
+  await rename(alice, join(dir, 'alice-revoked'));
+  await dockgate(['pki', 'client', 'alice', '--dir', dir]);
+  t.equal((await dockgate(['client', 'env', 'alice', '--dir', dir])).status, 0);
+
+  // An expired certificate, as a bundle issued two years ago for one day would hold.
+  const ca = await loadCa(pkiPaths(dir), undefined);
+  const key = await generateKey('ec-p256');
+  const twoYearsAgo = new Date(Date.now() - 2 * 365 * 86_400_000);
+  const leaf = await issueLeaf(
+    ca,
+    {
+      kind: 'client',
+      commonName: 'bob',
+      publicKeyDer: spkiDer(key.publicKey),
+      keyAlgorithm: keyAlgorithmOf(key.publicKey)!,
+      sans: [],
+      days: 1,
+    },
+    twoYearsAgo,
+  );
+  const bob = join(dir, 'clients', 'bob');
+  await mkdir(bob);
+  await writeFile(join(bob, 'cert.pem'), leaf.pem);
+  await writeFile(join(bob, 'key.pem'), privateKeyPem(key.privateKey));
+  await writeFile(join(bob, 'ca.pem'), ca.pem);
+  await t.rejects(dockgate(['client', 'env', 'bob', '--dir', dir]), {
+    code: 'E_PKI_BUNDLE_EXPIRED',
+    exitCode: 2,
+    message: `the certificate of the client 'bob' in ${bob} expired on ${leaf.cert.notAfter.toISOString()}, so the gate refuses it; move ${bob} away and issue a new bundle with 'dockgate pki client bob --dir ${dir}'.`,
+  });
+  await t.rejects(dockgate(['client', 'bundle', 'bob', '--tar', '--dir', dir]), {
+    code: 'E_PKI_BUNDLE_EXPIRED',
   });
 });
 
