@@ -238,14 +238,17 @@ function describeRecord(c: IssuedCertificate): string {
  * The one certificate `pki revoke` means: by serial (any form normalizeSerial accepts) or by name
  * when exactly one unrevoked certificate carries it. A serial always wins over a name, so that a
  * certificate named like another's serial cannot be revoked in its place; when the argument is
- * both, the command refuses and says how to write each.
+ * both, the command refuses and says how to write each. Names are matched in any mix of case, as
+ * issuing counts 'Dave' and 'dave' as one client; among several unrevoked ones the exact spelling
+ * decides, if it names only one.
  */
 export function findForRevocation(
   index: PkiIndex,
   nameOrSerial: string,
   indexFile: string,
 ): IssuedCertificate {
-  const byName = index.certificates.filter((c) => c.name === nameOrSerial);
+  const folded = nameOrSerial.toLowerCase();
+  const byName = index.certificates.filter((c) => c.name.toLowerCase() === folded);
   const serial = isSerialText(nameOrSerial) ? normalizeSerial(nameOrSerial) : undefined;
   const bySerial = serial === undefined ? undefined : index.certificates.find((c) => c.serial === serial);
   const namedLikeIt = byName.filter((c) => c !== bySerial);
@@ -262,12 +265,19 @@ export function findForRevocation(
       `no certificate named or numbered '${nameOrSerial}' is recorded in ${indexFile}; to revoke one it does not record, give the certificate file: 'dockgate pki revoke --cert FILE'.`,
     );
   }
+  const exact = byName.filter((c) => c.name === nameOrSerial);
   const active = byName.filter((c) => !c.revoked);
   if (active.length === 1) return active[0]!;
-  if (active.length === 0) return byName[byName.length - 1]!;
+  if (active.length === 0) {
+    const revoked = exact.length > 0 ? exact : byName; // the latest, which revoke reports as revoked already
+    return revoked[revoked.length - 1]!;
+  }
+  const activeExact = active.filter((c) => c.name === nameOrSerial);
+  if (activeExact.length === 1) return activeExact[0]!;
+  const spellings = [...new Set(active.map((c) => `'${c.name}'`))].join(', ');
   throw new PkiError(
     'E_PKI_AMBIGUOUS',
-    `${active.length} unrevoked certificates are named '${nameOrSerial}'; revoke one by serial (${active.map((c) => c.serial).join(', ')}).`,
+    `${active.length} unrevoked certificates are named ${spellings}; revoke one by serial (${active.map((c) => c.serial).join(', ')}).`,
   );
 }
 

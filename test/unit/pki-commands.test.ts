@@ -8,7 +8,7 @@ import type { CommandIo } from '../../src/cli/pki.js';
 import { x509 } from '../../src/pki/x509.js';
 import { loadCa } from '../../src/pki/ca.js';
 import { pkiPaths } from '../../src/pki/files.js';
-import { readIndex } from '../../src/pki/index-file.js';
+import { findForRevocation, readIndex } from '../../src/pki/index-file.js';
 import { issueLeaf } from '../../src/pki/issue.js';
 import { generateKey, keyAlgorithmOf, privateKeyPem, spkiDer } from '../../src/pki/keys.js';
 
@@ -654,6 +654,35 @@ t.test('pki revoke SERIAL never revokes a certificate named like that serial ins
     ],
     'the real certificate is revoked, the decoy is not',
   );
+});
+
+t.test('pki revoke NAME finds a client in any mix of case when that names one certificate', async (t) => {
+  const dir = t.testdir();
+  await dockgate(['pki', 'init', '--dir', dir]);
+  await dockgate(['pki', 'client', 'dave', '--dir', dir]);
+  const r = await dockgate(['pki', 'revoke', 'Dave', '--dir', dir]);
+  t.equal(r.status, 0);
+  t.match(r.out, /^Revoked client certificate 'dave' \(serial /, 'the one recorded as dave');
+  t.match(await listed(dir), [{ name: 'dave', status: 'revoked' }]);
+  await t.rejects(dockgate(['pki', 'revoke', 'DAVE', '--dir', dir]), { code: 'E_PKI_ALREADY_REVOKED' });
+
+  // Two valid spellings (issued before case-variants were refused): the exact one, or ask.
+  const record = (await readIndex(pkiPaths(dir))).certificates[0]!;
+  const { revoked: _, ...valid } = record;
+  const index = {
+    version: 1 as const,
+    crlNumber: 1,
+    certificates: [
+      { ...valid, name: 'Erin', serial: 'aa01' },
+      { ...valid, name: 'erin', serial: 'aa02' },
+    ],
+  };
+  t.equal(findForRevocation(index, 'erin', 'index.json').serial, 'aa02');
+  t.equal(findForRevocation(index, 'Erin', 'index.json').serial, 'aa01');
+  t.throws(() => findForRevocation(index, 'ERIN', 'index.json'), {
+    code: 'E_PKI_AMBIGUOUS',
+    message: "2 unrevoked certificates are named 'Erin', 'erin'; revoke one by serial (aa01, aa02).",
+  });
 });
 
 t.test('client names that look like a serial are refused when issuing', async (t) => {
