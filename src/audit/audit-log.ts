@@ -34,6 +34,9 @@ export interface AuditLogOptions {
   readonly fd?: number;
   readonly maxBacklogBytes?: number;
   readonly retryMs?: number;
+  /** How often the file open is compared with the one named, and how long a rename is given (tests). */
+  readonly fileCheckMs?: number;
+  readonly movedGraceMs?: number;
   /**
    * Told when the audit log stops or starts being writable. The log itself cannot carry that
    * news while it is broken, so the default writes one JSON line to stderr.
@@ -69,6 +72,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     ...(options.fd === undefined ? {} : { fd: options.fd }),
     ...(options.maxBacklogBytes === undefined ? {} : { maxBacklogBytes: options.maxBacklogBytes }),
     ...(options.retryMs === undefined ? {} : { retryMs: options.retryMs }),
+    ...(options.fileCheckMs === undefined ? {} : { fileCheckMs: options.fileCheckMs }),
+    ...(options.movedGraceMs === undefined ? {} : { movedGraceMs: options.movedGraceMs }),
+    onFileGone: (how) => reopen(how),
     onHealthChange: (healthy, reason) => {
       if (options.onHealthChange) options.onHealthChange(healthy, reason);
       // The recovery is reported with what was lost, once the destination has counted it.
@@ -105,6 +111,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   // accepts a line torn by a crash only when the restart's audit-log-opened line follows it, and
   // a recovery's droppedLines explains the gap in the chain.
   logger.audit({ event: 'audit-log-opened', file, continues: destination.chainStart.continues });
+  /** `reason`: `signal` (SIGHUP/SIGUSR2), or what the gate found when it reopened by itself. */
+  const reopen = (reason: 'signal' | 'file-removed' | 'file-moved'): void => {
+    if (file === undefined) return;
+    destination.reopen();
+    logger.audit({ event: 'audit-log-reopened', file, continues: 'previous-file', reason });
+  };
   return {
     // Logger<'audit'> only adds a method; pino's typings make it not assignable to Logger (onChild variance).
     logger: logger as unknown as Logger,
@@ -115,11 +127,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     get refusesRequests() {
       return failMode === 'closed' && !destination.healthy;
     },
-    reopen() {
-      if (file === undefined) return;
-      destination.reopen();
-      logger.audit({ event: 'audit-log-reopened', file, continues: 'previous-file' });
-    },
+    reopen: () => reopen('signal'),
     flush: () => {
       flushStdout(stdout);
       return destination.flush();

@@ -19,6 +19,18 @@ export const AUDIT_FILE_MODE = 0o640;
 const DEFAULT_MAX_BACKLOG_BYTES = 64 * 1024 * 1024;
 const RETRY_MS = 1000;
 /**
+ * How often a healthy file destination checks that its descriptor is still the file --audit-log
+ * names: a deleted file (or directory) is otherwise written to unnoticed until the gate stops.
+ * Two stat calls a second, off the per-line path.
+ */
+const FILE_CHECK_MS = 1000;
+/**
+ * How long the name may lead elsewhere before the gate reopens it by itself. logrotate renames the
+ * file, then signals (postrotate); a reopen of its own within that window would be a needless one,
+ * and one long after it leaves lines in a file logrotate may compress or delete.
+ */
+const MOVED_GRACE_MS = 5000;
+/**
  * Lines are written once this many bytes wait... Each write is a thread-pool round trip that
  * cost the gate ~40 µs of CPU on a 2-core VM: at 4 KiB (about 7 request lines) that was ~5 µs
  * per request, at 64 KiB it is a fraction of one.
@@ -35,6 +47,14 @@ export interface AuditDestinationOptions {
   readonly fd?: number;
   readonly maxBacklogBytes?: number;
   readonly retryMs?: number;
+  /** How often the open file is compared with the one --audit-log names (tests shorten it). */
+  readonly fileCheckMs?: number;
+  readonly movedGraceMs?: number;
+  /**
+   * Called when the file was deleted, or its name has led elsewhere for movedGraceMs (a rotation
+   * whose signal never came), instead of reopening it: the caller reopens, saying so in the log.
+   */
+  readonly onFileGone?: (how: 'file-removed' | 'file-moved') => void;
   /** Called whenever healthy changes; `reason` is an OS code such as ENOSPC, or `backlog-full`. */
   readonly onHealthChange?: (healthy: boolean, reason: string) => void;
   /** Called once writing works again after a failure, with what was lost in between. */
@@ -64,6 +84,9 @@ export class AuditDestination {
   private droppedLines = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
+  private fileCheckTimer: NodeJS.Timeout | undefined;
+  /** performance.now() when the name was first seen leading elsewhere than the open file. */
+  private movedSince: number | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: AuditDestinationOptions = {}) {
@@ -94,6 +117,10 @@ export class AuditDestination {
     });
     // A crash left half a line: end it, so the first new line is whole (verify reports the torn one).
     if (this.chainStart.endsMidLine) this.sink.write(NEWLINE as unknown as string);
+    if (file !== undefined) {
+      this.fileCheckTimer = setInterval(() => this.checkFile(), options.fileCheckMs ?? FILE_CHECK_MS);
+      this.fileCheckTimer.unref();
+    }
   }
 
   /** What pino calls with each serialized line. */
@@ -172,6 +199,7 @@ export class AuditDestination {
    */
   close(timeoutMs = 5000): Promise<{ lostBytes: number }> {
     this.stopRetrying();
+    clearInterval(this.fileCheckTimer);
     this.closing ??= new Promise<void>((resolve) => {
       this.sink.once('close', () => resolve());
       // sonic-boom drops a pending reopen once end() was called, and then never closes: end after it.
@@ -221,6 +249,37 @@ export class AuditDestination {
     if (this.writesToItsFile()) this.recovered();
     else this.sink.once('write', this.wroteWhileUnhealthy);
   };
+
+  /**
+   * While healthy (the retry loop owns an unhealthy log): a descriptor whose file was deleted
+   * (nlink 0: `rm`, or `rm -r` of its directory) is reopened by name at once, since every line
+   * written to it is lost; one whose name leads elsewhere or nowhere (renamed) only after
+   * movedGraceMs, the time logrotate takes to send its signal. A reopen that fails makes the log
+   * unhealthy, as a failed write does.
+   */
+  private checkFile(): void {
+    const state = this.sink as unknown as SonicBoomState;
+    if (!this.isHealthy || this.closing || state._opening || state._reopening || state.fd < 0) return;
+    let removed: boolean;
+    try {
+      removed = fstatSync(state.fd).nlink === 0;
+    } catch {
+      return; // closed under us by a reopen in progress: the next check sees the new one
+    }
+    if (!removed) {
+      if (this.writesToItsFile()) {
+        this.movedSince = undefined;
+        return;
+      }
+      const now = performance.now();
+      this.movedSince ??= now;
+      if (now - this.movedSince < (this.options.movedGraceMs ?? MOVED_GRACE_MS)) return;
+    }
+    this.movedSince = undefined;
+    const how = removed ? 'file-removed' : 'file-moved';
+    if (this.options.onFileGone) this.options.onFileGone(how);
+    else this.reopen();
+  }
 
   /** The file is open (at start, or again by its name after a reopen). */
   private opened(): void {

@@ -36,7 +36,8 @@ export const auditFields = {
   decision: '`allowed`, `denied`, or `audit-only` (learning mode: denied by policy, let through)',
   rule: 'the policy rule that matched the client (its name or index)',
   role: 'the role the rule gave the client',
-  reason: 'why: the constraint a denial names, or the refusal reason of a handshake',
+  reason:
+    'why: the constraint a denial names, the refusal reason of a handshake, or what made the gate reopen its log (`signal`, `file-removed`, `file-moved`)',
   status: "the engine's HTTP status, or the gate's own (403, 502...); 0 if none was sent",
   outcome:
     '`completed`, `client-aborted`, `upstream-failed`, `refused`, `denied`, `shutdown`, `revoked`, `expired`, `untrusted`',
@@ -113,8 +114,8 @@ export const auditEvents = {
   },
   'audit-log-reopened': {
     level: 'audit',
-    when: 'SIGHUP/SIGUSR2 made the gate reopen --audit-log (logrotate); first line of the new file',
-    fields: ['file', 'continues'],
+    when: 'the gate reopened --audit-log by name: SIGHUP/SIGUSR2 (logrotate), or the file was deleted or renamed without one',
+    fields: ['file', 'continues', 'reason'],
   },
   'audit-log-recovered': {
     level: 'audit',

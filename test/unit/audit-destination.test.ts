@@ -5,6 +5,7 @@ import {
   openSync,
   readFileSync,
   renameSync,
+  rmSync,
   statSync,
   symlinkSync,
   unlinkSync,
@@ -22,6 +23,7 @@ interface Line {
   event: string;
   i?: number;
   continues?: string;
+  reason?: string;
   droppedLines?: number;
   prev: string;
   hash: string;
@@ -46,12 +48,13 @@ async function until(condition: () => boolean, what: string, ms = 5000): Promise
 }
 
 /** An audit log to FILE that retries every 20 ms, with the health changes it reports. */
-function watchedAuditLog(file: string) {
+function watchedAuditLog(file: string, checks: { fileCheckMs?: number; movedGraceMs?: number } = {}) {
   const changes: [boolean, string][] = [];
   const log = createAuditLog({
     level: 'info',
     file,
     retryMs: 20,
+    ...checks,
     onHealthChange: (healthy, reason) => changes.push([healthy, reason]),
   });
   return { log, changes };
@@ -225,6 +228,72 @@ t.test(
       range(10, 30),
       'the lines held meanwhile and the later ones are in the new file',
     );
+    t.match(await verifyChain([rotated, file]), { ok: true, anchor: GENESIS_HASH, restarts: [] });
+  },
+);
+
+t.test(
+  'a deleted audit log file is noticed: the gate creates it again and the chain goes on from the lost lines',
+  async (t) => {
+    const file = join(t.testdir(), 'audit.log');
+    const { log, changes } = watchedAuditLog(file, { fileCheckMs: 20 });
+    for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
+    await until(() => requests(linesOf(file)).length === 10, 'the first lines');
+    const lastBefore = linesOf(file).at(-1)?.hash;
+    unlinkSync(file);
+    await until(() => existsSync(file), 'the file created again');
+    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    await log.close();
+    const lines = linesOf(file);
+    t.match(lines[0], { event: 'audit-log-reopened', reason: 'file-removed', prev: lastBefore });
+    t.same(requests(lines), range(10, 20), 'later lines go to the new file');
+    t.same(changes, [], 'healthy throughout: the file could be created again at once');
+    t.match(await verifyChain([file]), { ok: true, anchor: lastBefore });
+  },
+);
+
+t.test(
+  'a removed audit log directory makes the log unhealthy (fail closed refuses requests) until it is back',
+  async (t) => {
+    const dir = t.testdir({ sub: {} });
+    const file = join(dir, 'sub', 'audit.log');
+    const { log, changes } = watchedAuditLog(file, { fileCheckMs: 20 });
+    for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
+    await until(() => existsSync(file) && requests(linesOf(file)).length === 10, 'the first lines');
+    rmSync(join(dir, 'sub'), { recursive: true });
+    await until(() => !log.healthy, 'unhealthy');
+    t.same(changes, [[false, 'ENOENT']], 'unhealthy, naming why');
+    t.equal(log.refusesRequests, true, '--audit-fail closed: the gate refuses requests meanwhile');
+    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    mkdirSync(join(dir, 'sub'));
+    await until(() => log.healthy, 'healthy again once the directory is back');
+    await log.close();
+    const lines = linesOf(file);
+    t.match(lines[0], { event: 'audit-log-reopened', reason: 'file-removed' });
+    t.same(requests(lines), range(10, 20), 'the lines held meanwhile are in the new file');
+    t.match(lines.at(-1), { event: 'audit-log-recovered' });
+    t.match(await verifyChain([file]), { ok: true });
+  },
+);
+
+t.test(
+  'a file renamed without the reopen signal (a failed postrotate) is reopened by name after the grace',
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const rotated = join(dir, 'audit.log.1');
+    const { log, changes } = watchedAuditLog(file, { fileCheckMs: 20, movedGraceMs: 500 });
+    for (let i = 0; i < 10; i++) log.audit.audit({ event: 'request', i });
+    await until(() => requests(linesOf(file)).length === 10, 'the first lines');
+    renameSync(file, rotated);
+    const renamedAt = Date.now();
+    await until(() => existsSync(file), 'the file created again');
+    t.ok(Date.now() - renamedAt >= 400, 'not before logrotate had time to signal');
+    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    await log.close();
+    t.match(linesOf(file)[0], { event: 'audit-log-reopened', reason: 'file-moved' });
+    t.same(requests([...linesOf(rotated), ...linesOf(file)]), range(0, 20), 'nothing lost or reordered');
+    t.same(changes, []);
     t.match(await verifyChain([rotated, file]), { ok: true, anchor: GENESIS_HASH, restarts: [] });
   },
 );
