@@ -89,7 +89,10 @@ export function checkLine(line: Buffer): LineCheck {
 /** Where a chain picks up when the gate opens a file. */
 export interface ChainStart {
   readonly head: string;
-  /** `genesis`: new or empty file, or its last line carries no valid hash; `file-tail`: its last line's hash. */
+  /**
+   * `genesis`: new or empty file, or its last line carries no valid hash; `file-tail`: its last
+   * line's hash (an unterminated last line's, when that line is whole and links to the one before).
+   */
   readonly continues: 'genesis' | 'file-tail';
   /** The file ends in a partial line (a crash mid-write): the writer must start on a new line. */
   readonly endsMidLine: boolean;
@@ -103,8 +106,16 @@ export function readChainStart(file: string): ChainStart {
   try {
     const size = fstatSync(fd).size;
     if (size === 0) return { head: GENESIS_HASH, continues: 'genesis', endsMidLine: false };
-    const { lastLine, endsMidLine } = lastCompleteLine(fd, size);
+    const { lastLine, unterminated } = lastLines(fd, size);
     const check = lastLine ? checkLine(lastLine) : undefined;
+    const endsMidLine = unterminated !== undefined;
+    // A crash that cut only the final newline leaves a whole line: when it checks out and links
+    // to the line before, the chain goes on from it (the writer adds the newline). Starting from
+    // the line before instead would fork the chain there, and verify would call the file broken.
+    const whole = unterminated ? checkLine(unterminated) : undefined;
+    if (whole?.kind === 'ok' && (check === undefined || (check.kind === 'ok' && whole.prev === check.hash))) {
+      return { head: whole.hash, continues: 'file-tail', endsMidLine };
+    }
     return check?.kind === 'ok'
       ? { head: check.hash, continues: 'file-tail', endsMidLine }
       : { head: GENESIS_HASH, continues: 'genesis', endsMidLine };
@@ -113,27 +124,33 @@ export function readChainStart(file: string): ChainStart {
   }
 }
 
-/** The last newline-terminated line (without its newline), reading backwards in chunks. */
-function lastCompleteLine(fd: number, size: number): { lastLine: Buffer | undefined; endsMidLine: boolean } {
+/**
+ * The last newline-terminated line (without its newline), and what follows it when the file does
+ * not end in a newline, reading backwards in chunks.
+ */
+function lastLines(
+  fd: number,
+  size: number,
+): { lastLine: Buffer | undefined; unterminated: Buffer | undefined } {
   let collected = Buffer.alloc(0);
   let position = size;
-  let endsMidLine: boolean | undefined;
   let lastNewline = -1;
+  const after = (newline: number): Buffer | undefined =>
+    collected[collected.length - 1] === 10 ? undefined : collected.subarray(newline + 1);
   while (position > 0) {
     const length = Math.min(TAIL_CHUNK, position);
     position -= length;
     const chunk = Buffer.alloc(length);
     readSync(fd, chunk, 0, length, position);
     collected = Buffer.concat([chunk, collected]);
-    if (endsMidLine === undefined) endsMidLine = collected[collected.length - 1] !== 10;
     if (lastNewline === -1) lastNewline = collected.lastIndexOf(10);
     else lastNewline += length;
     if (lastNewline === -1) continue;
     // (lastIndexOf with a negative offset would count from the end)
     const start = lastNewline === 0 ? -1 : collected.lastIndexOf(10, lastNewline - 1);
     if (start !== -1 || position === 0) {
-      return { lastLine: collected.subarray(start + 1, lastNewline), endsMidLine };
+      return { lastLine: collected.subarray(start + 1, lastNewline), unterminated: after(lastNewline) };
     }
   }
-  return { lastLine: undefined, endsMidLine: endsMidLine ?? false };
+  return { lastLine: undefined, unterminated: collected.length > 0 ? collected : undefined };
 }

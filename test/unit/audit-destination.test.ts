@@ -168,6 +168,26 @@ t.test(
 );
 
 t.test(
+  'a restart after a crash that cut only the final newline continues from that line: verify says OK',
+  async (t) => {
+    const file = join(t.testdir(), 'audit.log');
+    const first = createAuditLog({ level: 'info', file });
+    for (let i = 0; i < 3; i++) first.audit.audit({ event: 'request', i });
+    await first.close();
+    const whole = readFileSync(file, 'utf8');
+    writeFileSync(file, whole.slice(0, -1)); // head -c -1
+    const second = createAuditLog({ level: 'info', file });
+    second.audit.audit({ event: 'request', i: 3 });
+    await second.close();
+    t.ok(readFileSync(file, 'utf8').startsWith(whole), 'the newline is put back, nothing else changes');
+    const lines = linesOf(file);
+    t.match(lines[4], { event: 'audit-log-opened', continues: 'file-tail', prev: lines[3]?.hash });
+    t.same(requests(lines), range(0, 4));
+    t.match(await verifyChain([file]), { ok: true, lines: 6, torn: [], restarts: [] });
+  },
+);
+
+t.test(
   'reopen() after logrotate renamed the file: new lines go to a new file, none lost, one chain',
   async (t) => {
     const dir = t.testdir();

@@ -267,3 +267,31 @@ t.test('readChainStart continues from the last line, and notices a torn or uncha
   t.equal(readChainStart(one).head, (JSON.parse(only) as { hash: string }).hash, 'a single line');
   t.equal(readFileSync(one, 'utf8'), only);
 });
+
+t.test(
+  'readChainStart continues from a whole last line that lost only its newline, if it links to the line before',
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const chain = new HashChain();
+    // Long lines, so that the unterminated one straddles the 64 KiB chunks read backwards.
+    const lines = Array.from({ length: 4 }, (_, i) =>
+      chain.link(`{"event":"request","i":${i},"pad":"${'x'.repeat(50_000)}"}\n`),
+    );
+    writeFileSync(file, lines.join('').slice(0, -1));
+    t.same(readChainStart(file), { head: chain.head, continues: 'file-tail', endsMidLine: true });
+    const one = join(dir, 'one.log');
+    const only = new HashChain('a'.repeat(64)).link('{"event":"x"}\n');
+    writeFileSync(one, only.slice(0, -1));
+    t.same(
+      readChainStart(one),
+      { head: (JSON.parse(only) as { hash: string }).hash, continues: 'file-tail', endsMidLine: true },
+      'a single line (the first of a rotated file links to the file before)',
+    );
+    // A whole line that does not link to the one before was not written after it by this chain.
+    const other = new HashChain('b'.repeat(64)).link('{"event":"forged"}\n');
+    writeFileSync(file, lines.slice(0, 3).join('') + other.slice(0, -1));
+    const before = (JSON.parse(lines[2]!) as { hash: string }).hash;
+    t.same(readChainStart(file), { head: before, continues: 'file-tail', endsMidLine: true });
+  },
+);
