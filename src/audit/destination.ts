@@ -11,6 +11,7 @@
 import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { ConfigError, systemErrorCode } from '../errors.js';
+import { AuditFileLock } from './file-lock.js';
 import { GENESIS_HASH, HashChain, readChainStart, type ChainStart } from './hash-chain.js';
 
 /** Audit logs name users and what they did: owner read-write, group read (a log shipper's group). */
@@ -78,6 +79,8 @@ interface SonicBoomState {
 export class AuditDestination {
   readonly chainStart: ChainStart;
   private readonly chain: HashChain;
+  /** FILE.lock, held from start to close: one gate per file (not for stdout). */
+  private readonly lock: AuditFileLock | undefined;
   private readonly sink: ReturnType<typeof pino.destination>;
   private isHealthy = true;
   private unhealthySince = 0;
@@ -91,9 +94,21 @@ export class AuditDestination {
 
   constructor(private readonly options: AuditDestinationOptions = {}) {
     const file = options.file;
-    this.chainStart = file
-      ? openForAppend(file)
-      : { head: GENESIS_HASH, continues: 'genesis', endsMidLine: false };
+    if (file === undefined) {
+      this.chainStart = { head: GENESIS_HASH, continues: 'genesis', endsMidLine: false };
+    } else {
+      openForAppend(file);
+      // Taken before the chain's start is read: another gate could still be appending to it. Not
+      // for a device or a pipe (`--audit-log /dev/stdout`): no chain is read back from those, and
+      // their directory (/dev) takes no lock file.
+      this.lock = statSync(file).isFile() ? AuditFileLock.acquire(file) : undefined;
+      try {
+        this.chainStart = chainStartOf(file);
+      } catch (err) {
+        this.lock?.release();
+        throw err;
+      }
+    }
     this.chain = new HashChain(this.chainStart.head);
     // pino.destination() is sonic-boom, the asynchronous writer pino itself uses.
     this.sink = pino.destination({
@@ -201,7 +216,10 @@ export class AuditDestination {
     this.stopRetrying();
     clearInterval(this.fileCheckTimer);
     this.closing ??= new Promise<void>((resolve) => {
-      this.sink.once('close', () => resolve());
+      this.sink.once('close', () => {
+        this.lock?.release();
+        resolve();
+      });
       // sonic-boom drops a pending reopen once end() was called, and then never closes: end after it.
       const state = this.sink as unknown as SonicBoomState;
       if (state._reopening || state._opening) this.sink.once('ready', () => this.sink.end());
@@ -211,6 +229,7 @@ export class AuditDestination {
       const timer = setTimeout(() => {
         const lostBytes = (this.sink as unknown as SonicBoomState)._len;
         this.sink.destroy();
+        this.lock?.release();
         resolve({ lostBytes });
       }, timeoutMs);
       void this.closing?.then(() => {
@@ -258,6 +277,7 @@ export class AuditDestination {
    * unhealthy, as a failed write does.
    */
   private checkFile(): void {
+    this.lock?.refresh();
     const state = this.sink as unknown as SonicBoomState;
     if (!this.isHealthy || this.closing || state._opening || state._reopening || state.fd < 0) return;
     let removed: boolean;
@@ -345,15 +365,23 @@ function cannotAppend(file: string): string | undefined {
  * Creates the file if needed (mode 0640) and checks now that it can be appended to, so a bad
  * --audit-log stops the gate at start with the file named instead of failing on the first request.
  */
-function openForAppend(file: string): ChainStart {
+function openForAppend(file: string): void {
+  const cannot = cannotAppend(file);
+  if (cannot !== undefined) throw unwritable(file, cannot);
+}
+
+function chainStartOf(file: string): ChainStart {
   try {
-    closeSync(openSync(file, 'a', AUDIT_FILE_MODE));
     return readChainStart(file);
   } catch (err) {
-    throw new ConfigError(
-      'E_AUDIT_LOG_UNWRITABLE',
-      `cannot open audit log ${file} for appending (${systemErrorCode(err)}); check --audit-log and the directory's permissions`,
-      err,
-    );
+    throw unwritable(file, systemErrorCode(err), err);
   }
+}
+
+function unwritable(file: string, code: string, cause?: unknown): ConfigError {
+  return new ConfigError(
+    'E_AUDIT_LOG_UNWRITABLE',
+    `cannot open audit log ${file} for appending (${code}); check --audit-log and the directory's permissions`,
+    cause,
+  );
 }

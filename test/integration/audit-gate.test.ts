@@ -224,6 +224,26 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
   t.match(broken.stdout + broken.stderr, /line \d+.*edited|edited.*line \d+/i);
 });
 
+t.test(
+  'a second gate on the same --audit-log exits 2, naming the file and the gate holding it; a stop releases the file',
+  async (t) => {
+    const auditFile = join(dir, 'shared.log');
+    const first = await startGate(t, { pki, args: ['--audit-log', auditFile] });
+    const file = auditFile.replace(/[.]/g, '\\.');
+    await t.rejects(
+      startGate(t, { pki, args: ['--audit-log', auditFile] }),
+      new RegExp(
+        `exited \\(status 2\\)[\\s\\S]*audit log ${file} is in use by another dockgate \\(pid ${first.process.pid} on [^)]+\\), which holds ${file}\\.lock`,
+      ),
+    );
+    t.equal(await first.stop(), 0);
+    t.notOk(existsSync(`${auditFile}.lock`), 'the lock went with the first gate');
+    const second = await startGate(t, { pki, args: ['--audit-log', auditFile] });
+    t.equal(await second.stop(), 0);
+    t.match(await dockgate('audit', 'verify', auditFile), { code: 0 }, 'one chain, not two interleaved');
+  },
+);
+
 const logrotate = ['/usr/sbin/logrotate', '/usr/bin/logrotate'].find((p) => existsSync(p));
 
 /** The logrotate recipe of docs/audit-log.md, for `file`, signalling the gate with `pid`. */

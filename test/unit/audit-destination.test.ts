@@ -9,8 +9,11 @@ import {
   statSync,
   symlinkSync,
   unlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createAuditLog } from '../../src/audit/audit-log.js';
@@ -287,6 +290,7 @@ t.test(
     for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
     mkdirSync(join(dir, 'sub'));
     await until(() => log.healthy, 'healthy again once the directory is back');
+    await until(() => existsSync(`${file}.lock`), 'the lock file made again, as it went with the directory');
     await log.close();
     const lines = linesOf(file);
     t.match(lines[0], { event: 'audit-log-reopened', reason: 'file-removed' });
@@ -337,6 +341,68 @@ t.test(
     );
   },
 );
+
+const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+t.test(
+  'a second gate on the same --audit-log stops at start, naming the file and the gate holding it; rotation keeps the lock, stop releases it',
+  async (t) => {
+    const dir = t.testdir();
+    const file = join(dir, 'audit.log');
+    const lock = `${file}.lock`;
+    const first = createAuditLog({ level: 'info', file });
+    first.audit.audit({ event: 'request', i: 0 });
+    const refused = {
+      constructor: ConfigError,
+      code: 'E_AUDIT_LOG_LOCKED',
+      exitCode: 2,
+      message: new RegExp(
+        `^audit log ${escaped(file)} is in use by another dockgate \\(pid ${process.pid} on ${escaped(hostname())}\\), which holds ${escaped(lock)}`,
+      ),
+    };
+    t.throws(() => createAuditLog({ level: 'info', file }), refused);
+    await first.flush();
+    renameSync(file, join(dir, 'audit.log.1'));
+    first.reopen();
+    await first.flush();
+    t.throws(() => createAuditLog({ level: 'info', file }), refused, 'still refused after a rotation');
+    await first.close();
+    t.notOk(existsSync(lock), 'the lock goes when the gate stops');
+    const second = createAuditLog({ level: 'info', file });
+    t.ok(existsSync(lock), 'and the next gate takes it');
+    await second.close();
+    t.match(await verifyChain([join(dir, 'audit.log.1'), file]), { ok: true, lines: 4 });
+  },
+);
+
+t.test('--audit-log naming a device (/dev/null) takes no lock: there is no file to share', async (t) => {
+  const one = createAuditLog({ level: 'info', file: '/dev/null' });
+  const two = createAuditLog({ level: 'info', file: '/dev/null' });
+  t.notOk(existsSync('/dev/null.lock'), 'no lock file in /dev');
+  await Promise.all([one.close(), two.close()]);
+});
+
+t.test('a lock left by a gate that died, or by another host long silent, is taken over', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'audit.log');
+  const lock = `${file}.lock`;
+  const dead = spawnSync(process.execPath, ['-e', '']).pid;
+  writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), id: 'x' }));
+  const log = createAuditLog({ level: 'info', file });
+  t.match(readFileSync(lock, 'utf8'), `"pid":${process.pid}`, 'a dead pid on this host: taken over');
+  await log.close();
+  // Another host's (or container's) gate: its pids cannot be seen from here, only its heartbeat.
+  writeFileSync(lock, JSON.stringify({ pid: 1, host: 'elsewhere', id: 'y' }));
+  t.throws(() => createAuditLog({ level: 'info', file }), {
+    code: 'E_AUDIT_LOG_LOCKED',
+    message: /pid 1 on elsewhere/,
+  });
+  const minuteAgo = new Date(Date.now() - 60_000);
+  utimesSync(lock, minuteAgo, minuteAgo);
+  const again = createAuditLog({ level: 'info', file });
+  t.match(readFileSync(lock, 'utf8'), `"pid":${process.pid}`, 'untouched for a minute: taken over');
+  await again.close();
+});
 
 t.test('an audit log that cannot be opened stops the gate at start, naming the file', async (t) => {
   const file = join(t.testdir(), 'missing-dir', 'audit.log');

@@ -1,0 +1,192 @@
+/**
+ * FILE.lock beside --audit-log: one gate per audit log. Two gates appending to one file interleave
+ * two chains, and `audit verify` then calls the file broken with nothing said at the time. Node has
+ * no flock(), so the lock is a file created with O_CREAT|O_EXCL holding the holder's pid and host,
+ * as index.json.lock does for pki commands (src/pki/index-lock.ts). Unlike that lock, this one is
+ * held for the gate's life, so it cannot go stale by age alone: a holder is gone when its pid is
+ * (same host), or when it has not touched the lock for LOCK_STALE_MS (another host or container,
+ * whose pids this one cannot see). The gate touches it once a second (AuditDestination's file check).
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  closeSync,
+  linkSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
+import { hostname } from 'node:os';
+import { ConfigError, systemErrorCode } from '../errors.js';
+
+/** A lock from another host (or pid namespace) not touched for this long is taken over. */
+export const LOCK_STALE_MS = 10_000;
+
+/** Locks this process holds: its own pid in a lock file is a live holder only if listed here. */
+const heldHere = new Set<string>();
+
+export class AuditFileLock {
+  private constructor(
+    readonly lockFile: string,
+    private readonly token: string,
+  ) {}
+
+  /** Takes FILE.lock, or throws E_AUDIT_LOG_LOCKED naming the file and the gate holding it. */
+  static acquire(file: string): AuditFileLock {
+    const lockFile = `${file}.lock`;
+    const token = `${JSON.stringify({ pid: process.pid, host: hostname(), id: randomBytes(8).toString('hex') })}\n`;
+    // Twice at most: once more after moving a stale lock aside.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (create(lockFile, token)) {
+        heldHere.add(lockFile);
+        return new AuditFileLock(lockFile, token);
+      }
+      const holder = readHolder(lockFile);
+      if (holder === undefined) continue; // released meanwhile
+      if (!isStale(lockFile, holder)) {
+        const who =
+          holder.pid === undefined
+            ? 'another process'
+            : `another dockgate (pid ${holder.pid} on ${holder.host})`;
+        throw new ConfigError(
+          'E_AUDIT_LOG_LOCKED',
+          `audit log ${file} is in use by ${who}, which holds ${lockFile}; two gates on one file would interleave their chains: stop the other gate or give this one another --audit-log`,
+        );
+      }
+      takeOverStale(lockFile, holder.text);
+    }
+    throw new ConfigError(
+      'E_AUDIT_LOG_LOCKED',
+      `audit log ${file}: could not take ${lockFile}, which another gate keeps creating; stop the other gate or give this one another --audit-log`,
+    );
+  }
+
+  /**
+   * Shows the lock is held (its mtime), and puts it back if it went (its directory was removed
+   * and made again). Called about once a second; errors are left to the log's own health check.
+   */
+  refresh(): void {
+    try {
+      const now = new Date();
+      utimesSync(this.lockFile, now, now);
+    } catch (err) {
+      if (systemErrorCode(err) !== 'ENOENT') return;
+      try {
+        create(this.lockFile, this.token);
+      } catch {
+        // the directory is gone again: the log is unhealthy, and the next refresh tries again
+      }
+    }
+  }
+
+  /** Removes the lock if it is still ours. */
+  release(): void {
+    heldHere.delete(this.lockFile);
+    try {
+      if (readFileSync(this.lockFile, 'utf8') === this.token) unlinkSync(this.lockFile);
+    } catch {
+      // gone already: nothing to release
+    }
+  }
+}
+
+/** Creates the lock file with the token; false when it exists. Other errors: the directory is not writable. */
+function create(lockFile: string, token: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(lockFile, 'wx', 0o644);
+  } catch (err) {
+    if (systemErrorCode(err) === 'EEXIST') return false;
+    throw new ConfigError(
+      'E_AUDIT_LOG_UNWRITABLE',
+      `cannot create the audit log's lock file ${lockFile} (${systemErrorCode(err)}); check the directory's permissions`,
+      err,
+    );
+  }
+  try {
+    writeSync(fd, token);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+interface Holder {
+  readonly text: string;
+  readonly pid: number | undefined;
+  readonly host: string | undefined;
+  readonly mtimeMs: number;
+}
+
+function readHolder(lockFile: string): Holder | undefined {
+  try {
+    const { mtimeMs } = statSync(lockFile);
+    const text = readFileSync(lockFile, 'utf8');
+    let parsed: { pid?: unknown; host?: unknown } = {};
+    try {
+      parsed = JSON.parse(text) as typeof parsed;
+    } catch {
+      // being written, or not ours: judged by its age
+    }
+    return {
+      text,
+      pid: Number.isInteger(parsed.pid) ? (parsed.pid as number) : undefined,
+      host: typeof parsed.host === 'string' ? parsed.host : undefined,
+      mtimeMs,
+    };
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function isStale(lockFile: string, holder: Holder): boolean {
+  if (holder.pid === undefined || holder.host !== hostname()) {
+    return Date.now() - holder.mtimeMs > LOCK_STALE_MS;
+  }
+  // Our own pid: this process (refused above unless released), or the previous run of a container
+  // restarted in place, where the gate is pid 1 each time.
+  if (holder.pid === process.pid) return !heldHere.has(lockFile);
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return systemErrorCode(err) === 'ESRCH';
+  }
+}
+
+/**
+ * Moves a stale lock aside and removes it. Two gates may find the same stale lock; the rename lets
+ * only one remove it, and the other, finding the winner's fresh lock under the moved name, puts it
+ * back (the pattern of src/pki/index-lock.ts).
+ */
+function takeOverStale(lockFile: string, staleText: string): void {
+  const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
+  try {
+    renameSync(lockFile, aside);
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return;
+    throw err;
+  }
+  let moved = staleText;
+  try {
+    moved = readFileSync(aside, 'utf8');
+  } catch {
+    // unreadable: treated as the stale one
+  }
+  if (moved !== staleText) {
+    try {
+      linkSync(aside, lockFile);
+    } catch {
+      // a third gate took the name meanwhile: it holds the lock
+    }
+  }
+  try {
+    unlinkSync(aside);
+  } catch {
+    // already gone
+  }
+}
