@@ -183,8 +183,22 @@ export class AuditDestination {
     // Tried here first: when sonic-boom's own open fails it keeps writing to the renamed file, and
     // each further reopen it is asked for leaves one more close of that old descriptor behind.
     const cannot = cannotAppend(this.options.file);
-    if (cannot === undefined) this.sink.reopen();
-    else this.failed(cannot);
+    if (cannot === undefined) {
+      this.sink.reopen();
+      return;
+    }
+    this.holdWrites(true);
+    this.failed(cannot);
+  }
+
+  /**
+   * While the descriptor is not the file --audit-log names (a reopen failed), sonic-boom must not
+   * write a full batch to it on its own: that is the renamed file, or a deleted one where the lines
+   * would be lost with nothing counted. They wait in memory instead, within the backlog limit, and
+   * the reopen that makes the log healthy writes them (flush() does not look at minLength).
+   */
+  private holdWrites(hold: boolean): void {
+    (this.sink as unknown as { minLength: number }).minLength = hold ? Infinity : BATCH_BYTES;
   }
 
   /** Resolves when every line written so far has reached the file descriptor. */
@@ -335,6 +349,7 @@ export class AuditDestination {
     if (this.isHealthy) return;
     this.sink.off('write', this.wroteWhileUnhealthy);
     this.stopRetrying();
+    this.holdWrites(false);
     this.isHealthy = true;
     const lost = {
       droppedLines: this.droppedLines,

@@ -71,6 +71,7 @@ t.test('the sonic-boom internals destination.ts reads are there, with the types 
   const state = sink as unknown as Record<string, unknown>;
   t.equal(typeof state._len, 'number', '_len');
   for (const flag of ['_writing', '_opening', '_reopening']) t.equal(typeof state[flag], 'boolean', flag);
+  t.equal(typeof state.minLength, 'number', 'minLength (set to hold lines while the file is not its own)');
   t.equal(typeof (state._writingBuf as { length?: unknown }).length, 'number', '_writingBuf.length');
   t.ok(Number.isInteger(state.fd) && (state.fd as number) > 2, 'fd');
   sink.end();
@@ -287,15 +288,19 @@ t.test(
     await until(() => !log.healthy, 'unhealthy');
     t.same(changes, [[false, 'ENOENT']], 'unhealthy, naming why');
     t.equal(log.refusesRequests, true, '--audit-fail closed: the gate refuses requests meanwhile');
-    for (let i = 10; i < 20; i++) log.audit.audit({ event: 'request', i });
+    // Refused requests still write lines: far more than a batch, which must not go to the
+    // deleted file while it is the one open.
+    const pad = 'x'.repeat(500);
+    for (let i = 10; i < 1010; i++) log.audit.audit({ event: 'request', i, pad });
+    await new Promise((resolve) => setTimeout(resolve, 200));
     mkdirSync(join(dir, 'sub'));
     await until(() => log.healthy, 'healthy again once the directory is back');
     await until(() => existsSync(`${file}.lock`), 'the lock file made again, as it went with the directory');
     await log.close();
     const lines = linesOf(file);
     t.match(lines[0], { event: 'audit-log-reopened', reason: 'file-removed' });
-    t.same(requests(lines), range(10, 20), 'the lines held meanwhile are in the new file');
-    t.match(lines.at(-1), { event: 'audit-log-recovered' });
+    t.same(requests(lines), range(10, 1010), 'the lines held meanwhile are in the new file, every one');
+    t.match(lines.at(-1), { event: 'audit-log-recovered', droppedLines: 0 });
     t.match(await verifyChain([file]), { ok: true });
   },
 );
