@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { ConfigError, systemErrorCode } from '../errors.js';
 import type { TlsFiles } from '../config/serve-config.js';
+import { judgeKeyFileMode, type KeyFileMode } from '../pki/key-mode.js';
 
 export interface TlsMaterial {
   readonly ca: string;
@@ -27,10 +28,6 @@ export interface KeyFileWarning {
   readonly mode: string;
   readonly message: string;
 }
-
-/** Others may do nothing with the key; its group may at most read it. */
-const KEY_MODE_REFUSED = 0o037;
-const KEY_MODE_GROUP_READ = 0o040;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -81,9 +78,9 @@ function privateKeyIn(pem: string, file: string): KeyObject {
  * set-up. The mode of the file itself is checked, through symlinks.
  */
 export function checkKeyFileMode(file: string): KeyFileWarning | undefined {
-  let mode: number;
+  let judged: KeyFileMode;
   try {
-    mode = statSync(file).mode & 0o777;
+    judged = judgeKeyFileMode(statSync(file).mode);
   } catch (err) {
     throw new ConfigError(
       'E_TLS_FILE_UNREADABLE',
@@ -91,14 +88,14 @@ export function checkKeyFileMode(file: string): KeyFileWarning | undefined {
       err,
     );
   }
-  const octal = `0${mode.toString(8).padStart(3, '0')}`;
-  if ((mode & KEY_MODE_REFUSED) !== 0) {
+  const { octal, verdict } = judged;
+  if (verdict === 'refused') {
     throw new ConfigError(
       'E_TLS_KEY_MODE',
       `--tlskey file ${file} has mode ${octal}: a private key others can read or change is refused; run chmod 600 ${file} (or 400)`,
     );
   }
-  if ((mode & KEY_MODE_GROUP_READ) !== 0) {
+  if (verdict === 'group-readable') {
     return {
       file,
       mode: octal,

@@ -32,6 +32,7 @@ import {
 } from './keys.js';
 import { randomSerialHex } from './serial.js';
 import { x509 } from './x509.js';
+import { judgeKeyFileMode, type KeyFileMode } from './key-mode.js';
 
 /**
  * `dockgate CA HOST DATE`: CAs with one name look alike to clients. A TLS server names the CAs it
@@ -159,32 +160,26 @@ export async function readCaCertificate(paths: PkiPaths): Promise<CaCertificate>
   return parseCaCertificate(await readTextFile(paths.caCert, 'CA certificate'), paths.caCert);
 }
 
-/** Others may do nothing with the CA key, its group at most read it: the gate's rule for its own key. */
-const CA_KEY_MODE_REFUSED = 0o037;
-const CA_KEY_MODE_GROUP_READ = 0o040;
-
 /**
- * The CA key signs every identity the gate trusts, so it is held to at least the rule the gate
- * applies to its server key (listener/tls-material.ts checkKeyFileMode): refused when others can
- * read it or anyone but its owner can change it; readable by its group, a warning (a signing
- * group is a sound set-up). dockgate writes it 0400; a wider mode came from a copy or a restore.
- * The file itself is checked, through symlinks.
+ * The CA key signs every identity the gate trusts, so it is held to the rule the gate applies to
+ * its server key (key-mode.ts). dockgate writes it 0400; a wider mode came from a copy or a
+ * restore. The file itself is checked, through symlinks.
  */
 export async function checkCaKeyMode(file: string): Promise<string | undefined> {
-  let mode: number;
+  let judged: KeyFileMode;
   try {
-    mode = (await stat(file)).mode & 0o777;
+    judged = judgeKeyFileMode((await stat(file)).mode);
   } catch (err) {
     throw await fileError('look up', file, err);
   }
-  const octal = `0${mode.toString(8).padStart(3, '0')}`;
-  if ((mode & CA_KEY_MODE_REFUSED) !== 0) {
+  const { octal, verdict } = judged;
+  if (verdict === 'refused') {
     throw new PkiError(
       'E_PKI_CA_KEY_MODE',
       `${file} has mode ${octal}: a CA key others can read or anyone but its owner can change is refused; run chmod 600 ${file} (or 400).`,
     );
   }
-  if ((mode & CA_KEY_MODE_GROUP_READ) !== 0) {
+  if (verdict === 'group-readable') {
     return `${file} has mode ${octal}: its group can read the CA's private key; use chmod 600 unless that group may sign certificates.`;
   }
   return undefined;
