@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { ServeConfig } from '../config/serve-config.js';
 import { GateListener, lingerThenClose, type RefusedClient } from '../listener/gate-listener.js';
 import { refusalMessage } from '../listener/refusal.js';
-import { caCertificatesIn } from '../listener/peer-chain.js';
+import { caCertificatesIn, chainsToTrustedCa } from '../listener/peer-chain.js';
 import { isRevoked, type LoadedCrl } from '../listener/revocation-list.js';
 import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
@@ -292,7 +292,8 @@ const ENGINE_FIELDS_RETRY_MS = 5000;
 /** Whether the client certificate of a socket was signed by one of the CA certificates. */
 function signedByOneOf(socket: TLSSocket, trusted: readonly X509Certificate[]): boolean {
   const peer = socket.getPeerX509Certificate();
-  return peer !== undefined && trusted.some((ca) => peer.checkIssued(ca) && peer.verify(ca.publicKey));
+  // Through the intermediates the client sent, as OpenSSL verified it at the handshake.
+  return peer !== undefined && chainsToTrustedCa(peer, trusted);
 }
 
 const auditOf = (exchange: Exchange): RequestAudit | undefined => exchange.audit as RequestAudit | undefined;

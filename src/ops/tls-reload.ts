@@ -19,6 +19,9 @@ import { secureContextOptions } from '../listener/gate-listener.js';
 import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
 import type { GateMetrics } from './metrics.js';
 
+/** Errors about the CRL file itself (a failure of the other files leaves the CRL to load alone). */
+const CRL_ERRORS = new Set(['E_TLS_BAD_CRL', 'E_TLS_CRL_FUTURE', 'E_TLS_CRL_MISSING', 'E_TLS_CRL_UNUSABLE']);
+
 /** How often watched files are stat'ed; revocation takes effect within about this long. */
 const POLL_INTERVAL_MS = 1000;
 /** Files written one after the other (cert, then key) are picked up together. */
@@ -74,14 +77,21 @@ function refuseUnusable(material: TlsMaterial): void {
     tls.createSecureContext(secureContextOptions(material));
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    let files: string;
+    let crlAtFault: boolean;
     try {
       tls.createSecureContext(secureContextOptions({ ...material, crl: undefined }));
-      files = `--tlscrl file ${material.crlFile}`;
+      crlAtFault = true;
     } catch {
-      files = 'the --tlscacert, --tlscert and --tlskey files';
+      crlAtFault = false;
     }
-    throw new ConfigError('E_TLS_UNUSABLE', `OpenSSL cannot use ${files}: ${why}`, err);
+    const files = crlAtFault
+      ? `--tlscrl file ${material.crlFile}`
+      : 'the --tlscacert, --tlscert and --tlskey files';
+    throw new ConfigError(
+      crlAtFault ? 'E_TLS_CRL_UNUSABLE' : 'E_TLS_UNUSABLE',
+      `OpenSSL cannot use ${files}: ${why}`,
+      err,
+    );
   }
 }
 
@@ -228,6 +238,8 @@ export class TlsReloader {
       next = await loadTls(this.source);
     } catch (err) {
       this.reloadFailed(trigger, err instanceof Error ? err.message : String(err));
+      // When the CRL itself is what failed, loading it alone would only fail again.
+      if (err instanceof ConfigError && CRL_ERRORS.has(err.code)) return;
       try {
         next = await loadCrlAlone(this.source, this.current.material);
       } catch (crlErr) {
@@ -273,7 +285,7 @@ export class TlsReloader {
  * lists fewer revocations), or, from the same CA, lists fewer revocations (one written from an
  * index that missed a revocation). A running gate never forgets a revocation; a restart takes
  * any CRL. A CRL in force that is not yet valid (signed on a clock ahead) refuses every client,
- * so any valid one replaces it. Undefined when it may.
+ * so any valid one replaces it, whatever its date. Undefined when it may.
  */
 function crlRegression(
   current: LoadedTls,
@@ -285,8 +297,8 @@ function crlRegression(
   if (was === undefined) return undefined;
   if (will === undefined)
     return `the CRL ${file} is gone (restore it, or write a new one with 'dockgate pki crl'; only a restart drops a CRL)`;
-  if (was.thisUpdate.getTime() > now) return undefined;
-  if (will.thisUpdate < was.thisUpdate)
+  // A CRL in force that is not yet valid refuses everyone: a valid one may replace it, older or not.
+  if (was.thisUpdate.getTime() <= now && will.thisUpdate < was.thisUpdate)
     return `the CRL ${file} was made ${will.thisUpdate.toISOString()}, before the one in force (${was.thisUpdate.toISOString()})`;
   if (current.material.ca !== next.material.ca) return undefined;
   const dropped = [...was.revokedSerials].filter((serial) => !will.revokedSerials.has(serial));

@@ -437,11 +437,13 @@ export class ClientSession {
     // After a half-close the connection stays up for requests pipelined behind this one;
     // afterClientEnd() closes it once they are answered.
     if (bodyUnread || head.wantsClose || this.draining || (this.clientEnded && this.pending === null)) {
-      this.answerAndClose(dockerErrorResponse(status, message, { close: true, headRequest }));
+      this.answerAndClose(
+        dockerErrorResponse(status, message, { close: true, headRequest, verifiedClient: true }),
+      );
       return;
     }
     this.reqPhase = RequestPhase.Head;
-    const answer = dockerErrorResponse(status, message, { close: false, headRequest });
+    const answer = dockerErrorResponse(status, message, { close: false, headRequest, verifiedClient: true });
     this.writeClient(answer);
   }
 
@@ -512,6 +514,9 @@ export class ClientSession {
     // Half-close is passed on as it is: dockerd reads EOF on stdin of an attach/exec stream, and
     // ends a streaming response (events, logs -f) when its client stops sending, as it would
     // talking to the client directly.
+    // A verdict still to come (an ownership lookup) answers its request first: decidedLater() and
+    // decidedWithBody() close the connection after it (afterClientEnd).
+    if (this.reqPhase === RequestPhase.Deciding) return;
     if (this.upstream === null || this.idle) {
       this.closeGracefully();
       return;
@@ -789,7 +794,9 @@ export class ClientSession {
       this.endExchange('upstream-failed', message);
       this.upstream?.destroy();
       const headRequest = exchange.method === 'HEAD';
-      this.answerAndClose(dockerErrorResponse(502, `dockgate: ${message}`, { close: true, headRequest }));
+      this.answerAndClose(
+        dockerErrorResponse(502, `dockgate: ${message}`, { close: true, headRequest, verifiedClient: true }),
+      );
       return;
     }
     if (exchange !== null) exchange.error = message;
@@ -844,7 +851,9 @@ export class ClientSession {
       error: err.message,
     });
     this.upstream?.destroy();
-    this.answerAndClose(dockerErrorResponse(err.status, `dockgate: ${err.message}`, { close: true }));
+    this.answerAndClose(
+      dockerErrorResponse(err.status, `dockgate: ${err.message}`, { close: true, verifiedClient: true }),
+    );
   }
 
   /**

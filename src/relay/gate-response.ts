@@ -46,15 +46,20 @@ export function learnEngineFields(headers: Readonly<Record<string, string | stri
   engineFields = fields;
 }
 
+/**
+ * `verifiedClient`: the answer goes to a client whose certificate the gate verified, who may learn
+ * the engine's fields; a refused handshake's answer tells nothing of the engine, as dockerd
+ * --tlsverify tells an unauthenticated peer nothing.
+ */
 export function dockerErrorResponse(
   status: number,
   message: string,
-  options: { close: boolean; headRequest?: boolean },
+  options: { close: boolean; headRequest?: boolean; verifiedClient?: boolean },
 ): Buffer {
   const body = JSON.stringify({ message }) + '\n';
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
-      engineFields +
+      (options.verifiedClient === true ? engineFields : '') +
       'Content-Type: application/json\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       (options.close ? 'Connection: close\r\n' : '') +

@@ -25,7 +25,7 @@ import {
 import { startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki, type ClientBundle } from '../helpers/openssl-pki.js';
 import { connectTls, gateRequest } from '../helpers/tls-client.js';
-import { connectAny, rssKib } from '../helpers/raw-clients.js';
+import { connectAny, readAll, rssKib } from '../helpers/raw-clients.js';
 
 const cli = dockerClis()[0]!;
 const image = testEngine().image;
@@ -650,3 +650,36 @@ t.test(
     }
   },
 );
+
+t.test(
+  'a request whose verdict waits on the engine is answered even after the client half-closed',
+  async (t) => {
+    // Not the scoped client's: the ownership lookup runs, then refuses.
+    const others = uniqueName('not-yours');
+    await runDetached(t, others, ['sleep', '60']);
+    const socket = connectAny(gate.port, pki.client);
+    t.teardown(() => socket.destroy());
+    await once(socket, 'secureConnect');
+    const answer = readAll(socket, 10_000);
+    socket.end(`POST /containers/${others}/stop HTTP/1.1\r\nHost: g\r\n\r\n`);
+    const { text, timedOut } = await answer;
+    t.notOk(timedOut, 'the gate closes after answering');
+    t.match(
+      text,
+      /^HTTP\/1\.1 403 [\s\S]*"message":"dockgate: client \\"client\\"/,
+      'the refusal reaches the client',
+      {
+        text,
+      },
+    );
+    const state = await engineJson<{ State: { Running: boolean } }>(`/containers/${others}/json`);
+    t.equal(state.State.Running, true, 'and the container still runs');
+  },
+);
+
+t.test("a refused handshake's answer tells nothing of the engine", async (t) => {
+  const answer = await gateRequest(gate.port, pki.otherCa, 'GET', '/_ping');
+  t.equal(answer.status, 403);
+  t.equal(answer.headers['api-version'], undefined);
+  t.equal(answer.headers.server, undefined);
+});

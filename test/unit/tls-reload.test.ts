@@ -145,7 +145,7 @@ t.test(
     const pem = await readFile(join(dir, 'crl.pem'), 'utf8');
     // The x509 library reads this label too; OpenSSL does not.
     await writeFile(join(dir, 'crl.pem'), pem.replaceAll('X509 CRL', 'CRL'));
-    await t.rejects(loadTls(source), { code: 'E_TLS_UNUSABLE', message: /--tlscrl file .*crl\.pem/ });
+    await t.rejects(loadTls(source), { code: 'E_TLS_CRL_UNUSABLE', message: /--tlscrl file .*crl\.pem/ });
   },
 );
 
@@ -231,3 +231,25 @@ t.test('a chmod that fixes the key file is seen, and the reload it held back hap
   await waitFor(2);
   t.match(lines.at(-1)?.obj, { event: 'reloaded', changed: ['cert'] });
 });
+
+t.test(
+  'a CRL in force that is not yet valid may be replaced by an older one, not by one with fewer revocations',
+  async (t) => {
+    const { dir, source } = await certsDir(t);
+    await writeCrlListing(dir, ['0ABC'], 1, new Date(Date.now() + 120_000)); // within the skew allowed
+    const target = recordingTarget();
+    const { logger, lines } = recordingLogger();
+    const reloader = new TlsReloader(source, await loadTls(source), target, logger);
+    await writeCrlListing(dir, [], 2);
+    await reloader.reload('signal');
+    t.match(lines.at(-1)?.obj, { event: 'reload-failed', error: /no longer lists 1 certificate/ });
+    await writeCrlListing(dir, ['0ABC'], 3);
+    await reloader.reload('signal');
+    t.match(
+      lines.at(-1)?.obj,
+      { event: 'reloaded', changed: ['crl'] },
+      'an older one with the same revocations',
+    );
+    t.equal(target.applied.length, 1);
+  },
+);
