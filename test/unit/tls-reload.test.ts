@@ -236,7 +236,8 @@ t.test(
   'a CRL in force that is not yet valid may be replaced by an older one, not by one with fewer revocations',
   async (t) => {
     const { dir, source } = await certsDir(t);
-    await writeCrlListing(dir, ['0ABC'], 1, new Date(Date.now() + 120_000)); // within the skew allowed
+    // thisUpdate 2 minutes ahead (buildCrl backdates by 5): within the skew allowed, not yet valid
+    await writeCrlListing(dir, ['0ABC'], 1, new Date(Date.now() + 7 * 60_000));
     const target = recordingTarget();
     const { logger, lines } = recordingLogger();
     const reloader = new TlsReloader(source, await loadTls(source), target, logger);
