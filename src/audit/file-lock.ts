@@ -4,8 +4,8 @@
  * no flock(), so the lock is a file created with O_CREAT|O_EXCL holding the holder's pid and host,
  * as index.json.lock does for pki commands (src/pki/index-lock.ts). Unlike that lock, this one is
  * held for the gate's life, so it cannot go stale by age alone: a holder is gone when its pid is
- * (same host), or when it has not touched the lock for LOCK_STALE_MS (another host or container,
- * whose pids this one cannot see). The gate touches it once a second (AuditDestination's file check).
+ * (same host and pid namespace, src/lock-holder.ts), or when it has not touched the lock for
+ * LOCK_STALE_MS (another host or container, whose pids this one cannot see). The gate touches it once a second (AuditDestination's file check).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -19,8 +19,8 @@ import {
   utimesSync,
   writeSync,
 } from 'node:fs';
-import { hostname } from 'node:os';
 import { ConfigError, systemErrorCode } from '../errors.js';
+import { processIsGone, seesPidOf, thisLockHolder } from '../lock-holder.js';
 
 /** A lock from another host (or pid namespace) not touched for this long is taken over. */
 export const LOCK_STALE_MS = 10_000;
@@ -37,7 +37,7 @@ export class AuditFileLock {
   /** Takes FILE.lock, or throws E_AUDIT_LOG_LOCKED naming the file and the gate holding it. */
   static acquire(file: string): AuditFileLock {
     const lockFile = `${file}.lock`;
-    const token = `${JSON.stringify({ pid: process.pid, host: hostname(), id: randomBytes(8).toString('hex') })}\n`;
+    const token = `${JSON.stringify({ ...thisLockHolder(), id: randomBytes(8).toString('hex') })}\n`;
     // Twice at most: once more after moving a stale lock aside.
     for (let attempt = 0; attempt < 2; attempt++) {
       if (create(lockFile, token)) {
@@ -118,6 +118,7 @@ interface Holder {
   readonly text: string;
   readonly pid: number | undefined;
   readonly host: string | undefined;
+  readonly pidns: string | undefined;
   readonly mtimeMs: number;
 }
 
@@ -125,7 +126,7 @@ function readHolder(lockFile: string): Holder | undefined {
   try {
     const { mtimeMs } = statSync(lockFile);
     const text = readFileSync(lockFile, 'utf8');
-    let parsed: { pid?: unknown; host?: unknown } = {};
+    let parsed: { pid?: unknown; host?: unknown; pidns?: unknown } = {};
     try {
       parsed = JSON.parse(text) as typeof parsed;
     } catch {
@@ -135,6 +136,7 @@ function readHolder(lockFile: string): Holder | undefined {
       text,
       pid: Number.isInteger(parsed.pid) ? (parsed.pid as number) : undefined,
       host: typeof parsed.host === 'string' ? parsed.host : undefined,
+      pidns: typeof parsed.pidns === 'string' ? parsed.pidns : undefined,
       mtimeMs,
     };
   } catch (err) {
@@ -144,18 +146,11 @@ function readHolder(lockFile: string): Holder | undefined {
 }
 
 function isStale(lockFile: string, holder: Holder): boolean {
-  if (holder.pid === undefined || holder.host !== hostname()) {
-    return Date.now() - holder.mtimeMs > LOCK_STALE_MS;
-  }
+  if (!seesPidOf(holder)) return Date.now() - holder.mtimeMs > LOCK_STALE_MS;
   // Our own pid: this process (refused above unless released), or the previous run of a container
   // restarted in place, where the gate is pid 1 each time.
   if (holder.pid === process.pid) return !heldHere.has(lockFile);
-  try {
-    process.kill(holder.pid, 0);
-    return false;
-  } catch (err) {
-    return systemErrorCode(err) === 'ESRCH';
-  }
+  return processIsGone(holder.pid);
 }
 
 /**

@@ -6,9 +6,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkiError, systemErrorCode } from '../errors.js';
+import { processIsGone, seesPidOf, thisLockHolder } from '../lock-holder.js';
 import { fileError, type PkiPaths } from './files.js';
 
 /** How long a command waits for another one's index.json.lock before giving up. */
@@ -16,7 +16,9 @@ export const INDEX_LOCK_WAIT_MS = 10_000;
 /**
  * A lock file older than this is taken over: its holder crashed (every update under the lock is a
  * read, one signature and two small writes, well under a second), and waiting for it would block
- * the directory for good. A holder that really ran this long could then race its successor.
+ * the directory for good. A holder that really ran this long could then race its successor. A
+ * holder whose pid this process sees (same host and pid namespace) is known gone at once when no
+ * process has that pid: a command killed mid-update does not block the next one for 30 s.
  */
 export const INDEX_LOCK_STALE_MS = 30_000;
 
@@ -50,7 +52,8 @@ export async function withIndexLock<T>(paths: PkiPaths, fn: () => Promise<T>): P
  * has to write index.json in that same directory anyway.
  */
 async function acquireLock(lockFile: string): Promise<string> {
-  const token = `pid ${process.pid} on ${hostname()} at ${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`;
+  const { pid, host, pidns } = thisLockHolder();
+  const token = `pid ${pid} on ${host}${pidns ? ` in ${pidns}` : ''} at ${new Date().toISOString()} ${randomBytes(8).toString('hex')}\n`;
   const deadline = Date.now() + INDEX_LOCK_WAIT_MS;
   for (;;) {
     try {
@@ -68,7 +71,7 @@ async function acquireLock(lockFile: string): Promise<string> {
       if (systemErrorCode(err) !== 'EEXIST') throw await fileError('create the lock file', lockFile, err);
     }
     const holder = await lockHolder(lockFile);
-    if (holder && Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS) {
+    if (holder && (Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS || holderIsGone(holder.token))) {
       await takeOverStaleLock(lockFile, holder.token);
       continue;
     }
@@ -90,6 +93,16 @@ async function lockHolder(lockFile: string): Promise<{ token: string; mtimeMs: n
     if (systemErrorCode(err) === 'ENOENT') return undefined; // released meanwhile: try again
     throw err;
   }
+}
+
+const TOKEN = /^pid (\d+) on (\S+)(?: in (\S+))? at /;
+
+/** The lock's token names a process on this host and pid namespace that no longer runs. */
+function holderIsGone(token: string): boolean {
+  const named = TOKEN.exec(token);
+  if (!named) return false; // being written, or not ours: judged by its age
+  const holder = { pid: Number(named[1]), host: named[2], pidns: named[3] };
+  return seesPidOf(holder) && holder.pid !== process.pid && processIsGone(holder.pid);
 }
 
 /**

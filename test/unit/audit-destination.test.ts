@@ -396,6 +396,11 @@ t.test('a lock left by a gate that died, or by another host long silent, is take
   const log = createAuditLog({ level: 'info', file });
   t.match(readFileSync(lock, 'utf8'), `"pid":${process.pid}`, 'a dead pid on this host: taken over');
   await log.close();
+  t.match(readFileSync(lock, 'utf8'), `"pidns":"pid:[`, 'the lock names its pid namespace');
+  // The same host name in another pid namespace (a container run with --uts=host): the dead pid
+  // seen from here says nothing of the holder, so only its heartbeat counts.
+  writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), pidns: 'pid:[1]', id: 'z' }));
+  t.throws(() => createAuditLog({ level: 'info', file }), { code: 'E_AUDIT_LOG_LOCKED' });
   // Another host's (or container's) gate: its pids cannot be seen from here, only its heartbeat.
   writeFileSync(lock, JSON.stringify({ pid: 1, host: 'elsewhere', id: 'y' }));
   t.throws(() => createAuditLog({ level: 'info', file }), {

@@ -3,10 +3,12 @@
  * moment all end up recorded, and index.json.lock makes writers wait for each other.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import { readFile, readdir, stat, utimes, writeFile, unlink } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run as pki, type CommandIo } from '../../src/cli/pki.js';
@@ -116,4 +118,52 @@ t.test('a writer waits for index.json.lock; a stale lock is taken over', async (
     ['carol', 'dave'],
   );
   await t.rejects(stat(lock), { code: 'ENOENT' });
+});
+
+t.test('a lock left by a pki command that died on this host is taken over at once', async (t) => {
+  const dir = t.testdir();
+  await pki(['init', '--dir', dir], quiet);
+  const paths = pkiPaths(dir);
+  const lock = indexLockFile(paths);
+  const dead = spawnSync(process.execPath, ['-e', '']).pid;
+  const pidns = readlinkSync('/proc/self/ns/pid');
+  // Written just now by a process that no longer runs here (killed mid-update).
+  await writeFile(lock, `pid ${dead} on ${hostname()} in ${pidns} at ${new Date().toISOString()} x\n`);
+  const started = Date.now();
+  t.equal(await pki(['client', 'erin', '--dir', dir], quiet), 0);
+  t.ok(Date.now() - started < 2_000, `taken without waiting (${Date.now() - started} ms)`);
+  await t.rejects(stat(lock), { code: 'ENOENT' }, 'and removed');
+  t.same(
+    (await readIndex(paths)).certificates.map((c) => c.name),
+    ['erin'],
+  );
+});
+
+t.test('a live holder, or a dead pid whose namespace is not ours, keeps index.json.lock', async (t) => {
+  const dead = spawnSync(process.execPath, ['-e', '']).pid;
+  const pidns = readlinkSync('/proc/self/ns/pid');
+  const top = t.testdir();
+  // A live process here; a dead pid in another pid namespace (a container sharing the host name),
+  // whose pids this process cannot see; another host. Each keeps the lock until it ages out.
+  const holders = [
+    `pid ${process.ppid} on ${hostname()} in ${pidns}`,
+    `pid ${dead} on ${hostname()} in pid:[1]`,
+    `pid ${dead} on elsewhere`,
+  ];
+  await Promise.all(
+    holders.map(async (holder, i) => {
+      const dir = join(top, `d${i}`);
+      await pki(['init', '--dir', dir], quiet);
+      const paths = pkiPaths(dir);
+      await writeFile(indexLockFile(paths), `${holder} at ${new Date().toISOString()} x\n`);
+      const started = Date.now();
+      await t.rejects(pki(['client', 'frank', '--dir', dir], quiet), {
+        code: 'E_PKI_INDEX_LOCKED',
+        exitCode: 2,
+        message: `is held by another dockgate pki command (${holder}`,
+      });
+      t.ok(Date.now() - started >= 9_000, `${holder}: refused after waiting for the holder`);
+      t.same((await readIndex(paths)).certificates, [], 'nothing recorded');
+    }),
+  );
 });
