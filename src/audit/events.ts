@@ -49,6 +49,8 @@ export const auditFields = {
   cmdArgs: 'on an exec create whose `cmd` was cut: how many arguments the command had',
   detail: "OpenSSL's or node's code for a refused handshake, e.g. `CERT_HAS_EXPIRED`",
   claimedCn: 'the CN a refused certificate claims: unverified, for investigation only',
+  claimedIssuer:
+    'for `unknown-ca`: the issuer the refused certificate names, unverified, cut to 128 characters',
   suppressed: 'how many refusals of that address were not written since its last `handshake-refused` line',
   file: 'the audit log file (audit-log-* events)',
   continues: 'how the chain of a newly opened file begins: `genesis`, `file-tail`, `previous-file`',
@@ -100,7 +102,7 @@ export const auditEvents = {
   'handshake-refused': {
     level: 'audit',
     when: 'a client was refused at the door (certificate, plain HTTP, limits) or for renegotiating',
-    fields: ['remoteAddress', 'reason', 'detail', 'claimedCn'],
+    fields: ['remoteAddress', 'reason', 'detail', 'claimedCn', 'claimedIssuer'],
   },
   'handshake-refusals-suppressed': {
     level: 'audit',
@@ -277,6 +279,7 @@ export interface HandshakeRefusedEvent {
   readonly reason: RefusedClient['reason'];
   readonly detail: string;
   readonly claimedCn: string | undefined;
+  readonly claimedIssuer: string | undefined;
 }
 
 /**
@@ -297,6 +300,7 @@ export function handshakeRefusedEvent(refused: RefusedClient): HandshakeRefusedE
     reason: refused.reason,
     detail: unverifiedText(refused.detail),
     claimedCn: refused.claimedCn === undefined ? undefined : unverifiedText(refused.claimedCn),
+    claimedIssuer: refused.claimedIssuer,
   };
 }
 

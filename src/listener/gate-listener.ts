@@ -17,7 +17,7 @@ import type { Identity } from '../identity/identity.js';
 import { PeerCertificates } from '../identity/peer-certificates.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
 import type { TlsMaterial } from './tls-material.js';
-import { refusalFor, refusalMessage, type Refusal } from './refusal.js';
+import { issuerText, refusalFor, refusalMessage, type Refusal } from './refusal.js';
 import { caCertificatesIn, chainsToTrustedCa, weaknessOf } from './peer-chain.js';
 
 export interface RefusedClient extends Refusal {
@@ -255,6 +255,7 @@ export class GateListener {
     if (peer === undefined) return refusalFor(socket.authorizationError, false);
     if (socket.authorized) return { reason: 'ca-certificate', detail: 'CA:TRUE' };
     const refusal = refusalFor(socket.authorizationError, true, chainsToTrustedCa(peer, this.trustedCas));
+    if (refusal.reason === 'unknown-ca') return { ...refusal, claimedIssuer: issuerText(peer.issuer) };
     if (refusal.reason !== 'invalid-certificate') return refusal;
     const weakness = weaknessOf(peer);
     return weakness === undefined ? refusal : { reason: 'weak-certificate', detail: weakness };

@@ -23,6 +23,11 @@ export interface Refusal {
   readonly reason: RefusalReason;
   /** OpenSSL's or node's own code, e.g. CERT_HAS_EXPIRED. */
   readonly detail: string;
+  /**
+   * For `unknown-ca`: the issuer the refused certificate names, unverified. "Not signed by the CA"
+   * alone leaves an operator guessing between a foreign CA, a stale bundle and an intermediate.
+   */
+  readonly claimedIssuer?: string;
 }
 
 const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
@@ -92,5 +97,28 @@ const SENTENCES: Record<RefusalReason, string> = {
 
 /** The message of the 403 the client reads, as the docker CLI shows it after "Error response from daemon: ". */
 export function refusalMessage(refusal: Refusal): string {
-  return `dockgate: ${SENTENCES[refusal.reason]} (${refusal.detail})`;
+  return `dockgate: ${sentenceOf(refusal)} (${refusal.detail})`;
+}
+
+function sentenceOf(refusal: Refusal): string {
+  const issuer = refusal.claimedIssuer;
+  if (refusal.reason !== 'unknown-ca' || issuer === undefined) return SENTENCES[refusal.reason];
+  // OpenSSL reports this only once it has built a chain to the gate's CA through a CA the client
+  // sent: the CA is right, the way to it is not (dockgate's CA is made with pathlen 0).
+  if (refusal.detail === 'PATH_LENGTH_EXCEEDED') {
+    return `the client certificate was issued by "${issuer}", an intermediate CA, and the CA this gate trusts allows none below it; issue the client from the gate's CA ('dockgate pki client' or 'dockgate pki sign')`;
+  }
+  return `${SENTENCES['unknown-ca']}; it names "${issuer}" as its issuer`;
+}
+
+/**
+ * A certificate's issuer as one line ("CN=inter, O=example"), cut to 128 characters: the client
+ * chose it, and it goes into a log line and an answer.
+ */
+export function issuerText(issuer: string): string {
+  const line = issuer
+    .split('\n')
+    .join(', ')
+    .replace(/[\u0000-\u001f\u007f]/g, '?');
+  return line.length <= 128 ? line : `${line.slice(0, 128)}…`;
 }

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { execFile, spawn } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { testEngine, testTmpDir } from '../helpers/engine.js';
@@ -100,3 +100,92 @@ for (const [label, newKey] of [
     t.pass('the gate logs the CSR client by its CN');
   });
 }
+
+t.test(
+  'a client under an intermediate CA made from the gate CA is refused, naming the intermediate',
+  async (t) => {
+    const cli = dockerClis()[0]!;
+    const dir = await mkdtemp(join(testTmpDir(), 'dockgate-intermediate-'));
+    const pki = (...args: string[]) => run(process.execPath, [GATE_MAIN, 'pki', ...args, '--dir', dir]);
+    await pki('init');
+    await pki('server');
+    // What an operator might try by hand: an intermediate signed with the CA key, a client under it,
+    // and the chain (leaf, then intermediate) in cert.pem, as Go and curl send it.
+    const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
+    await writeFile(
+      join(dir, 'inter.ext'),
+      'basicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n',
+    );
+    await writeFile(join(dir, 'leaf.ext'), 'basicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n');
+    for (const [name, cn] of [
+      ['inter', 'team-intermediate'],
+      ['leaf', 'mallory'],
+    ] as const) {
+      await openssl(
+        ...['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'],
+        ...['-keyout', `${name}-key.pem`, '-subj', `/O=team/CN=${cn}`, '-out', `${name}.csr`],
+      );
+    }
+    await openssl(
+      ...['x509', '-req', '-in', 'inter.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial'],
+      ...['-days', '30', '-sha256', '-extfile', 'inter.ext', '-out', 'inter.pem'],
+    );
+    await openssl(
+      ...[
+        'x509',
+        '-req',
+        '-in',
+        'leaf.csr',
+        '-CA',
+        'inter.pem',
+        '-CAkey',
+        'inter-key.pem',
+        '-CAcreateserial',
+      ],
+      ...['-days', '30', '-sha256', '-extfile', 'leaf.ext', '-out', 'leaf.pem'],
+    );
+    const bundleDir = join(dir, 'mallory');
+    await mkdir(bundleDir);
+    await copyFile(join(dir, 'ca.pem'), join(bundleDir, 'ca.pem'));
+    await copyFile(join(dir, 'leaf-key.pem'), join(bundleDir, 'key.pem'));
+    const chain =
+      (await readFile(join(dir, 'leaf.pem'), 'utf8')) + (await readFile(join(dir, 'inter.pem'), 'utf8'));
+    await writeFile(join(bundleDir, 'cert.pem'), chain);
+    const bundle: ClientBundle = {
+      dir: bundleDir,
+      ca: join(bundleDir, 'ca.pem'),
+      cert: join(bundleDir, 'cert.pem'),
+      key: join(bundleDir, 'key.pem'),
+      cn: 'mallory',
+    };
+
+    const gate = await startGate(t, { certsDir: dir });
+    const ps = await docker(cli, { host: gate.host, certPath: bundleDir }, ['ps']);
+    exitsWith(t, ps, 1, 'docker ps of the intermediate’s client:');
+    t.match(
+      ps.stderr,
+      `Error response from daemon: dockgate: the client certificate was issued by "O=team, CN=team-intermediate", an intermediate CA, and the CA this gate trusts allows none below it`,
+      'the CLI says which intermediate and why',
+    );
+    const line = await gate.waitForLog((l) => l.event === 'handshake-refused' && l.claimedCn === 'mallory');
+    t.match(line, {
+      reason: 'unknown-ca',
+      detail: 'PATH_LENGTH_EXCEEDED',
+      claimedIssuer: 'O=team, CN=team-intermediate',
+    });
+
+    // With a CRL in force OpenSSL stops at the intermediate's missing CRL instead: the issuer is
+    // still named.
+    await pki('crl');
+    await gate.waitForLog((l) => l.event === 'reloaded', 10_000);
+    const mark = gate.logs().length;
+    const answer = await curl(`https://127.0.0.1:${gate.port}/_ping`, { bundle });
+    t.equal(answer.status, 403);
+    t.match(
+      answer.body,
+      'not signed by the CA this gate trusts; it names \\"O=team, CN=team-intermediate\\" as its issuer',
+    );
+    const second = await gate.waitForLog((l) => l.event === 'handshake-refused', 10_000, mark);
+    t.match(second, { reason: 'unknown-ca', claimedIssuer: 'O=team, CN=team-intermediate' });
+  },
+);

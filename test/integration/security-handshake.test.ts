@@ -40,7 +40,7 @@ const cases: Case[] = [
     what: 'a self-signed certificate',
     bundle: hostile.selfSigned,
     reasons: ['unknown-ca'],
-    message: /not signed by the CA/,
+    message: /not signed by the CA this gate trusts; it names \\"CN=[^"\\]+\\" as its issuer/,
   },
   {
     what: 'a certificate signed with another client’s key (a leaf posing as a CA)',
@@ -52,7 +52,7 @@ const cases: Case[] = [
     what: 'a chain through an intermediate of another CA',
     bundle: hostile.untrustedIntermediate,
     reasons: ['unknown-ca'],
-    message: /not signed by the CA/,
+    message: /not signed by the CA this gate trusts; it names \\"CN=untrusted-intermediate\\" as its issuer/,
   },
   {
     what: 'a certificate from a CA that copies the gate CA’s name',
