@@ -46,22 +46,23 @@ export class AuditFileLock {
       }
       const holder = readHolder(lockFile);
       if (holder === undefined) continue; // released meanwhile
-      if (!isStale(lockFile, holder)) {
-        const who =
-          holder.pid === undefined
-            ? 'another process'
-            : `another dockgate (pid ${holder.pid} on ${holder.host})`;
-        throw new ConfigError(
-          'E_AUDIT_LOG_LOCKED',
-          `audit log ${file} is in use by ${who}, which holds ${lockFile}; two gates on one file would interleave their chains: stop the other gate or give this one another --audit-log`,
-        );
-      }
+      if (!isStale(lockFile, holder)) throw lockedBy(file, lockFile, holder);
       takeOverStale(lockFile, holder.text);
     }
     throw new ConfigError(
       'E_AUDIT_LOG_LOCKED',
       `audit log ${file}: could not take ${lockFile}, which another gate keeps creating; stop the other gate or give this one another --audit-log`,
     );
+  }
+
+  /**
+   * For `serve --check`: throws E_AUDIT_LOG_LOCKED, as acquire() would, when a live gate holds
+   * FILE.lock; takes nothing.
+   */
+  static checkFree(file: string): void {
+    const lockFile = `${file}.lock`;
+    const holder = readHolder(lockFile);
+    if (holder !== undefined && !isStale(lockFile, holder)) throw lockedBy(file, lockFile, holder);
   }
 
   /**
@@ -91,6 +92,15 @@ export class AuditFileLock {
       // gone already: nothing to release
     }
   }
+}
+
+function lockedBy(file: string, lockFile: string, holder: Holder): ConfigError {
+  const who =
+    holder.pid === undefined ? 'another process' : `another dockgate (pid ${holder.pid} on ${holder.host})`;
+  return new ConfigError(
+    'E_AUDIT_LOG_LOCKED',
+    `audit log ${file} is in use by ${who}, which holds ${lockFile}; two gates on one file would interleave their chains: stop the other gate or give this one another --audit-log`,
+  );
 }
 
 /** Creates the lock file with the token; false when it exists. Other errors: the directory is not writable. */

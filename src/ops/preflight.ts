@@ -8,6 +8,7 @@ import { ConfigError, systemErrorCode } from '../errors.js';
 import { listenLabel, type ServeConfig } from '../config/serve-config.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { pingEngine } from './engine-ping.js';
+import { AuditFileLock } from '../audit/file-lock.js';
 import { loadTls, type TlsSource } from './tls-reload.js';
 import { loadPolicyFile } from '../policy/policy-file.js';
 import { accessSync, constants as fsConstants } from 'node:fs';
@@ -46,6 +47,7 @@ export async function preflight(
   }
   if (config.audit.logFile !== undefined) {
     checkAppendable(config.audit.logFile);
+    AuditFileLock.checkFree(config.audit.logFile);
     say(`audit log: ok (${config.audit.logFile}, --audit-fail ${config.audit.failMode})`);
   }
   for (const address of config.listen) await probeListen(address.host, address.port, listenLabel(address));

@@ -18,6 +18,7 @@ import { curl } from '../helpers/curl.js';
 import { dockgateCli, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { connectAny } from '../helpers/raw-clients.js';
+import { freePort } from '../helpers/ports.js';
 
 const cli = dockerClis()[0]!;
 const image = testEngine().image;
@@ -236,8 +237,40 @@ t.test(
         `exited \\(status 2\\)[\\s\\S]*audit log ${file} is in use by another dockgate \\(pid ${first.process.pid} on [^)]+\\), which holds ${file}\\.lock`,
       ),
     );
+    // serve --check says so too, rather than "audit log: ok" for a start that would fail.
+    const check = await dockgate(
+      ...['serve', '--tlscacert', pki.caCert, '--tlscert', pki.serverCert, '--tlskey', pki.serverKey],
+      ...[
+        '-H',
+        `tcp://127.0.0.1:${await freePort()}`,
+        '--upstream',
+        testEngine().host,
+        '--metrics-addr',
+        'off',
+      ],
+      ...['--audit-log', auditFile, '--check'],
+    );
+    t.equal(check.code, 2, 'serve --check exits 2');
+    t.match(
+      check.stderr,
+      new RegExp(`audit log ${file} is in use by another dockgate \\(pid ${first.process.pid} on`),
+    );
     t.equal(await first.stop(), 0);
     t.notOk(existsSync(`${auditFile}.lock`), 'the lock went with the first gate');
+    const free = await dockgate(
+      ...['serve', '--tlscacert', pki.caCert, '--tlscert', pki.serverCert, '--tlskey', pki.serverKey],
+      ...[
+        '-H',
+        `tcp://127.0.0.1:${await freePort()}`,
+        '--upstream',
+        testEngine().host,
+        '--metrics-addr',
+        'off',
+      ],
+      ...['--audit-log', auditFile, '--check'],
+    );
+    t.equal(free.code, 0, 'and passes once the first gate stopped', { stderr: free.stderr });
+    t.notOk(existsSync(`${auditFile}.lock`), '--check takes no lock');
     const second = await startGate(t, { pki, args: ['--audit-log', auditFile] });
     t.equal(await second.stop(), 0);
     t.match(await dockgate('audit', 'verify', auditFile), { code: 0 }, 'one chain, not two interleaved');
