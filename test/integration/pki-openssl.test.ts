@@ -72,6 +72,14 @@ t.test('openssl crl -CAfile verifies the CRL and lists the revoked serial', asyn
     0,
     'openssl decrypts the CA key',
   );
+  t.not(
+    (await openssl(['pkey', '-in', join(dir, 'ca-key.pem'), '-passin', 'pass:pW', '-noout'])).code,
+    0,
+    'but not with another passphrase',
+  );
+  // PBES2 with PBKDF2-HMAC-SHA256 at 600,000 rounds (0x0927C0), not OpenSSL's default 2048.
+  const parsed = (await openssl(['asn1parse', '-in', join(dir, 'ca-key.pem')])).out;
+  t.match(parsed, /:PBES2[\s\S]*:PBKDF2[\s\S]*INTEGER\s+:0927C0[\s\S]*:hmacWithSHA256[\s\S]*:aes-256-cbc/);
   await dockgate(['pki', 'client', 'alice', '--dir', dir], { DOCKGATE_CA_PASSPHRASE: 'pw' });
   await dockgate(['pki', 'revoke', 'alice', '--reason', 'superseded', '--dir', dir], {
     DOCKGATE_CA_PASSPHRASE: 'pw',
