@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { loadServeConfig } from '../config/load-serve-config.js';
 import type { ServeConfig } from '../config/serve-config.js';
-import { loadTls, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
+import { loadTls, requireExplicitCrl, TlsReloader, type TlsSource } from '../ops/tls-reload.js';
 import { createAuditLog, reportLostOnStderr } from '../audit/audit-log.js';
 import { bootstrapServeMaterial } from '../pki/bootstrap.js';
 import { COMPOSE_FETCH_BUNDLE, bootstrapHintText, runningFromImage } from '../pki/bootstrap-hint.js';
@@ -48,8 +48,9 @@ export async function run(argv: string[]): Promise<number> {
   const logger = log.logger;
   logger.info({ event: 'starting', version: packageVersion(), pid: process.pid }, 'dockgate starting');
 
-  if (!config.tlsFilesExplicit) await bootstrap(config, logger);
   const source = tlsSourceOf(config);
+  requireExplicitCrl(source);
+  if (!config.tlsFilesExplicit) await bootstrap(config, logger);
   const tls = await loadTls(source);
   const metrics = createGateMetrics(
     () => log.healthy,

@@ -9,7 +9,7 @@ import { listenLabel, type ServeConfig } from '../config/serve-config.js';
 import { upstreamConnector } from '../relay/upstream.js';
 import { pingEngine } from './engine-ping.js';
 import { AuditFileLock } from '../audit/file-lock.js';
-import { loadTls, type TlsSource } from './tls-reload.js';
+import { loadTls, requireExplicitCrl, type TlsSource } from './tls-reload.js';
 import { loadPolicyFile } from '../policy/policy-file.js';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
@@ -22,6 +22,7 @@ export async function preflight(
   let warnings = 0;
   say(`config: ok${config.configFile ? ` (${config.configFile})` : ''}`);
   const { caFile, certFile, keyFile } = source.files;
+  requireExplicitCrl(source);
   if (!config.tlsFilesExplicit && ![caFile, certFile, keyFile].some((f) => existsSync(f))) {
     say(
       `tls: ${config.certsDir} holds no certificates yet; serve will create a CA and server certificate there`,
@@ -50,13 +51,22 @@ export async function preflight(
     AuditFileLock.checkFree(config.audit.logFile);
     say(`audit log: ok (${config.audit.logFile}, --audit-fail ${config.audit.failMode})`);
   }
-  for (const address of config.listen) await probeListen(address.host, address.port, listenLabel(address));
-  if (config.metrics)
-    await probeListen(
-      config.metrics.host,
-      config.metrics.port,
-      `--metrics-addr ${config.metrics.host}:${config.metrics.port}`,
-    );
+  await probeListen([
+    ...config.listen.map((address) => ({
+      host: address.host,
+      port: address.port,
+      label: listenLabel(address),
+    })),
+    ...(config.metrics
+      ? [
+          {
+            host: config.metrics.host,
+            port: config.metrics.port,
+            label: `--metrics-addr ${config.metrics.host}:${config.metrics.port}`,
+          },
+        ]
+      : []),
+  ]);
   say(
     `listen: ok (${config.listen.map((a) => a.raw).join(', ')}${config.metrics ? `; metrics ${config.metrics.host}:${config.metrics.port}` : ''})`,
   );
@@ -71,22 +81,36 @@ export async function preflight(
   return { warnings };
 }
 
-/** Binds and releases the address, so "port in use" shows up here rather than at start. */
-async function probeListen(host: string, port: number, label: string): Promise<void> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => {
-      const code = systemErrorCode(err);
-      reject(
-        new ConfigError(
-          'E_LISTEN',
-          `cannot listen on ${label}: ${code === 'EADDRINUSE' ? 'the port is already in use' : code}`,
-          err,
-        ),
-      );
-    });
-    server.listen({ host, port }, () => server.close(() => resolve()));
-  });
+/**
+ * Binds every address, all at once as serve holds them, then releases them: "port in use" shows
+ * up here rather than at start, including two of the gate's own addresses that overlap
+ * (`tcp://0.0.0.0:2376` beside `tcp://[::]:2376`, which on Linux takes IPv4 too).
+ */
+async function probeListen(
+  addresses: readonly { host: string; port: number; label: string }[],
+): Promise<void> {
+  const bound: net.Server[] = [];
+  try {
+    for (const { host, port, label } of addresses) {
+      const server = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) => {
+          const code = systemErrorCode(err);
+          reject(
+            new ConfigError(
+              'E_LISTEN',
+              `cannot listen on ${label}: ${code === 'EADDRINUSE' ? 'the port is already in use' : code}`,
+              err,
+            ),
+          );
+        });
+        server.listen({ host, port }, () => resolve());
+      });
+      bound.push(server);
+    }
+  } finally {
+    await Promise.all(bound.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
 
 /** The audit log file (or, if it does not exist yet, its directory) must be writable; nothing is created. */

@@ -42,6 +42,18 @@ export interface TlsSource {
   readonly crlExplicit: boolean;
 }
 
+/**
+ * An explicit --tlscrl must exist from the start. Checked before a first start bootstraps the
+ * certs directory (which makes no CRL), so that serve does not create a PKI and then stop on it.
+ */
+export function requireExplicitCrl(source: TlsSource): void {
+  if (!source.crlExplicit || existsSync(source.crlFile)) return;
+  throw new ConfigError(
+    'E_TLS_FILE_UNREADABLE',
+    `cannot read --tlscrl file ${source.crlFile}: ENOENT; a new certs directory has no CRL until the first 'dockgate pki revoke' or 'dockgate pki crl', so leave --tlscrl out (CERTS_DIR/crl.pem is used whenever it exists) or make one first`,
+  );
+}
+
 /** Loads and verifies everything; throws ConfigError naming the first bad file. */
 export async function loadTls(source: TlsSource): Promise<LoadedTls> {
   const crlFile = source.crlExplicit || existsSync(source.crlFile) ? source.crlFile : undefined;

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import type { TLSSocket } from 'node:tls';
 import { docker, dockerClis, exitsWith, spawnDocker } from '../helpers/docker-cli.js';
 import { testEngine, testTmpDir } from '../helpers/engine.js';
+import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { curl } from '../helpers/curl.js';
@@ -293,6 +294,15 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
   const dead = await fail(['-H', `tcp://127.0.0.1:${port}`, '--upstream', 'unix:///nonexistent/docker.sock']);
   t.equal(dead.code, 2, 'an unreachable engine exits 2');
   t.match(dead.stderr, /--upstream unix:\/\/\/nonexistent\/docker\.sock: ENOENT/);
+  // Two of the gate's own addresses that overlap: each is free alone, not both at once, as
+  // tcp://0.0.0.0:2376 beside tcp://[::]:2376 on Linux.
+  const overlap = await freePort();
+  const overlapping = await fail([
+    ...['-H', `tcp://0.0.0.0:${overlap}`, '-H', `tcp://127.0.0.1:${overlap}`],
+    ...['--upstream', testEngine().host],
+  ]);
+  t.equal(overlapping.code, 2, 'overlapping -H addresses exit 2');
+  t.match(overlapping.stderr, `--host tcp://127.0.0.1:${overlap}: the port is already in use`);
   const blocker = createServer();
   await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
   t.teardown(() => void blocker.close());
@@ -327,6 +337,30 @@ t.test('serve --check validates everything and exits 0, or 2 with the problem na
     t.match(r.stderr, named, 'naming the address');
   }
 });
+
+t.test(
+  'an explicit --tlscrl that does not exist stops --check and a first start, which bootstraps nothing',
+  async (t) => {
+    const certs = join(testTmpDir(), `no-crl-${await freePort()}`);
+    const crl = join(certs, 'crl.pem');
+    const args = [
+      ...['serve', '--certs', certs, '--tlscrl', crl, '-H', `tcp://127.0.0.1:${await freePort()}`],
+      ...['--upstream', testEngine().host, '--metrics-addr', 'off'],
+    ];
+    for (const extra of [['--check'], []]) {
+      const r = await run(process.execPath, [GATE_MAIN, ...args, ...extra], { timeout: 20_000 }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      t.equal(r.code, 2, `serve ${extra.join(' ')} exits 2`);
+      t.match(
+        r.stderr,
+        `cannot read --tlscrl file ${crl}: ENOENT; a new certs directory has no CRL until the first 'dockgate pki revoke' or 'dockgate pki crl'`,
+      );
+    }
+    t.notOk(existsSync(join(certs, 'ca.pem')), 'no CA was made for a start that cannot go on');
+  },
+);
 
 t.test('dockgate health exits 0 against a healthy gate, 1 against an unhealthy or absent one', async (t) => {
   const health = (addr: string) =>
