@@ -3,6 +3,7 @@
  * it and every log line names it.
  */
 import type { X509Certificate } from 'node:crypto';
+import { normalizeSerial } from '../pki/serial.js';
 
 export interface Identity {
   /** Subject common name; the name `dockgate pki client NAME` gave it. */
@@ -15,7 +16,7 @@ export interface Identity {
     readonly uri: readonly string[];
     readonly ip: readonly string[];
   };
-  /** Serial number, upper-case hex as OpenSSL prints it. */
+  /** Serial number: lower-case hex without leading zeros, as `pki list` and index.json write it. */
   readonly serial: string;
   /** SHA-256 fingerprint, colon-separated hex. */
   readonly fingerprint: string;
@@ -65,7 +66,8 @@ export function identityFromCertificate(cert: X509Certificate): Identity {
     o: subject.get('O') ?? [],
     ou: subject.get('OU') ?? [],
     sans: parseSubjectAltName(cert.subjectAltName),
-    serial: cert.serialNumber.toUpperCase(),
+    // The form `pki list`, `pki revoke` and index.json use, so a serial from either greps the other.
+    serial: normalizeSerial(cert.serialNumber),
     fingerprint: cert.fingerprint256,
     issuer: cert.issuer.replace(/\n/g, ', '),
     notAfter: new Date(cert.validTo).toISOString(),

@@ -133,7 +133,7 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
       level: 'audit',
       time: String,
       event: 'request',
-      client: { cn: 'client', serial: String, fingerprint: /^[0-9A-F:]+$/ },
+      client: { cn: 'client', serial: /^[1-9a-f][0-9a-f]*$/, fingerprint: /^[0-9A-F:]+$/ },
       remoteAddress: /^127\.0\.0\.1:\d+$/,
       operation: 'container.create',
       method: 'POST',

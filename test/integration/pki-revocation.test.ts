@@ -17,6 +17,7 @@ import { curl } from '../helpers/curl.js';
 import { connectAny, readAll, tlsExchange } from '../helpers/raw-clients.js';
 import { loadCa } from '../../src/pki/ca.js';
 import { pkiPaths } from '../../src/pki/files.js';
+import { readIndex } from '../../src/pki/index-file.js';
 import { issueLeaf } from '../../src/pki/issue.js';
 import { generateKey, keyAlgorithmOf, privateKeyPem, spkiDer } from '../../src/pki/keys.js';
 import type { ClientBundle } from '../helpers/openssl-pki.js';
@@ -93,6 +94,13 @@ t.test(
     await dockgatePki('revoke', 'alice', '--dir', dir, '--reason', 'key-compromise');
     const closed = await gate.waitForLog((l) => l.event === 'revoked-connection-closed', 10_000, mark);
     t.match(closed, { client: { cn: 'alice' } }, 'the gate logs that it closed alice’s connection');
+    // The serial as `pki list` prints it, so one greps the other.
+    const listed = (await readIndex(pkiPaths(dir))).certificates.find((c) => c.name === 'alice')!;
+    t.equal(
+      (closed.client as { serial?: string }).serial,
+      listed.serial,
+      'naming her serial as pki list does',
+    );
     const code = await Promise.race([aliceExit, sleep(10_000).then(() => 'still running' as const)]);
     t.not(code, 'still running', 'alice’s `docker events` ended when her certificate was revoked', {
       stderr: aliceErr,
