@@ -18,7 +18,13 @@ import { PeerCertificates } from '../identity/peer-certificates.js';
 import { dockerErrorResponse, plainHttpRefusal } from '../relay/gate-response.js';
 import type { TlsMaterial } from './tls-material.js';
 import { issuerText, refusalFor, refusalMessage, type Refusal } from './refusal.js';
-import { caCertificatesIn, chainsToTrustedCa, weaknessOf } from './peer-chain.js';
+import {
+  caCertificatesIn,
+  chainsToTrustedCa,
+  intermediateToTrustedCa,
+  sentIssuers,
+  weaknessOf,
+} from './peer-chain.js';
 
 export interface RefusedClient extends Refusal {
   readonly remoteAddress: string;
@@ -255,7 +261,14 @@ export class GateListener {
     if (peer === undefined) return refusalFor(socket.authorizationError, false);
     if (socket.authorized) return { reason: 'ca-certificate', detail: 'CA:TRUE' };
     const refusal = refusalFor(socket.authorizationError, true, chainsToTrustedCa(peer, this.trustedCas));
-    if (refusal.reason === 'unknown-ca') return { ...refusal, claimedIssuer: issuerText(peer.issuer) };
+    if (refusal.reason === 'unknown-ca') {
+      const via = intermediateToTrustedCa(peer, this.trustedCas, sentIssuers(socket));
+      return {
+        ...refusal,
+        claimedIssuer: issuerText(peer.issuer),
+        ...(via ? { viaIntermediate: true } : {}),
+      };
+    }
     if (refusal.reason !== 'invalid-certificate') return refusal;
     const weakness = weaknessOf(peer);
     return weakness === undefined ? refusal : { reason: 'weak-certificate', detail: weakness };
