@@ -5,7 +5,7 @@
  * same host and the same pid namespace (a pki command in a container and one on the host may share
  * a host name with `--uts=host`, but not their pids). Other holders are judged by the lock's age.
  */
-import { readlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { systemErrorCode } from './errors.js';
 
@@ -52,5 +52,48 @@ export function processIsGone(pid: number): boolean {
     return false;
   } catch (err) {
     return systemErrorCode(err) === 'ESRCH';
+  }
+}
+
+/** A takeover guard older than this was left by a process killed while it held it (microseconds). */
+export const TAKEOVER_GUARD_STALE_MS = 5_000;
+
+/**
+ * Removes a stale lock file if it still holds `staleText`; the caller then tries to create its
+ * own. Takeovers run one at a time, under LOCK.takeover (O_EXCL): two processes that judged the
+ * same lock stale must not both remove something, or the second could remove the lock the first
+ * has just created, and two would hold it. Moving the lock aside and putting back what was not the
+ * stale one (the earlier way) left a window where a third process's lock could not be put back.
+ * Returns false when another process is taking over: the caller waits a moment and looks again.
+ */
+export function removeStaleLock(lockFile: string, staleText: string): boolean {
+  const guard = `${lockFile}.takeover`;
+  try {
+    closeSync(openSync(guard, 'wx', 0o644));
+  } catch (err) {
+    if (systemErrorCode(err) !== 'EEXIST') throw err;
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_STALE_MS) unlinkSync(guard);
+    } catch {
+      // gone meanwhile: its holder finished
+    }
+    return false;
+  }
+  try {
+    let current: string;
+    try {
+      current = readFileSync(lockFile, 'utf8');
+    } catch (err) {
+      if (systemErrorCode(err) === 'ENOENT') return true; // released meanwhile
+      throw err;
+    }
+    if (current === staleText) unlinkSync(lockFile);
+    return true;
+  } finally {
+    try {
+      unlinkSync(guard);
+    } catch {
+      // already removed as stale by another process: nothing to do
+    }
   }
 }

@@ -8,19 +8,9 @@
  * LOCK_STALE_MS (another host or container, whose pids this one cannot see). The gate touches it once a second (AuditDestination's file check).
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  linkSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { ConfigError, systemErrorCode } from '../errors.js';
-import { processIsGone, seesPidOf, thisLockHolder } from '../lock-holder.js';
+import { processIsGone, removeStaleLock, seesPidOf, thisLockHolder } from '../lock-holder.js';
 
 /** A lock from another host (or pid namespace) not touched for this long is taken over. */
 export const LOCK_STALE_MS = 10_000;
@@ -38,8 +28,8 @@ export class AuditFileLock {
   static acquire(file: string): AuditFileLock {
     const lockFile = `${file}.lock`;
     const token = `${JSON.stringify({ ...thisLockHolder(), id: randomBytes(8).toString('hex') })}\n`;
-    // Twice at most: once more after moving a stale lock aside.
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // Three times at most: again after removing a stale lock, or after another gate removed it.
+    for (let attempt = 0; attempt < 3; attempt++) {
       if (create(lockFile, token)) {
         heldHere.add(lockFile);
         return new AuditFileLock(lockFile, token);
@@ -47,7 +37,7 @@ export class AuditFileLock {
       const holder = readHolder(lockFile);
       if (holder === undefined) continue; // released meanwhile
       if (!isStale(lockFile, holder)) throw lockedBy(file, lockFile, holder);
-      takeOverStale(lockFile, holder.text);
+      removeStaleLock(lockFile, holder.text);
     }
     throw new ConfigError(
       'E_AUDIT_LOG_LOCKED',
@@ -161,37 +151,4 @@ function isStale(lockFile: string, holder: Holder): boolean {
   // restarted in place, where the gate is pid 1 each time.
   if (holder.pid === process.pid) return !heldHere.has(lockFile);
   return processIsGone(holder.pid);
-}
-
-/**
- * Moves a stale lock aside and removes it. Two gates may find the same stale lock; the rename lets
- * only one remove it, and the other, finding the winner's fresh lock under the moved name, puts it
- * back (the pattern of src/pki/index-lock.ts).
- */
-function takeOverStale(lockFile: string, staleText: string): void {
-  const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
-  try {
-    renameSync(lockFile, aside);
-  } catch (err) {
-    if (systemErrorCode(err) === 'ENOENT') return;
-    throw err;
-  }
-  let moved = staleText;
-  try {
-    moved = readFileSync(aside, 'utf8');
-  } catch {
-    // unreadable: treated as the stale one
-  }
-  if (moved !== staleText) {
-    try {
-      linkSync(aside, lockFile);
-    } catch {
-      // a third gate took the name meanwhile: it holds the lock
-    }
-  }
-  try {
-    unlinkSync(aside);
-  } catch {
-    // already gone
-  }
 }

@@ -5,10 +5,10 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkiError, systemErrorCode } from '../errors.js';
-import { processIsGone, seesPidOf, thisLockHolder } from '../lock-holder.js';
+import { processIsGone, removeStaleLock, seesPidOf, thisLockHolder } from '../lock-holder.js';
 import { fileError, type PkiPaths } from './files.js';
 
 /** How long a command waits for another one's index.json.lock before giving up. */
@@ -72,7 +72,7 @@ async function acquireLock(lockFile: string): Promise<string> {
     }
     const holder = await lockHolder(lockFile);
     if (holder && (Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS || holderIsGone(holder.token))) {
-      await takeOverStaleLock(lockFile, holder.token);
+      if (!removeStaleLock(lockFile, holder.token)) await sleep(20);
       continue;
     }
     if (Date.now() >= deadline) {
@@ -103,26 +103,6 @@ function holderIsGone(token: string): boolean {
   if (!named) return false; // being written, or not ours: judged by its age
   const holder = { pid: Number(named[1]), host: named[2], pidns: named[3] };
   return seesPidOf(holder) && holder.pid !== process.pid && processIsGone(holder.pid);
-}
-
-/**
- * Moves a stale lock aside and removes it. Two commands may find the same stale lock; the rename
- * lets only one of them remove it, and the other, finding another lock under the moved name (the
- * winner's fresh one), puts that back.
- */
-async function takeOverStaleLock(lockFile: string, staleToken: string): Promise<void> {
-  const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
-  try {
-    await rename(lockFile, aside);
-  } catch (err) {
-    if (systemErrorCode(err) === 'ENOENT') return;
-    throw err;
-  }
-  const moved = await readFile(aside, 'utf8').catch(() => staleToken);
-  if (moved !== staleToken) {
-    await link(aside, lockFile).catch(() => undefined);
-  }
-  await unlink(aside).catch(() => undefined);
 }
 
 /** Removes the lock if it is still ours (not taken over as stale meanwhile). */

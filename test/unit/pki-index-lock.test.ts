@@ -86,6 +86,30 @@ t.test('pki commands run at once in separate processes all land in index.json', 
   );
 });
 
+t.test('processes that find the same stale lock at once take it over one at a time', async (t) => {
+  const dir = t.testdir();
+  await pki(['init', '--dir', dir], quiet);
+  const lock = indexLockFile(pkiPaths(dir));
+  await writeFile(lock, 'pid 1 on elsewhere at 2026-01-01T00:00:00.000Z x\n');
+  const old = new Date(Date.now() - 60_000);
+  await utimes(lock, old, old);
+  const names = Array.from({ length: 8 }, (_, i) => `taker-${i}`);
+  const runs = names.map((name) => pkiProcess(['client', name, '--dir', dir]));
+  await Promise.all(runs.map((r) => r.ready));
+  for (const r of runs) r.child.stdin.end('go\n');
+  const statuses = await Promise.all(runs.map(async (r) => (await r.exited)[0]));
+  t.same(statuses, Array(runs.length).fill(0), 'every command succeeded');
+  t.same(
+    (await readIndex(pkiPaths(dir))).certificates.map((c) => c.name).sort(),
+    names.sort(),
+    'every certificate recorded: no two held the lock at once',
+  );
+  t.notOk(
+    (await readdir(dir)).some((f) => f.includes('.lock')),
+    'no lock or takeover guard left behind',
+  );
+});
+
 t.test('a writer waits for index.json.lock; a stale lock is taken over', async (t) => {
   const dir = t.testdir();
   await pki(['init', '--dir', dir], quiet);
