@@ -3,7 +3,6 @@
  * it and every log line names it.
  */
 import type { X509Certificate } from 'node:crypto';
-import { normalizeSerial } from '../pki/serial.js';
 
 export interface Identity {
   /** Subject common name; the name `dockgate pki client NAME` gave it. */
@@ -66,10 +65,21 @@ export function identityFromCertificate(cert: X509Certificate): Identity {
     o: subject.get('O') ?? [],
     ou: subject.get('OU') ?? [],
     sans: parseSubjectAltName(cert.subjectAltName),
-    // The form `pki list`, `pki revoke` and index.json use, so a serial from either greps the other.
-    serial: normalizeSerial(cert.serialNumber),
+    serial: serialText(cert.serialNumber),
     fingerprint: cert.fingerprint256,
     issuer: cert.issuer.replace(/\n/g, ', '),
     notAfter: new Date(cert.validTo).toISOString(),
   };
+}
+
+/**
+ * The serial in the form `pki list`, `pki revoke` and index.json write (lower-case hex, no leading
+ * zeros; normalizeSerial in pki/serial.ts), so a serial from either greps the other. It never
+ * throws: the identity of a refused certificate is read too, and anyone can send one with a
+ * negative serial, which Node prints as "-05".
+ */
+export function serialText(serialNumber: string): string {
+  const lower = serialNumber.toLowerCase();
+  const sign = lower.startsWith('-') ? '-' : '';
+  return sign + (lower.slice(sign.length).replace(/^0+/, '') || '0');
 }

@@ -4,13 +4,10 @@
  * acceptance is OpenSSL's verification alone.
  */
 import { X509Certificate } from 'node:crypto';
-import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 /** Longer chains than this are not followed (OpenSSL's default depth is 100; nobody needs more). */
 const MAX_DEPTH = 10;
-/** Certificates a refused client sent that are followed to name its refusal (sentIssuers). */
-const MAX_SENT_ISSUERS = 4;
 
 /** The CA certificates in a PEM bundle (the gate's --tlscacert). */
 export function caCertificatesIn(pem: string): X509Certificate[] {
@@ -42,51 +39,6 @@ export function chainsToTrustedCa(peer: X509Certificate, trusted: readonly X509C
     current = issuer;
   }
   return false;
-}
-
-/**
- * The certificates a refused client sent after its leaf (and those OpenSSL found for them), read
- * from the legacy chain object: certificates parsed from DER have no `issuerCertificate`, and
- * `getPeerX509Certificate()` is not used for chains (see docs/decisions.md, "Reading the client
- * certificate"). For refusals only, which are not on any request's path.
- */
-export function sentIssuers(socket: TLSSocket): X509Certificate[] {
-  const issuers: X509Certificate[] = [];
-  const seen = new Set<string>();
-  let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-  while (cert?.raw !== undefined && !seen.has(cert.fingerprint256) && seen.size <= MAX_DEPTH) {
-    seen.add(cert.fingerprint256);
-    if (seen.size > 1) issuers.push(new X509Certificate(cert.raw));
-    cert = cert.issuerCertificate;
-  }
-  return issuers;
-}
-
-/**
- * The intermediate CA through which peer leads to one of trusted, when it does through CAs among
- * `issuers` whose signatures check out; undefined when peer is signed by trusted directly or not
- * at all. Names a refusal of a chain the gate's CA does not allow (pathlen 0, or no CRL for the
- * intermediate), never accepts anyone.
- */
-export function intermediateToTrustedCa(
-  peer: X509Certificate,
-  trusted: readonly X509Certificate[],
-  issuers: readonly X509Certificate[],
-): X509Certificate | undefined {
-  const signedBy = (cert: X509Certificate, ca: X509Certificate) =>
-    ca.ca && cert.checkIssued(ca) && cert.verify(ca.publicKey);
-  // Anyone who can connect chooses these certificates: a few are looked at, each used at most
-  // once, so that a refused handshake cannot be made to cost many signature checks.
-  const unused = issuers.slice(0, MAX_SENT_ISSUERS);
-  let first: X509Certificate | undefined;
-  let current = peer;
-  for (;;) {
-    if (trusted.some((ca) => signedBy(current, ca))) return first;
-    const at = unused.findIndex((ca) => signedBy(current, ca));
-    if (at < 0) return undefined;
-    current = unused.splice(at, 1)[0]!;
-    first ??= current;
-  }
 }
 
 /** DER of the SHA-1 signature algorithm OIDs (sha1WithRSAEncryption, ecdsa-with-SHA1, dsa-with-sha1). */

@@ -28,8 +28,6 @@ export interface Refusal {
    * alone leaves an operator guessing between a foreign CA, a stale bundle and an intermediate.
    */
   readonly claimedIssuer?: string;
-  /** For `unknown-ca`: the chain leads to the gate's CA, but through this intermediate CA. */
-  readonly viaIntermediate?: boolean;
 }
 
 const BY_OPENSSL_CODE: Record<string, RefusalReason> = {
@@ -105,12 +103,14 @@ export function refusalMessage(refusal: Refusal): string {
 function sentenceOf(refusal: Refusal): string {
   const issuer = refusal.claimedIssuer;
   if (refusal.reason !== 'unknown-ca' || issuer === undefined) return SENTENCES[refusal.reason];
-  // The CA is right, the way to it is not: dockgate's CA is made with pathlen 0, and a CRL of
-  // the gate's CA says nothing of what an intermediate revoked.
-  if (refusal.viaIntermediate === true) {
-    return `the client certificate was issued by "${issuer}", an intermediate CA, and the gate accepts only certificates its CA signs itself; issue the client from the gate's CA ('dockgate pki client' or 'dockgate pki sign')`;
+  // OpenSSL reports this only once it has built a chain to the gate's CA through a CA the client
+  // sent: the CA is right, the way to it is not (dockgate's CA is made with pathlen 0).
+  if (refusal.detail === 'PATH_LENGTH_EXCEEDED') {
+    return `the client certificate was issued by "${issuer}", an intermediate CA, and the CA this gate trusts allows none below it; issue the client from the gate's CA ('dockgate pki client' or 'dockgate pki sign')`;
   }
-  return `${SENTENCES['unknown-ca']}; it names "${issuer}" as its issuer`;
+  // With a CRL in force, OpenSSL's last word on such a chain is the intermediate's missing CRL
+  // (UNABLE_TO_GET_CRL), as for a foreign CA: the issuer's name is what tells them apart.
+  return `${SENTENCES['unknown-ca']}; it names "${issuer}" as its issuer (another CA's, or an intermediate's)`;
 }
 
 /**

@@ -4,7 +4,8 @@
  * silently changing who gets in.
  */
 import { ConfigError } from '../errors.js';
-import { loadCrl, normalizeSerial, type LoadedCrl } from '../pki/index.js';
+import { loadCrl, type LoadedCrl } from '../pki/index.js';
+import { serialText } from '../identity/identity.js';
 import type { TlsMaterial } from './tls-material.js';
 
 export type { LoadedCrl };
@@ -42,7 +43,10 @@ export async function verifiedCrl(
   return crl;
 }
 
-/** True when the certificate serial (as node prints it) is listed in the CRL. */
+/**
+ * True when the certificate serial (as node prints it, or as an Identity holds it) is listed in
+ * the CRL. Never throws: a verified client of an outside CA may have a negative serial ("-05").
+ */
 export function isRevoked(crl: LoadedCrl | undefined, serial: string): boolean {
-  return crl !== undefined && crl.revokedSerials.has(normalizeSerial(serial));
+  return crl !== undefined && crl.revokedSerials.has(serialText(serial));
 }

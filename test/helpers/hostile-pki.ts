@@ -37,6 +37,10 @@ export interface HostilePki {
   readonly sha1: ClientBundle;
   /** A sound client of the same CA, issued the same way (the control case). */
   readonly good: ClientBundle;
+  /** Self-signed with a negative serial (Node prints "-05"). */
+  readonly negativeSelfSigned: ClientBundle;
+  /** From the gate's CA, with a negative serial: OpenSSL accepts it. */
+  readonly negativeSerial: ClientBundle;
 }
 
 async function openssl(cwd: string, ...args: string[]): Promise<void> {
@@ -226,6 +230,24 @@ export async function makeHostilePki(pki: OpensslPki): Promise<HostilePki> {
     ],
   );
 
+  // Negative serials, which Node prints as "-05": one self-signed (refused), one signed by the
+  // gate's CA with `openssl x509 -set_serial`, which OpenSSL accepts as a client.
+  await openssl(
+    work,
+    'req',
+    ...['-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-sha256', '-set_serial', '-5'],
+    ...['-subj', '/CN=negative-self', '-addext', 'extendedKeyUsage=clientAuth'],
+    ...['-keyout', 'neg-self-key.pem', '-out', 'neg-self-cert.pem'],
+  );
+  const negative = await keyAndCsr(work, 'negative', 'negative-serial');
+  await openssl(
+    work,
+    'x509',
+    ...['-req', '-in', negative.csr, '-CA', join(caDir, 'ca.pem'), '-CAkey', join(caDir, 'ca-key.pem')],
+    ...['-passin', `pass:${TEST_CA_PASSPHRASE}`, '-set_serial', '-6', '-days', '30', '-sha256'],
+    ...['-extfile', 'leaf.ext', '-out', 'negative-cert.pem'],
+  );
+
   // A CA that copies the gate CA's distinguished name exactly, with a key of its own.
   const twinDir = at('twin-ca');
   await mkdir(twinDir, { recursive: true });
@@ -286,5 +308,19 @@ export async function makeHostilePki(pki: OpensslPki): Promise<HostilePki> {
     rsa1024: await bundleOf(at('b-rsa1024'), gateCa, 'rsa-1024-client', [at('rsa1024-cert.pem')], weak.key),
     sha1: await bundleOf(at('b-sha1'), gateCa, 'sha1-client', [at('sha1-cert.pem')], sha1.key),
     good: await bundleOf(at('b-good'), gateCa, 'hostile-good', [at('good-cert.pem')], good.key),
+    negativeSelfSigned: await bundleOf(
+      at('b-neg-self'),
+      gateCa,
+      'negative-self',
+      [at('neg-self-cert.pem')],
+      at('neg-self-key.pem'),
+    ),
+    negativeSerial: await bundleOf(
+      at('b-neg'),
+      gateCa,
+      'negative-serial',
+      [at('negative-cert.pem')],
+      negative.key,
+    ),
   };
 }

@@ -62,6 +62,12 @@ const cases: Case[] = [
     message: /not signed by the CA/,
   },
   {
+    what: 'a self-signed certificate with a negative serial',
+    bundle: hostile.negativeSelfSigned,
+    reasons: ['unknown-ca'],
+    message: /not signed by the CA this gate trusts/,
+  },
+  {
     what: 'a certificate not valid yet',
     bundle: hostile.notYetValid,
     reasons: ['not-yet-valid'],
@@ -116,6 +122,33 @@ t.test('a sound certificate from the same CA, made the same way, gets in (the co
   const answer = await tlsExchange(gate.port, hostile.good, createRequest(name));
   t.equal(answer.status, 201, 'created', { text: answer.text });
   t.ok(await containerExists(name));
+});
+
+t.test('a client of the CA with a negative serial is checked against the CRL and gets in', async (t) => {
+  const mark = gate.logs().length;
+  const answer = await tlsExchange(
+    gate.port,
+    hostile.negativeSerial,
+    'GET /_ping HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n',
+  );
+  t.equal(answer.status, 200, 'answered', { text: answer.text });
+  const line = await gate.waitForLog(
+    (l) => l.event === 'request' && (l.client as { cn?: string })?.cn === 'negative-serial',
+    10_000,
+    mark,
+  );
+  t.equal((line.client as { serial?: string }).serial, '-6', 'its serial as written, sign included');
+  // The gate is still up for everyone else.
+  t.equal(
+    (
+      await tlsExchange(
+        gate.port,
+        hostile.good,
+        'GET /_ping HTTP/1.1\r\nHost: gate\r\nConnection: close\r\n\r\n',
+      )
+    ).status,
+    200,
+  );
 });
 
 const clientCert = ['-cert', pki.client.cert, '-key', pki.client.key, '-CAfile', pki.caCert];
