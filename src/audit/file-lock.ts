@@ -146,9 +146,30 @@ function readHolder(lockFile: string): Holder | undefined {
 }
 
 function isStale(lockFile: string, holder: Holder): boolean {
-  if (!seesPidOf(holder)) return Date.now() - holder.mtimeMs > LOCK_STALE_MS;
-  // Our own pid: this process (refused above unless released), or the previous run of a container
-  // restarted in place, where the gate is pid 1 each time.
+  if (!seesPidOf(holder)) return heartbeatStopped(lockFile, holder);
+  // Our own pid: this process (refused above unless released), or an earlier gate of this pid
+  // namespace that had the same pid.
   if (holder.pid === process.pid) return !heldHere.has(lockFile);
   return processIsGone(holder.pid);
+}
+
+/** How often a starting gate looks at a lock whose holder it judges by its heartbeat. */
+const HEARTBEAT_LOOK_MS = 200;
+
+/**
+ * For a holder whose pid this process cannot see (another host, or another pid namespace: a
+ * container restarted after a crash gets a new one, and its old gate was pid 1 as the new one
+ * is): watches the lock's mtime, which a live gate touches once a second, until it moves (alive)
+ * or the lock has gone LOCK_STALE_MS untouched (gone). Blocks the starting gate for up to that
+ * long, rather than refusing to start for a crashed gate or judging a live one by a pid number.
+ */
+function heartbeatStopped(lockFile: string, holder: Holder): boolean {
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    if (Date.now() - holder.mtimeMs > LOCK_STALE_MS) return true;
+    Atomics.wait(sleeper, 0, 0, HEARTBEAT_LOOK_MS);
+    const now = readHolder(lockFile);
+    if (now === undefined) return true; // released meanwhile: the caller looks again
+    if (now.mtimeMs !== holder.mtimeMs || now.text !== holder.text) return false;
+  }
 }

@@ -12,7 +12,8 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -399,16 +400,38 @@ t.test('a lock left by a gate that died, or by another host long silent, is take
   t.match(readFileSync(lock, 'utf8'), `"pid":${process.pid}`, 'a dead pid on this host: taken over');
   t.match(readFileSync(lock, 'utf8'), `"pidns":"pid:[`, 'the lock names its pid namespace');
   await log.close();
-  // The same host name in another pid namespace (a container run with --uts=host): the dead pid
-  // seen from here says nothing of the holder, so only its heartbeat counts.
-  writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), pidns: 'pid:[1]', id: 'z' }));
-  t.throws(() => createAuditLog({ level: 'info', file }), { code: 'E_AUDIT_LOG_LOCKED' });
-  // Another host's (or container's) gate: its pids cannot be seen from here, only its heartbeat.
+  // Holders whose pids cannot be seen from here: another host, or the same host name in another
+  // pid namespace (a container restarted after a crash, whose gate was pid 1 as this one may be;
+  // or one run with --uts=host). Only their heartbeat tells: a live gate touches its lock once a
+  // second. Here another process touches it, as that gate would.
+  for (const holder of [
+    { pid: 1, host: 'elsewhere', id: 'y' },
+    { pid: dead, host: hostname(), pidns: 'pid:[1]', id: 'z' },
+  ]) {
+    writeFileSync(lock, JSON.stringify(holder));
+    const heart = spawn(process.execPath, [
+      '-e',
+      `setInterval(() => { const t = new Date(); require('fs').utimesSync(${JSON.stringify(lock)}, t, t); }, 300)`,
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const started = Date.now();
+    t.throws(() => createAuditLog({ level: 'info', file }), {
+      code: 'E_AUDIT_LOG_LOCKED',
+      message: `pid ${holder.pid} on ${holder.host}`,
+    });
+    t.ok(Date.now() - started < 3_000, 'a live heartbeat refuses within moments');
+    heart.kill();
+    await once(heart, 'exit');
+  }
+  // Its heartbeat stopped 8 s ago: a starting gate watches the lock until it is 10 s untouched.
+  const eightAgo = new Date(Date.now() - 8_000);
+  utimesSync(lock, eightAgo, eightAgo);
+  const started = Date.now();
+  const waited = createAuditLog({ level: 'info', file });
+  t.ok(Date.now() - started >= 1_500, `taken over once 10 s untouched (${Date.now() - started} ms)`);
+  t.match(readFileSync(lock, 'utf8'), `"pid":${process.pid}`);
+  await waited.close();
   writeFileSync(lock, JSON.stringify({ pid: 1, host: 'elsewhere', id: 'y' }));
-  t.throws(() => createAuditLog({ level: 'info', file }), {
-    code: 'E_AUDIT_LOG_LOCKED',
-    message: /pid 1 on elsewhere/,
-  });
   const minuteAgo = new Date(Date.now() - 60_000);
   utimesSync(lock, minuteAgo, minuteAgo);
   const again = createAuditLog({ level: 'info', file });
