@@ -99,21 +99,7 @@ export class GateListener {
       rejectUnauthorized: false,
       handshakeTimeout: options.handshakeTimeoutMs,
     });
-    this.tlsServer.on('secureConnection', (socket: TLSSocket) => {
-      // The gate never goes down for one client's certificate: whatever in reading it throws
-      // (a bug, a certificate no test thought of) ends that connection, logged, not the process.
-      try {
-        this.onSecure(socket);
-      } catch (err) {
-        this.handlers.onRefused({
-          reason: 'invalid-certificate',
-          detail: `gate error ${(err as NodeJS.ErrnoException).code ?? (err as Error).name}`,
-          remoteAddress: remoteOf(socket),
-          claimedCn: undefined,
-        });
-        socket.destroy();
-      }
-    });
+    this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
     this.tlsServer.on('tlsClientError', (err: Error, socket: TLSSocket) => {
       this.handlers.onRefused({
         reason: 'tls-handshake-failed',
@@ -235,23 +221,18 @@ export class GateListener {
     // Clients half-close attach/exec streams (stdin EOF) and keep reading the output.
     socket.allowHalfOpen = true;
     // No setNoDelay here: the accepting server set TCP_NODELAY on the descriptor already.
-    const presented = this.peerCertificates.of(socket);
-    const peer = presented?.cert;
-    // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a
-    // gate identity belongs to a client certificate, never to the CA that signs them.
-    const identity =
-      presented !== undefined && socket.authorized && !presented.cert.ca ? presented.identity : undefined;
-    if (identity !== undefined) this.releaseUnverified.get(remoteOf(socket))?.();
-    if (identity === undefined) {
-      const refusal = this.refusalOf(socket, peer);
+    const verdict = this.verdictOn(socket);
+    if ('refusal' in verdict) {
       this.handlers.onRefused({
-        ...refusal,
+        ...verdict.refusal,
         remoteAddress: remoteOf(socket),
-        claimedCn: peer ? /(?:^|\n)CN=([^\n]*)/.exec(peer.subject)?.[1] : undefined,
+        claimedCn: verdict.claimedCn,
       });
-      lingerThenClose(socket, dockerErrorResponse(403, refusalMessage(refusal), { close: true }));
+      lingerThenClose(socket, dockerErrorResponse(403, refusalMessage(verdict.refusal), { close: true }));
       return;
     }
+    const { identity } = verdict;
+    this.releaseUnverified.get(remoteOf(socket))?.();
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ERR_TLS_SESSION_ATTACK') return;
       this.handlers.onRefused({
@@ -263,6 +244,35 @@ export class GateListener {
       socket.destroy();
     });
     this.handlers.onClient(socket, identity);
+  }
+
+  /**
+   * The client's identity, or why it is refused. Reading a certificate anyone can send must not
+   * take the gate down: whatever throws in it (a bug, a certificate no test thought of) refuses
+   * that client, with the error's name in the refusal's detail.
+   */
+  private verdictOn(
+    socket: TLSSocket,
+  ): { identity: Identity } | { refusal: Refusal; claimedCn: string | undefined } {
+    try {
+      const presented = this.peerCertificates.of(socket);
+      const peer = presented?.cert;
+      // OpenSSL's purpose check lets a CA certificate without extendedKeyUsage act as a client; a
+      // gate identity belongs to a client certificate, never to the CA that signs them.
+      if (presented !== undefined && socket.authorized && !presented.cert.ca) {
+        return { identity: presented.identity };
+      }
+      return {
+        refusal: this.refusalOf(socket, peer),
+        claimedCn: peer ? /(?:^|\n)CN=([^\n]*)/.exec(peer.subject)?.[1] : undefined,
+      };
+    } catch (err) {
+      const name = (err as NodeJS.ErrnoException).code ?? (err as Error).name;
+      return {
+        refusal: { reason: 'invalid-certificate', detail: `unreadable certificate (${name})` },
+        claimedCn: undefined,
+      };
+    }
   }
 
   private refusalOf(socket: TLSSocket, peer: X509Certificate | undefined): Refusal {
