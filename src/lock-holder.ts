@@ -3,9 +3,10 @@
  * (index.json.lock for pki commands, FILE.lock for an audit log) are files created with O_EXCL that
  * name their holder. A holder can be declared gone only by a process that sees the same pids: the
  * same host and the same pid namespace (a pki command in a container and one on the host may share
- * a host name with `--uts=host`, but not their pids). Other holders are judged by the lock's age.
+ * a host name with `--uts=host`, but not their pids). Other holders are judged by the lock's age
+ * (pki commands) or its heartbeat (a gate's audit log lock).
  */
-import { closeSync, openSync, readFileSync, readlinkSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { systemErrorCode } from './errors.js';
 
@@ -55,39 +56,74 @@ export function processIsGone(pid: number): boolean {
   }
 }
 
-/** A takeover guard older than this was left by a process killed while it held it (microseconds). */
+/** A lock file as read through one descriptor: its text, and the mtime and inode of that same file. */
+export interface LockFileState {
+  readonly text: string;
+  readonly mtimeMs: number;
+  readonly ino: number;
+  readonly dev: number;
+}
+
+/**
+ * Reads a lock file once: text, mtime and inode from one descriptor, so that they belong to one
+ * file (a stat and a read by name could mix a stale lock's age with its successor's text, and the
+ * successor would then be removed as stale). Undefined when there is none.
+ */
+export function readLockFile(lockFile: string): LockFileState | undefined {
+  let fd: number;
+  try {
+    fd = openSync(lockFile, 'r');
+  } catch (err) {
+    if (systemErrorCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const { mtimeMs, ino, dev } = fstatSync(fd);
+    return { text: readFileSync(fd, 'utf8'), mtimeMs, ino, dev };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The same lock file, untouched: same inode, mtime and text. */
+export function sameLockFile(a: LockFileState, b: LockFileState): boolean {
+  return a.ino === b.ino && a.dev === b.dev && a.mtimeMs === b.mtimeMs && a.text === b.text;
+}
+
+/** Blocks the thread (a starting gate or a pki command, with nothing else to do meanwhile). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * A takeover guard whose mtime is this far from now (either way: another host's clock) was left by
+ * a process killed while it held it, which takes microseconds.
+ */
 export const TAKEOVER_GUARD_STALE_MS = 5_000;
 
 /**
- * Removes a stale lock file if it still holds `staleText`; the caller then tries to create its
- * own. Takeovers run one at a time, under LOCK.takeover (O_EXCL): two processes that judged the
- * same lock stale must not both remove something, or the second could remove the lock the first
- * has just created, and two would hold it. Moving the lock aside and putting back what was not the
- * stale one (the earlier way) left a window where a third process's lock could not be put back.
- * Returns false when another process is taking over: the caller waits a moment and looks again.
+ * Removes a stale lock file if it is still the one judged stale (same inode, mtime and text); the
+ * caller then tries to create its own. Takeovers run one at a time, under LOCK.takeover (O_EXCL):
+ * two processes that judged the same lock stale must not both remove something, or the second
+ * could remove the lock the first has just created, and two would hold it. Returns false when
+ * another process is taking over: the caller waits a moment and looks again.
  */
-export function removeStaleLock(lockFile: string, staleText: string): boolean {
+export function removeStaleLock(lockFile: string, judged: LockFileState): boolean {
   const guard = `${lockFile}.takeover`;
   try {
     closeSync(openSync(guard, 'wx', 0o644));
   } catch (err) {
     if (systemErrorCode(err) !== 'EEXIST') throw err;
     try {
-      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_STALE_MS) unlinkSync(guard);
+      if (Math.abs(Date.now() - statSync(guard).mtimeMs) > TAKEOVER_GUARD_STALE_MS) unlinkSync(guard);
     } catch {
       // gone meanwhile: its holder finished
     }
     return false;
   }
   try {
-    let current: string;
-    try {
-      current = readFileSync(lockFile, 'utf8');
-    } catch (err) {
-      if (systemErrorCode(err) === 'ENOENT') return true; // released meanwhile
-      throw err;
-    }
-    if (current === staleText) unlinkSync(lockFile);
+    const current = readLockFile(lockFile);
+    if (current !== undefined && sameLockFile(current, judged)) unlinkSync(lockFile);
     return true;
   } finally {
     try {

@@ -75,6 +75,13 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     ...(options.fileCheckMs === undefined ? {} : { fileCheckMs: options.fileCheckMs }),
     ...(options.movedGraceMs === undefined ? {} : { movedGraceMs: options.movedGraceMs }),
     onFileGone: (how) => reopen(how),
+    // Another gate judged this one gone and took its lock (a clock or a pid namespace fooled it):
+    // both may now write the file, and its chain breaks where their lines mix.
+    onLockTaken: (lockFile) =>
+      logger.error(
+        { event: 'audit-log-lock-taken', file, lockFile },
+        `${lockFile} now names another gate: two gates may be writing ${file}, and its chain breaks where their lines mix; stop one of them`,
+      ),
     onHealthChange: (healthy, reason) => {
       if (options.onHealthChange) options.onHealthChange(healthy, reason);
       // The recovery is reported with what was lost, once the destination has counted it.

@@ -60,6 +60,8 @@ export interface AuditDestinationOptions {
   readonly onHealthChange?: (healthy: boolean, reason: string) => void;
   /** Called once writing works again after a failure, with what was lost in between. */
   readonly onRecovered?: (lost: { droppedLines: number; unhealthyMs: number }) => void;
+  /** Called once when FILE.lock is found naming another gate (see AuditFileLock.refresh). */
+  readonly onLockTaken?: (lockFile: string) => void;
 }
 
 /**
@@ -91,6 +93,7 @@ export class AuditDestination {
   /** performance.now() when the name was first seen leading elsewhere than the open file. */
   private movedSince: number | undefined;
   private closing: Promise<void> | undefined;
+  private lockTakenSaid = false;
 
   constructor(private readonly options: AuditDestinationOptions = {}) {
     const file = options.file;
@@ -291,7 +294,10 @@ export class AuditDestination {
    * unhealthy, as a failed write does.
    */
   private checkFile(): void {
-    this.lock?.refresh();
+    if (this.lock?.refresh() === 'taken' && !this.lockTakenSaid) {
+      this.lockTakenSaid = true;
+      this.options.onLockTaken?.(this.lock.lockFile);
+    }
     const state = this.sink as unknown as SonicBoomState;
     if (!this.isHealthy || this.closing || state._opening || state._reopening || state.fd < 0) return;
     let removed: boolean;

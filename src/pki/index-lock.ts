@@ -5,10 +5,10 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
-import { open, readFile, stat, unlink } from 'node:fs/promises';
+import { open, readFile, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PkiError, systemErrorCode } from '../errors.js';
-import { processIsGone, removeStaleLock, seesPidOf, thisLockHolder } from '../lock-holder.js';
+import { processIsGone, readLockFile, removeStaleLock, seesPidOf, thisLockHolder } from '../lock-holder.js';
 import { fileError, type PkiPaths } from './files.js';
 
 /** How long a command waits for another one's index.json.lock before giving up. */
@@ -70,28 +70,21 @@ async function acquireLock(lockFile: string): Promise<string> {
     } catch (err) {
       if (systemErrorCode(err) !== 'EEXIST') throw await fileError('create the lock file', lockFile, err);
     }
-    const holder = await lockHolder(lockFile);
-    if (holder && (Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS || holderIsGone(holder.token))) {
-      if (!removeStaleLock(lockFile, holder.token)) await sleep(20);
-      continue;
-    }
+    // The age is judged on the holder's clock (its mtime): pki commands hold the lock for well
+    // under a second, so only hosts whose clocks differ by more than INDEX_LOCK_STALE_MS, sharing
+    // one directory and running commands at the same moment, could misjudge a live one.
+    const holder = readLockFile(lockFile);
+    const stale =
+      holder !== undefined &&
+      (Date.now() - holder.mtimeMs > INDEX_LOCK_STALE_MS || holderIsGone(holder.text));
+    if (stale && removeStaleLock(lockFile, holder)) continue;
     if (Date.now() >= deadline) {
       throw new PkiError(
         'E_PKI_INDEX_LOCKED',
-        `${lockFile} is held by another dockgate pki command (${holder?.token.trim() || 'holder unknown'}); run again once it has finished, or remove the file if no pki command is running.`,
+        `${lockFile} is held by another dockgate pki command (${holder?.text.trim() || 'holder unknown'}); run again once it has finished, or remove the file if no pki command is running.`,
       );
     }
     await sleep(20 + Math.floor(Math.random() * 30));
-  }
-}
-
-async function lockHolder(lockFile: string): Promise<{ token: string; mtimeMs: number } | undefined> {
-  try {
-    const { mtimeMs } = await stat(lockFile);
-    return { token: await readFile(lockFile, 'utf8').catch(() => ''), mtimeMs };
-  } catch (err) {
-    if (systemErrorCode(err) === 'ENOENT') return undefined; // released meanwhile: try again
-    throw err;
   }
 }
 

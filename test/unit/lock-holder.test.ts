@@ -4,13 +4,15 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readlinkSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   TAKEOVER_GUARD_STALE_MS,
   processIsGone,
+  readLockFile,
   removeStaleLock,
+  sameLockFile,
   seesPidOf,
   thisLockHolder,
 } from '../../src/lock-holder.js';
@@ -32,35 +34,64 @@ t.test('a holder is judged by pid only from the same host and pid namespace', as
   t.notOk(processIsGone(process.ppid), 'its parent');
 });
 
-t.test('a stale lock is removed under a takeover guard, only if it is still the stale one', async (t) => {
-  const dir = t.testdir();
-  const lock = join(dir, 'x.lock');
-  const guard = `${lock}.takeover`;
+t.test(
+  'a stale lock is removed under a takeover guard, only if it is still the one judged stale',
+  async (t) => {
+    const dir = t.testdir();
+    const lock = join(dir, 'x.lock');
+    const guard = `${lock}.takeover`;
+    const judged = (text: string) => {
+      writeFileSync(lock, text);
+      return readLockFile(lock)!;
+    };
 
-  writeFileSync(lock, 'stale\n');
-  t.equal(removeStaleLock(lock, 'stale\n'), true);
-  t.notOk(existsSync(lock), 'removed');
-  t.notOk(existsSync(guard), 'and the guard with it');
+    t.equal(removeStaleLock(lock, judged('stale\n')), true);
+    t.notOk(existsSync(lock), 'removed');
+    t.notOk(existsSync(guard), 'and the guard with it');
 
-  // Another process made a fresh lock since this one judged the old one stale.
-  writeFileSync(lock, 'fresh\n');
-  t.equal(removeStaleLock(lock, 'stale\n'), true);
-  t.equal(readFileSync(lock, 'utf8'), 'fresh\n', 'a lock that is not the stale one is kept');
+    // Another process replaced it since it was judged stale, even with the same text (an empty
+    // lock being written): another inode, so it is kept.
+    const stale = judged('');
+    unlinkSync(lock);
+    writeFileSync(lock, '');
+    t.equal(removeStaleLock(lock, stale), true);
+    t.ok(existsSync(lock), 'a lock that is not the one judged stale is kept');
+    // Or touched it (a heartbeat): kept as well.
+    const touched = judged('stale\n');
+    const later = new Date(Date.now() + 2_000);
+    utimesSync(lock, later, later);
+    t.equal(removeStaleLock(lock, touched), true);
+    t.ok(existsSync(lock), 'a lock touched since is kept');
 
-  // Another process is taking over right now: wait, touch nothing.
-  writeFileSync(lock, 'stale\n');
-  writeFileSync(guard, '');
-  t.equal(removeStaleLock(lock, 'stale\n'), false, 'told to look again');
-  t.equal(readFileSync(lock, 'utf8'), 'stale\n', 'the lock untouched');
-  t.ok(existsSync(guard), 'a fresh guard is left to its holder');
+    // Another process is taking over right now: wait, touch nothing.
+    const waiting = judged('stale\n');
+    writeFileSync(guard, '');
+    t.equal(removeStaleLock(lock, waiting), false, 'told to look again');
+    t.ok(existsSync(lock), 'the lock untouched');
+    t.ok(existsSync(guard), 'a fresh guard is left to its holder');
 
-  // A guard left by a process killed while holding it is cleared once old.
-  const old = new Date(Date.now() - TAKEOVER_GUARD_STALE_MS - 1000);
-  utimesSync(guard, old, old);
-  t.equal(removeStaleLock(lock, 'stale\n'), false);
-  t.notOk(existsSync(guard), 'an old guard removed');
-  t.equal(removeStaleLock(lock, 'stale\n'), true, 'so the next look takes over');
-  t.notOk(existsSync(lock));
+    // A guard left by a process killed while holding it is cleared once its mtime is far from now,
+    // either way (another host's clock may be ahead).
+    for (const offset of [-1, 1]) {
+      const far = new Date(Date.now() + offset * (TAKEOVER_GUARD_STALE_MS + 60_000));
+      writeFileSync(guard, '');
+      utimesSync(guard, far, far);
+      t.equal(removeStaleLock(lock, waiting), false);
+      t.notOk(existsSync(guard), `a guard ${offset < 0 ? 'long past' : 'far ahead'} is removed`);
+    }
+    t.equal(removeStaleLock(lock, waiting), true, 'so the next look takes over');
+    t.notOk(existsSync(lock));
+    t.equal(removeStaleLock(lock, waiting), true, 'a lock released meanwhile: nothing to do');
+  },
+);
 
-  t.equal(removeStaleLock(lock, 'stale\n'), true, 'a lock released meanwhile: nothing to do');
+t.test('a lock file is read through one descriptor', async (t) => {
+  const lock = join(t.testdir(), 'y.lock');
+  t.equal(readLockFile(lock), undefined, 'none');
+  writeFileSync(lock, 'pid 1 on here\n');
+  const state = readLockFile(lock)!;
+  t.equal(state.text, 'pid 1 on here\n');
+  t.equal(state.mtimeMs, statSync(lock).mtimeMs);
+  t.equal(state.ino, statSync(lock).ino);
+  t.ok(sameLockFile(state, readLockFile(lock)!));
 });
