@@ -238,18 +238,13 @@ t.test(
       ),
     );
     // serve --check says so too, rather than "audit log: ok" for a start that would fail.
-    const check = await dockgate(
-      ...['serve', '--tlscacert', pki.caCert, '--tlscert', pki.serverCert, '--tlskey', pki.serverKey],
-      ...[
-        '-H',
-        `tcp://127.0.0.1:${await freePort()}`,
-        '--upstream',
-        testEngine().host,
-        '--metrics-addr',
-        'off',
-      ],
-      ...['--audit-log', auditFile, '--check'],
-    );
+    const serveCheck = async () =>
+      dockgate(
+        ...['serve', '--tlscacert', pki.caCert, '--tlscert', pki.serverCert, '--tlskey', pki.serverKey],
+        ...['-H', `tcp://127.0.0.1:${await freePort()}`, '--upstream', testEngine().host],
+        ...['--metrics-addr', 'off', '--audit-log', auditFile, '--check'],
+      );
+    const check = await serveCheck();
     t.equal(check.code, 2, 'serve --check exits 2');
     t.match(
       check.stderr,
@@ -257,18 +252,7 @@ t.test(
     );
     t.equal(await first.stop(), 0);
     t.notOk(existsSync(`${auditFile}.lock`), 'the lock went with the first gate');
-    const free = await dockgate(
-      ...['serve', '--tlscacert', pki.caCert, '--tlscert', pki.serverCert, '--tlskey', pki.serverKey],
-      ...[
-        '-H',
-        `tcp://127.0.0.1:${await freePort()}`,
-        '--upstream',
-        testEngine().host,
-        '--metrics-addr',
-        'off',
-      ],
-      ...['--audit-log', auditFile, '--check'],
-    );
+    const free = await serveCheck();
     t.equal(free.code, 0, 'and passes once the first gate stopped', { stderr: free.stderr });
     t.notOk(existsSync(`${auditFile}.lock`), '--check takes no lock');
     const second = await startGate(t, { pki, args: ['--audit-log', auditFile] });
