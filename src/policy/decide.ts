@@ -22,7 +22,6 @@ import {
   CONTAINER_CREATE,
   CONTAINER_UPDATE,
   EXEC_CREATE,
-  HOST_CONFIG,
   NETWORK_CONNECT,
   PLUGIN_PRIVILEGES,
   PLUGIN_SET,
@@ -50,12 +49,19 @@ const REACHES_INTO = new Set<OperationName>([
 
 type BodyCheck = { readonly type: GoType; check(body: GoDecoded, c: RoleConstraints): Violation | undefined };
 
+/**
+ * A create body, and a start body before API 1.24, are runconfig's ContainerConfigWrapper:
+ * dockerd's DecodeHostConfig reads a start body with the same wrapper as a create, and takes the
+ * inner `HostConfig` when one is given, the promoted top-level fields otherwise. Both are checked.
+ */
+const WRAPPED_HOST_CONFIG: BodyCheck = {
+  type: CONTAINER_CREATE,
+  check: (b, c) => checkHostConfig(b, c) ?? checkHostConfig(structField(b, 'HostConfig'), c),
+};
+
 const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
-  'container.create': {
-    type: CONTAINER_CREATE,
-    check: (b, c) => checkHostConfig(b, c) ?? checkHostConfig(structField(b, 'HostConfig'), c),
-  },
-  'container.start': { type: HOST_CONFIG, check: checkHostConfig },
+  'container.create': WRAPPED_HOST_CONFIG,
+  'container.start': WRAPPED_HOST_CONFIG,
   'container.exec': { type: EXEC_CREATE, check: checkExec },
   'container.update': { type: CONTAINER_UPDATE, check: checkDevices },
   'service.create': { type: SERVICE_SPEC, check: checkServiceSpec },
@@ -341,7 +347,8 @@ function gateVolumesIn(
   body: GoDecoded,
   names: ReadonlySet<string>,
 ): Violation | undefined {
-  if (operation === 'container.create') return checkGateVolumes(body, names);
+  if (operation === 'container.create' || operation === 'container.start')
+    return checkGateVolumes(body, names);
   if (operation === 'service.create' || operation === 'service.update')
     return checkServiceGateVolumes(body, names);
   return undefined;

@@ -202,6 +202,31 @@ t.test(
   },
 );
 
+t.test(
+  'an API 1.23 start whose settings sit in an inner HostConfig is refused (dockerd prefers that one)',
+  async (t) => {
+    const [name, control] = [uniqueName('trick-start-inner'), uniqueName('trick-start-engine')];
+    containersToRemove(t, name, control);
+    for (const n of [name, control]) {
+      const created = await engineRequest('POST', `/containers/create?name=${n}`, {
+        body: { Image: image, Cmd: ['sleep', '30'], HostConfig: { NetworkMode: 'none' } },
+      });
+      t.equal(created.status, 201);
+    }
+    const body = '{"HostConfig":{"Binds":["/etc:/h:ro"]}}';
+    // The engine itself honours it: the bind lands in the container's settings.
+    const direct = await engineRequest('POST', `/v1.23/containers/${control}/start`, {
+      body: JSON.parse(body),
+    });
+    t.equal(direct.status, 204, 'the engine starts it with the bind');
+    t.ok(dangerous(await hostConfigOf(control)), 'and /etc is bound: the trick is real');
+    const r = await tlsExchange(gate.port, pki.client, post(`/v1.23/containers/${name}/start`, body));
+    t.equal(r.status, 403, 'the gate refuses it', { text: r.text.slice(0, 300) });
+    t.match(r.text, /bind/i);
+    t.notOk(dangerous(await hostConfigOf(name)), 'and nothing of it reached the engine');
+  },
+);
+
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
   const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
   const names = [uniqueName('trick-m'), uniqueName('trick-v'), uniqueName('trick-p')];

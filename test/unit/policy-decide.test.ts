@@ -356,6 +356,18 @@ t.test('exec, build, service, volume, plugin and old start constraints', async (
     constraint: { name: 'privileged' },
   });
   t.ok(ask(ci, 'POST', '/v1.23/containers/x/start', '').allowed);
+  // dockerd reads an old start body as a create's wrapper, and prefers its inner HostConfig.
+  for (const [inner, name] of [
+    [{ Privileged: true }, 'privileged'],
+    [{ Binds: ['/etc:/h:ro'] }, 'bindPaths'],
+    [{ CapAdd: ['SYS_ADMIN'] }, 'capabilities'],
+  ] as const) {
+    t.match(
+      ask(ci, 'POST', '/v1.23/containers/x/start', { HostConfig: inner }),
+      { allowed: false, constraint: { name } },
+      `an old start's inner HostConfig ${JSON.stringify(inner)}`,
+    );
+  }
   t.match(
     ask(ci, 'POST', '/volumes/create', { Name: 'v', DriverOpts: { type: 'none', o: 'bind', device: '/' } }),
     { allowed: false, constraint: { name: 'bindPaths' } },
@@ -505,6 +517,8 @@ rules:
       /^NetworkingConfig\.EndpointsConfig\.front\.Links web:w/,
     ],
     ['POST', '/v1.23/containers/mine/start', { Links: ['web:w'] }, /^Links/],
+    ['POST', '/v1.23/containers/mine/start', { HostConfig: { PidMode: 'container:web' } }, /^PidMode/],
+    ['POST', '/v1.23/containers/mine/start', { HostConfig: { VolumesFrom: ['web'] } }, /^VolumesFrom/],
     [
       'POST',
       '/networks/n/connect',
@@ -870,11 +884,11 @@ t.test('reaching into a container: constrained roles get a check of what it hold
 
 t.test("the gate's own volumes may not be mounted by a constrained role", async (t) => {
   const gateVolumes = new Set(['dockgate_certs']);
-  const askWith = (who: Identity, body: unknown) => {
-    const route = resolveOperation('POST', '/containers/create');
+  const askWith = (who: Identity, body: unknown, target = '/containers/create') => {
+    const route = resolveOperation('POST', target);
     return decide(policy, who, {
       method: 'POST',
-      target: '/containers/create',
+      target,
       route,
       body: Buffer.from(JSON.stringify(body)),
       gateVolumes,
@@ -889,6 +903,14 @@ t.test("the gate's own volumes may not be mounted by a constrained role", async 
     allowed: false,
   });
   t.ok(askWith(ci, create({ Binds: ['data:/data'] })).allowed, 'other volumes');
+  // A start before API 1.24 may carry the binds, at the top or in an inner HostConfig.
+  for (const body of [{ Binds: ['dockgate_certs:/c'] }, { HostConfig: { Binds: ['dockgate_certs:/c'] } }]) {
+    t.match(
+      askWith(ci, body, '/v1.23/containers/x/start'),
+      { allowed: false, constraint: { name: 'bindPaths', value: 'dockgate_certs' } },
+      `an old start ${JSON.stringify(body)}`,
+    );
+  }
   t.ok(
     askWith(id('alice', { ou: ['ops'] }), create({ Binds: ['dockgate_certs:/c'] })).allowed,
     'admin may (it is root anyway)',
