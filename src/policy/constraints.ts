@@ -99,6 +99,7 @@ export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
         ? checkSecurityOptions(['systempaths=unconfined'], c)
         : undefined,
     () => checkSysctls(asMap(field('Sysctls')), c),
+    () => checkCgroupParent(asString(field('CgroupParent')), c),
     () => checkLogDriver(asString(structField(field('LogConfig'), 'Type')), c),
     () => each(asStrings(field('Binds')), (bind) => checkBind(bind, c)),
     () => each(asList(field('Mounts')), (m) => checkMount(m, c)),
@@ -158,6 +159,13 @@ export function checkSecurityOptions(opts: readonly string[], c: RoleConstraints
     const shown = opt.startsWith('seccomp=') && opt.length > 40 ? 'seccomp=<custom profile>' : opt;
     return violation('securityOpt', shown, `use the security option ${shown}`);
   });
+}
+
+/** `--cgroup-parent` of a container or a build; '' is the engine's own parent. */
+export function checkCgroupParent(parent: string, c: RoleConstraints): Check {
+  return parent === '' || matchesAny(c.cgroupParents, parent)
+    ? undefined
+    : violation('cgroupParents', parent, `place the container under the cgroup ${parent} (--cgroup-parent)`);
 }
 
 export function checkSysctls(sysctls: ReadonlyMap<string, unknown>, c: RoleConstraints): Check {

@@ -6,6 +6,7 @@
  */
 import type { Identity } from '../identity/identity.js';
 import {
+  checkCgroupParent,
   checkDevices,
   checkExec,
   checkHostConfig,
@@ -323,8 +324,13 @@ function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: V
   };
 }
 
-/** docker build --network: host (or another container's namespace) reaches beyond the build. */
+/**
+ * docker build --network: host (or another container's namespace) reaches beyond the build; so
+ * does --cgroup-parent, under which the build's step containers run.
+ */
 function checkBuildQuery(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
+  const parent = checkCgroupParent(firstValue(route.query, 'cgroupparent'), c);
+  if (parent) return parent;
   const mode = firstValue(route.query, 'networkmode');
   const lower = mode.toLowerCase();
   if (lower === 'host' && !c.buildNetworkHost)

@@ -20,6 +20,7 @@ const resourceFields: Record<string, GoType> = {
     T.struct({ PathOnHost: T.string, PathInContainer: T.string, CgroupPermissions: T.string }),
   ),
   DeviceCgroupRules: T.slice(T.string),
+  CgroupParent: T.string,
   DeviceRequests: T.slice(
     T.struct({ Driver: T.string, Count: T.number, DeviceIDs: T.slice(T.string), Options: T.map(T.string) }),
   ),

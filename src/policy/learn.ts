@@ -31,6 +31,7 @@ interface LearnedConstraints {
   deviceRequests?: true;
   securityOpt?: string[];
   sysctls?: string[];
+  cgroupParents?: string[];
   bindPaths?: string[];
   volumesFrom?: true;
   exec?: { privileged?: true; users?: string[] };
@@ -79,6 +80,9 @@ function widen(c: LearnedConstraints, name: ConstraintName, value: string): void
       break;
     case 'sysctls':
       c.sysctls = addTo(c.sysctls, value);
+      break;
+    case 'cgroupParents':
+      c.cgroupParents = addTo(c.cgroupParents, value);
       break;
     case 'bindPaths':
       if (value.startsWith('/')) c.bindPaths = addTo(c.bindPaths, goPathClean(value));

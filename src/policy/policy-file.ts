@@ -88,6 +88,7 @@ const CONSTRAINT_KEYS = [
   'deviceRequests',
   'securityOpt',
   'sysctls',
+  'cgroupParents',
   'bindPaths',
   'volumesFrom',
   'exec',
@@ -245,6 +246,9 @@ function readConstraints(r: Reader, node: Node | null, field: string): RoleConst
         break;
       case 'sysctls':
         c.sysctls = r.strings(value, f);
+        break;
+      case 'cgroupParents':
+        c.cgroupParents = r.strings(value, f);
         break;
       case 'bindPaths':
         c.bindPaths = r.strings(value, f, absolute);

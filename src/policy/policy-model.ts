@@ -24,6 +24,12 @@ export interface RoleConstraints {
   readonly securityOpt: readonly string[];
   /** Sysctl names that may be set (globs). */
   readonly sysctls: readonly string[];
+  /**
+   * `--cgroup-parent` values that may be given (globs; `*` any): a parent outside the engine's own
+   * puts the container under another container's cgroup (its limits, its accounting) or outside
+   * the limits the operator set for the engine's containers.
+   */
+  readonly cgroupParents: readonly string[];
   /** Host directories that bind mounts (and local volumes with a device) may come from; `/` = any. */
   readonly bindPaths: readonly string[];
   /** `--volumes-from`: takes over another container's mounts, host binds included. */
@@ -44,6 +50,7 @@ export type ConstraintName =
   | 'deviceRequests'
   | 'securityOpt'
   | 'sysctls'
+  | 'cgroupParents'
   | 'bindPaths'
   | 'volumesFrom'
   | 'exec.privileged'
@@ -63,6 +70,7 @@ export const STRICT_CONSTRAINTS: RoleConstraints = {
   deviceRequests: false,
   securityOpt: [],
   sysctls: [],
+  cgroupParents: [],
   bindPaths: [],
   volumesFrom: false,
   execPrivileged: false,
@@ -79,6 +87,7 @@ export const UNRESTRICTED_CONSTRAINTS: RoleConstraints = {
   deviceRequests: true,
   securityOpt: ['*'],
   sysctls: ['*'],
+  cgroupParents: ['*'],
   bindPaths: ['/'],
   volumesFrom: true,
   execPrivileged: true,

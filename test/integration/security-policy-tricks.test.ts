@@ -227,6 +227,24 @@ t.test(
   },
 );
 
+t.test("--cgroup-parent under another container's cgroup is refused", async (t) => {
+  const [victim, name] = [uniqueName('trick-cg-victim'), uniqueName('trick-cg')];
+  containersToRemove(t, victim, name);
+  const made = await engineRequest('POST', `/containers/create?name=${victim}`, {
+    body: { Image: image, Cmd: ['sleep', '30'], HostConfig: { NetworkMode: 'none' } },
+  });
+  const victimId = made.json<{ Id: string }>().Id;
+  const body = JSON.stringify({
+    Image: image,
+    Cmd: ['true'],
+    HostConfig: { NetworkMode: 'none', CgroupParent: `/docker/${victimId}` },
+  });
+  const r = await tlsExchange(gate.port, pki.client, post(`/containers/create?name=${name}`, body));
+  t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
+  t.match(r.text, /cgroup-parent/);
+  t.equal((await engineRequest('GET', `/containers/${name}/json`)).status, 404, 'nothing was created');
+});
+
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
   const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
   const names = [uniqueName('trick-m'), uniqueName('trick-v'), uniqueName('trick-p')];

@@ -356,6 +356,38 @@ t.test('exec, build, service, volume, plugin and old start constraints', async (
     constraint: { name: 'privileged' },
   });
   t.ok(ask(ci, 'POST', '/v1.23/containers/x/start', '').allowed);
+  // --cgroup-parent: under another container's cgroup, or outside the engine's.
+  for (const parent of ['/docker/' + 'a'.repeat(64), '/', 'system.slice']) {
+    t.match(
+      ask(ci, 'POST', '/containers/create', create({ CgroupParent: parent })),
+      { allowed: false, constraint: { name: 'cgroupParents', value: parent } },
+      `--cgroup-parent ${parent}`,
+    );
+  }
+  t.match(
+    ask(ci, 'POST', '/containers/create', { Image: 'bb', CgroupParent: '/' }),
+    { allowed: false },
+    'top level',
+  );
+  t.match(ask(ci, 'POST', '/build?cgroupparent=/docker/x'), {
+    allowed: false,
+    constraint: { name: 'cgroupParents' },
+  });
+  t.ok(ask(ci, 'POST', '/containers/create', create({ CgroupParent: '' })).allowed, "the engine's own");
+  const slices = parsePolicy(
+    'roles:\n  runner:\n    allow: [container.create, image.build]\n    constraints: { cgroupParents: [ci-*.slice] }\nrules:\n  - { match: { cn: r }, role: runner }\n',
+    'r.yaml',
+  );
+  const asRunner = (target: string, body?: unknown) =>
+    decide(slices, id('r'), {
+      method: 'POST',
+      target,
+      route: resolveOperation('POST', target),
+      body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
+    });
+  t.ok(asRunner('/containers/create', create({ CgroupParent: 'ci-7.slice' })).allowed, 'granted by a glob');
+  t.match(asRunner('/containers/create', create({ CgroupParent: '/docker/x' })), { allowed: false });
+  t.ok(asRunner('/build?cgroupparent=ci-7.slice').allowed);
   // dockerd reads an old start body as a create's wrapper, and prefers its inner HostConfig.
   for (const [inner, name] of [
     [{ Privileged: true }, 'privileged'],
