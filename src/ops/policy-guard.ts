@@ -335,8 +335,17 @@ export function policyGuard(
     if (inspect.status === 404)
       return { kind: 'refuse', status: 404, message: `No such container: ${containerRef}` };
     if (inspect.status !== 200) return notOwned(`${named} (the engine answered ${inspect.status})`);
-    const labels = (inspect.json as { Config?: { Labels?: Record<string, unknown> | null } })?.Config?.Labels;
+    const config = (
+      inspect.json as { Config?: { Labels?: Record<string, unknown> | null; Cmd?: unknown } } | undefined
+    )?.Config;
+    const labels = config?.Labels;
     if (labels?.[OWNER_LABEL] !== identity.cn) return notOwned(named);
+    // The legacy builder runs each metadata step (LABEL, ENV...) as a container whose command is
+    // "#(nop) ...". A LABEL step's container has that step's labels, not its image's: an ONBUILD
+    // LABEL in a client's image would make the step containers of anyone's build from it that
+    // client's, create id and all. No container made through the gate runs such a command.
+    if (Array.isArray(config?.Cmd) && config.Cmd.some((a) => typeof a === 'string' && a.startsWith('#(nop)')))
+      return notOwned(`${named} (a build step's container, whose labels come from the build)`);
     // dockerd copies an image's labels into its containers (build steps, creates on the socket):
     // a label the container got from its image says nothing about who made it.
     const imageId = (inspect.json as { Image?: unknown }).Image;

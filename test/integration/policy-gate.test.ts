@@ -397,6 +397,26 @@ t.test(
     const startCopy = await run(pki.client, ['start', fromCopy]);
     t.not(startCopy.code, 0, 'client may not start a container whose create id is its image’s');
     t.match(startCopy.stderr, /comes from its image/);
+    // The legacy builder's LABEL step of an ONBUILD LABEL: its container has the step's labels (an
+    // owner and a create id the image lacks) and the command "#(nop) LABEL ...". Not client's.
+    const labelStep = uniqueName('label-step');
+    containersToRemove(t, labelStep);
+    t.equal(
+      (
+        await engineRequest('POST', `/containers/create?name=${labelStep}`, {
+          body: {
+            Image: image,
+            Cmd: ['/bin/sh', '-c', '#(nop) ', 'LABEL dockgate.owner=client dockgate.create-id=planted'],
+            Labels: { 'dockgate.owner': 'client', 'dockgate.create-id': 'planted' },
+            HostConfig: { NetworkMode: 'none' },
+          },
+        })
+      ).status,
+      201,
+    );
+    const inspectStep = await run(pki.client, ['inspect', labelStep]);
+    t.not(inspectStep.code, 0, 'client may not inspect a build step container labelled for it');
+    t.match(inspectStep.stderr, /a build step's container/);
     const prune = await run(pki.client, ['container', 'prune', '-f']);
     t.not(prune.code, 0, 'a scoped prune is refused');
     t.match(prune.stderr, /may not prune containers/);
