@@ -237,7 +237,10 @@ export function checkLogDriver(type: string, c: RoleConstraints): Check {
 
 /** A URL the engine itself fetches (an import's fromSrc, a build's remote): from the host's network. */
 export function checkEngineFetch(url: string, what: string, c: RoleConstraints): Check {
-  const fetched = /^(https?|git):\/\//i.test(url) || /^git@/i.test(url) || /\.git(#.*)?$/i.test(url);
+  // Any value is a fetch: dockerd prefixes an import's scheme-less fromSrc with http://, and the
+  // builders take `github.com/...`, `ssh://` and `user@host:path` as git. The callers pass '' for
+  // the values that are not one (an import's `-`, BuildKit's `client-session`).
+  const fetched = url !== '';
   return !fetched || c.hostNamespaces.includes('network')
     ? undefined
     : violation(
@@ -466,6 +469,7 @@ export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
           ? violation('hostNamespaces', 'network', "attach a service to the host's network")
           : undefined,
       ),
+    () => checkLogDriver(asString(structField(structField(task, 'LogDriver'), 'Name')), c),
     () => checkSecurityOptions(opts, c),
     () => checkCapabilities(asStrings(structField(cs, 'CapabilityAdd')), c),
     () => checkSysctls(asMap(structField(cs, 'Sysctls')), c),
@@ -473,8 +477,19 @@ export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
   );
 }
 
-/** The privileges a client accepts for a plugin (plugin install/upgrade body). */
+/**
+ * The privileges a client accepts for a plugin (plugin install/upgrade body). A plugin runs as
+ * root with the privileges its manifest asks for, and dockerd does not hold it to the ones the
+ * request accepted (moby 20.10's comparison skips the first after sorting: any one-entry body
+ * passes for a plugin asking one privilege), so installing one needs `privileged` first.
+ */
 export function checkPluginPrivileges(privileges: GoDecoded, c: RoleConstraints): Check {
+  if (!c.privileged)
+    return violation(
+      'privileged',
+      'plugin',
+      'install a plugin: it runs as root with the privileges it asks for, which the engine does not hold to the ones this request accepts',
+    );
   return each(asList(privileges), (p) => {
     const name = asString(structField(p, 'Name'));
     const values = asStrings(structField(p, 'Value'));

@@ -8,6 +8,7 @@ import type { Identity } from '../identity/identity.js';
 import {
   checkCgroupParent,
   checkDevices,
+  checkHostPath,
   checkExec,
   checkHostConfig,
   checkEngineFetch,
@@ -20,6 +21,7 @@ import {
   type Violation,
 } from './constraints.js';
 import {
+  CHECKPOINT_CREATE,
   CONTAINER_CREATE,
   CONTAINER_UPDATE,
   EXEC_CREATE,
@@ -65,6 +67,11 @@ const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
   'container.start': WRAPPED_HOST_CONFIG,
   'container.exec': { type: EXEC_CREATE, check: checkExec },
   'container.update': { type: CONTAINER_UPDATE, check: checkDevices },
+  // dockerd creates the directory, and CRIU writes the checkpoint there, as root.
+  'container.checkpoint.create': {
+    type: CHECKPOINT_CREATE,
+    check: (b, c) => checkpointDir(asString(structField(b, 'CheckpointDir')), c),
+  },
   'service.create': { type: SERVICE_SPEC, check: checkServiceSpec },
   'service.update': { type: SERVICE_SPEC, check: checkServiceSpec },
   'volume.create': {
@@ -236,11 +243,20 @@ function decideForRole(
   if (route.operation === 'image.build' && !role.unrestricted) {
     const v =
       checkBuildQuery(route, role.constraints) ??
-      checkEngineFetch(firstValue(route.query, 'remote'), 'build from', role.constraints);
+      checkEngineFetch(
+        firstValue(route.query, 'remote') === 'client-session' ? '' : firstValue(route.query, 'remote'),
+        'build from',
+        role.constraints,
+      );
+    if (v) return denied(grant, identity, route, v);
+  }
+  if (!role.unrestricted) {
+    const v = checkQueryReach(route, role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   if (route.operation === 'image.import' && !role.unrestricted) {
-    const v = checkEngineFetch(firstValue(route.query, 'fromSrc'), 'import an image from', role.constraints);
+    const fromSrc = firstValue(route.query, 'fromSrc');
+    const v = checkEngineFetch(fromSrc === '-' ? '' : fromSrc, 'import an image from', role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   const allowed = allowedBy(grant, route.operation);
@@ -322,6 +338,34 @@ function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: V
     message: `dockgate: ${describeClient(identity, [grant.role.name])} may not ${v.sentence}`,
     constraint: { name: v.constraint, value: v.value },
   };
+}
+
+/** A checkpoint directory: dockerd lists, creates and deletes (os.RemoveAll) in it as root. */
+function checkpointDir(dir: string, c: RoleConstraints): Violation | undefined {
+  return dir === '' ? undefined : checkHostPath(dir, c, 'use as a checkpoint directory the host path');
+}
+
+/** Query values that hand dockerd a host path, or a spec the gate never sees. */
+function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
+  switch (route.operation) {
+    case 'container.checkpoint.list':
+    case 'container.checkpoint.delete':
+      return checkpointDir(firstValue(route.query, 'dir'), c);
+    case 'container.start':
+      return checkpointDir(firstValue(route.query, 'checkpoint-dir'), c);
+    case 'service.update':
+      // swarmkit restores the service's previous spec, which no request shows the gate.
+      return firstValue(route.query, 'rollback') === 'previous'
+        ? {
+            constraint: 'service.rollback',
+            value: 'previous',
+            sentence:
+              'roll a service back to its previous spec (?rollback=previous), which the gate cannot check; send the spec to return to instead',
+          }
+        : undefined;
+    default:
+      return undefined;
+  }
 }
 
 /**

@@ -99,10 +99,14 @@ export const SERVICE_SPEC = T.struct({
     PluginSpec: T.raw,
     Runtime: T.string,
     Networks: networkAttachment,
+    LogDriver: T.ptr({ Name: T.string }),
   }),
   // Deprecated top-level networks, still honoured.
   Networks: networkAttachment,
 });
+
+/** POST /containers/{id}/checkpoints: CheckpointCreateOptions. */
+export const CHECKPOINT_CREATE = T.struct({ CheckpointDir: T.string });
 
 /** POST /volumes/create: volume.CreateOptions. */
 export const VOLUME_CREATE = T.struct({ Name: T.string, Driver: T.string, DriverOpts: T.map(T.string) });

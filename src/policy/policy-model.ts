@@ -56,6 +56,8 @@ export type ConstraintName =
   | 'exec.privileged'
   | 'exec.users'
   | 'build.networkHost'
+  /** `service update --rollback`: only `constraints: unrestricted` may. */
+  | 'service.rollback'
   /** A constrained role named a container in its settings by other than its full id. */
   | 'containerIds'
   /** Ownership: a create asking for another client's owner label. */

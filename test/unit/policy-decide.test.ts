@@ -739,7 +739,7 @@ t.test(
 roles:
   plugins:
     allow: [plugin.*, image.build]
-    constraints: { bindPaths: [/srv/ci], devices: ["/dev/dri/*"] }
+    constraints: { privileged: true, bindPaths: [/srv/ci], devices: ["/dev/dri/*"] }
   tenant:
     extends: deployer
     scope: own
@@ -1010,4 +1010,63 @@ rules:
     t.match(askP('dep', 'POST', `/build?remote=${encodeURIComponent(remote)}`), { allowed: false }, remote);
   t.ok(askP('dep', 'POST', '/build?dockerfile=Dockerfile').allowed, 'a build of the context sent');
   t.ok(askP('net', 'POST', '/build?remote=https%3A%2F%2Fh%2Fctx.tar').allowed);
+});
+
+t.test('query values, service specs and plugins that reach the host are constrained', async (t) => {
+  // Checkpoint directories: dockerd lists, creates and removes in them as root.
+  t.match(ask(ci, 'DELETE', '/v1.41/containers/x/checkpoints/etc?dir=/'), {
+    allowed: false,
+    constraint: { name: 'bindPaths', value: '/' },
+  });
+  t.match(ask(ci, 'GET', '/containers/x/checkpoints?dir=/root'), { allowed: false });
+  t.match(ask(ci, 'POST', '/containers/x/checkpoints', { CheckpointID: 'c', CheckpointDir: '/etc/cron.d' }), {
+    allowed: false,
+    constraint: { name: 'bindPaths' },
+  });
+  t.match(ask(ci, 'POST', '/containers/x/start?checkpoint=c&checkpoint-dir=/etc'), { allowed: false });
+  t.ok(
+    ask(ci, 'POST', '/containers/x/checkpoints', { CheckpointID: 'c', CheckpointDir: '/srv/ci/cp' }).allowed,
+    'under bindPaths',
+  );
+  t.ok(ask(ci, 'DELETE', '/containers/x/checkpoints/c').allowed, "the engine's own directory");
+  // What the engine fetches: dockerd adds http:// to a scheme-less fromSrc; builders read git.
+  t.match(ask(ci, 'POST', '/images/create?fromSrc=127.0.0.1:29123/x.tar&repo=imp'), {
+    allowed: false,
+    constraint: { name: 'hostNamespaces', value: 'network' },
+  });
+  t.ok(ask(ci, 'POST', '/images/create?fromSrc=-&repo=imp').allowed, 'an upload');
+  for (const remote of ['github.com/a/r', 'ssh://attacker/repo', 'me@attacker:repo'])
+    t.match(ask(ci, 'POST', `/build?remote=${encodeURIComponent(remote)}`), { allowed: false }, remote);
+  t.ok(ask(ci, 'POST', '/build?remote=client-session&version=2').allowed, "BuildKit's own context");
+
+  const swarm = parsePolicy(
+    'roles:\n  s:\n    allow: [service.*, plugin.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: s }\n',
+    's.yaml',
+  );
+  const as = (method: string, target: string, body?: unknown) =>
+    decide(swarm, id('s'), {
+      method,
+      target,
+      route: resolveOperation(method, target),
+      body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
+    });
+  const spec = (task: Record<string, unknown>) => ({
+    Name: 'web',
+    TaskTemplate: { ContainerSpec: { Image: 'bb' }, ...task },
+  });
+  t.match(as('POST', '/services/create', spec({ LogDriver: { Name: 'syslog' } })), {
+    allowed: false,
+    constraint: { name: 'hostNamespaces', value: 'network' },
+  });
+  t.ok(as('POST', '/services/create', spec({ LogDriver: { Name: 'json-file' } })).allowed);
+  t.match(as('POST', '/services/web/update?version=3&rollback=previous', spec({})), {
+    allowed: false,
+    constraint: { name: 'service.rollback' },
+  });
+  t.ok(as('POST', '/services/web/update?version=3', spec({})).allowed);
+  t.match(
+    as('POST', '/plugins/pull?remote=x/y', [{ Name: 'capabilities', Value: ['CAP_CHOWN'] }]),
+    { allowed: false, constraint: { name: 'privileged', value: 'plugin' } },
+    'a plugin, whatever privileges the body accepts',
+  );
 });
