@@ -193,8 +193,13 @@ export function policyGuard(
       if (err instanceof ScopeError) return scopeRefusal(err);
       throw err;
     }
-    const { ownershipCheck, heldCheck, joinedChecks } = decision;
-    if (ownershipCheck === undefined && heldCheck === undefined && joinedChecks === undefined)
+    const { ownershipCheck, heldCheck, joinedChecks, networkChecks } = decision;
+    if (
+      ownershipCheck === undefined &&
+      heldCheck === undefined &&
+      joinedChecks === undefined &&
+      networkChecks === undefined
+    )
       return rewritten;
     return {
       kind: 'later',
@@ -221,6 +226,10 @@ export function policyGuard(
             true,
           );
           if (joined) return joined;
+        }
+        for (const target of networkChecks ?? []) {
+          const refused = await checkServiceNetwork(target, decision.role ?? '');
+          if (refused) return refused;
         }
         // An exec is named by its full id, which the engine does not resolve by prefix.
         const checkedRef = ownershipCheck?.kind === 'container' ? ownershipCheck.ref : heldCheck?.ref;
@@ -276,6 +285,31 @@ export function policyGuard(
     if (held === undefined) return undefined;
     const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
     return refuse(`it holds ${what}, which the role may not use`);
+  }
+
+  /**
+   * A network a service spec names, as the engine resolves it (full ID, name, ID prefix): the
+   * host's is refused, and so is a name the engine cannot resolve to one network (ambiguous),
+   * since swarm's own lookup might then still find the host's. One it does not know is left to
+   * the engine, which refuses the spec.
+   */
+  async function checkServiceNetwork(target: string, role: string): Promise<GuardVerdict | undefined> {
+    const answer = await engineGetJson(connectUpstream, `/networks/${encodeURIComponent(target)}`);
+    if (answer.status === 404) return undefined;
+    const network = answer.json as { Name?: unknown; Driver?: unknown } | undefined;
+    const why =
+      answer.status !== 200
+        ? `the engine answered ${answer.status} when the gate asked which network ${target} is`
+        : network?.Name === 'host' || network?.Driver === 'host'
+          ? `network ${target} is the host's`
+          : undefined;
+    return why === undefined
+      ? undefined
+      : {
+          kind: 'refuse',
+          status: 403,
+          message: `dockgate: ${describeClient(identity, [role])} may not attach a service to the host's network: ${why}`,
+        };
   }
 
   /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */

@@ -32,7 +32,7 @@ import {
   VOLUME_CREATE,
 } from './engine-bodies.js';
 import { describeClient, type Decision, type PolicyRequest } from './decision.js';
-import { asMap, asString, structField, type GoDecoded, type GoType } from './go-decode.js';
+import { asList, asMap, asString, structField, type GoDecoded, type GoType } from './go-decode.js';
 import { LazyBody } from './lazy-body.js';
 import { roleGrants, type Policy, type Role, type RoleConstraints } from './policy-model.js';
 import { firstValue, type ResolvedRoute } from './resolve-operation.js';
@@ -271,6 +271,15 @@ function decideForRole(
       ...result,
       heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
     };
+  // swarm finds a service's network by ID or ID prefix too, the local `host` network's included:
+  // the engine is asked what each name the spec gives is (`host` itself is refused above).
+  if (
+    (route.operation === 'service.create' || route.operation === 'service.update') &&
+    !role.constraints.hostNamespaces.includes('network')
+  ) {
+    const networks = serviceNetworkTargets(decoded).filter((n) => n !== '');
+    if (networks.length > 0) return { ...result, networkChecks: networks };
+  }
   // What a create takes from containers it names (env, mounts, namespaces) is reached into too.
   // By full id only: a name could be moved to another container by a rename between the check
   // and the create, or (namespaces are joined at start) any time before the start.
@@ -288,6 +297,13 @@ function decideForRole(
 }
 
 const FULL_ID = /^[0-9a-f]{64}$/;
+
+function serviceNetworkTargets(spec: GoDecoded): string[] {
+  const task = structField(spec, 'TaskTemplate');
+  return [...asList(structField(task, 'Networks')), ...asList(structField(spec, 'Networks'))].map((n) =>
+    asString(structField(n, 'Target')),
+  );
+}
 
 /**
  * An allow depends on the grant and the operation only: made once and shared (decisions are

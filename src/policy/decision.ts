@@ -62,6 +62,11 @@ export interface Decision {
    * links, volumes-from, namespaces, which a constrained role must give by full id.
    */
   readonly joinedChecks?: { readonly refs: readonly string[]; readonly constraints: RoleConstraints };
+  /**
+   * The relay must ask the engine what each network a service spec names is, and refuse one that
+   * is the host's: swarm resolves a Target by ID and ID prefix as well as by name.
+   */
+  readonly networkChecks?: readonly string[];
 }
 
 /** The client as messages name it: `client "ci-runner" (role deploy)`. */

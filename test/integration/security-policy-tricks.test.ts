@@ -35,9 +35,13 @@ await writeFile(
     extends: deployer
     constraints:
       bindPaths: [/tmp/dockgate-allowed]
+  services:
+    allow: [service.create, service.update]
 rules:
   - match: { cn: client }
     role: ci
+  - match: { cn: client-two }
+    role: services
 `,
 );
 const gate = await startGate(t, { pki, args: ['--policy', policyFile] });
@@ -244,6 +248,28 @@ t.test("--cgroup-parent under another container's cgroup is refused", async (t) 
   t.match(r.text, /cgroup-parent/);
   t.equal((await engineRequest('GET', `/containers/${name}/json`)).status, 404, 'nothing was created');
 });
+
+t.test(
+  "a service network named by the host network's ID prefix is refused; the engine is asked",
+  async (t) => {
+    const hostId = (await engineRequest('GET', '/networks/host')).json<{ Id: string }>().Id;
+    const service = (target: string) =>
+      JSON.stringify({
+        Name: uniqueName('trick-svc'),
+        TaskTemplate: { ContainerSpec: { Image: image }, Networks: [{ Target: target }] },
+      });
+    for (const target of [hostId.slice(0, 5), hostId]) {
+      const r = await tlsExchange(gate.port, pki.client2, post('/services/create', service(target)));
+      t.equal(r.status, 403, `Target ${target}: refused`, { text: r.text.slice(0, 300) });
+      t.match(r.text, `network ${target} is the host's`);
+    }
+    // Another network is the engine's to judge (this one is no swarm manager: 503).
+    const other = await tlsExchange(gate.port, pki.client2, post('/services/create', service('none')));
+    t.not(other.status, 403, "a network that is not the host's is relayed", {
+      text: other.text.slice(0, 300),
+    });
+  },
+);
 
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
   const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
