@@ -470,6 +470,14 @@ export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
           : undefined,
       ),
     () => checkLogDriver(asString(structField(structField(task, 'LogDriver'), 'Name')), c),
+    () =>
+      asString(structField(structField(spec, 'UpdateConfig'), 'FailureAction')) === 'rollback'
+        ? violation(
+            'service.rollback',
+            'failure-action',
+            'let a failed update roll a service back to its previous spec (--update-failure-action rollback), which the gate cannot check',
+          )
+        : undefined,
     () => checkSecurityOptions(opts, c),
     () => checkCapabilities(asStrings(structField(cs, 'CapabilityAdd')), c),
     () => checkSysctls(asMap(structField(cs, 'Sysctls')), c),

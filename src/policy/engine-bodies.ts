@@ -103,6 +103,7 @@ export const SERVICE_SPEC = T.struct({
   }),
   // Deprecated top-level networks, still honoured.
   Networks: networkAttachment,
+  UpdateConfig: T.ptr({ FailureAction: T.string }),
 });
 
 /** POST /containers/{id}/checkpoints: CheckpointCreateOptions. */

@@ -1065,6 +1065,12 @@ t.test('query values, service specs and plugins that reach the host are constrai
   });
   t.ok(as('POST', '/services/web/update?version=3', spec({})).allowed);
   t.match(
+    as('POST', '/services/create', { ...spec({}), UpdateConfig: { FailureAction: 'rollback' } }),
+    { allowed: false, constraint: { name: 'service.rollback', value: 'failure-action' } },
+    'nor by a failed update',
+  );
+  t.ok(as('POST', '/services/create', { ...spec({}), UpdateConfig: { FailureAction: 'pause' } }).allowed);
+  t.match(
     as('POST', '/plugins/pull?remote=x/y', [{ Name: 'capabilities', Value: ['CAP_CHOWN'] }]),
     { allowed: false, constraint: { name: 'privileged', value: 'plugin' } },
     'a plugin, whatever privileges the body accepts',
