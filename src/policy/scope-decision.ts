@@ -103,6 +103,15 @@ export function applyScope(
       sentence: `make an image with a change that goes on to the next line (the ${instruction ? `${instruction} change` : 'change'}, not shown: a line break in it, or \\ or \` last)`,
     });
   }
+  // Swarm objects carry no owner the gate could check: a scoped client's service could mount
+  // another client's secret, or replace or remove another client's service.
+  const swarmFamily = /^(service|task|secret|config)\./.exec(op)?.[1];
+  if (swarmFamily !== undefined)
+    return deny({
+      constraint: 'scope',
+      value: op,
+      sentence: `use swarm ${swarmFamily}s (${op}), which have no owner: scope: own covers containers, and a ${swarmFamily} is every client's`,
+    });
   if (op === 'image.build' || op === 'image.import') return { ...allowed, scope: 'image-unlabel' };
   const ref =
     op === 'container.commit'

@@ -1076,3 +1076,43 @@ t.test('query values, service specs and plugins that reach the host are constrai
     'a plugin, whatever privileges the body accepts',
   );
 });
+
+t.test(
+  'a scoped role may not use swarm services, tasks, secrets or configs, which have no owner',
+  async (t) => {
+    const p = parsePolicy(
+      'roles:\n  t:\n    allow: [service.*, task.*, secret.*, config.*, container.*]\n    scope: own\nrules:\n  - { match: { cn: t }, role: t }\n',
+      't.yaml',
+    );
+    const as = (method: string, target: string, body?: unknown) =>
+      decide(p, id('t'), {
+        method,
+        target,
+        route: resolveOperation(method, target),
+        body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
+      });
+    for (const [method, target, body] of [
+      [
+        'POST',
+        '/services/create',
+        { Name: 'w', TaskTemplate: { ContainerSpec: { Image: 'bb', Secrets: [{ SecretID: 'victim' }] } } },
+      ],
+      ['POST', '/services/victimsvc/update?version=3', { Name: 'victimsvc' }],
+      ['DELETE', '/services/victimsvc', undefined],
+      ['GET', '/services/victimsvc/logs?stdout=1', undefined],
+      ['GET', '/tasks', undefined],
+      ['DELETE', '/secrets/victim', undefined],
+      ['GET', '/configs/victim', undefined],
+    ] as const)
+      t.match(
+        as(method, target, body),
+        { allowed: false, constraint: { name: 'scope' } },
+        `${method} ${target}`,
+      );
+    t.match(
+      as('GET', '/services').message,
+      /may not use swarm services \(service\.list\), which have no owner/,
+    );
+    t.ok(as('GET', '/containers/json').allowed, 'containers still');
+  },
+);
