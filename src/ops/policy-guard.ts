@@ -23,7 +23,8 @@ import {
   scopeListTarget,
   unlabelledImageTarget,
 } from '../policy/scope.js';
-import { checkHeldByContainer } from '../policy/constraints.js';
+import { checkHeldByContainer, checkLocalVolume } from '../policy/constraints.js';
+import type { RoleConstraints } from '../policy/policy-model.js';
 import type { RequestAudit } from '../audit/events.js';
 import { execCommandForLog } from '../audit/redact.js';
 import { EXEC_CREATE } from '../policy/engine-bodies.js';
@@ -193,12 +194,13 @@ export function policyGuard(
       if (err instanceof ScopeError) return scopeRefusal(err);
       throw err;
     }
-    const { ownershipCheck, heldCheck, joinedChecks, networkChecks } = decision;
+    const { ownershipCheck, heldCheck, joinedChecks, networkChecks, volumeChecks } = decision;
     if (
       ownershipCheck === undefined &&
       heldCheck === undefined &&
       joinedChecks === undefined &&
-      networkChecks === undefined
+      networkChecks === undefined &&
+      volumeChecks === undefined
     )
       return rewritten;
     return {
@@ -229,6 +231,10 @@ export function policyGuard(
         }
         for (const target of networkChecks ?? []) {
           const refused = await checkServiceNetwork(target, decision.role ?? '');
+          if (refused) return refused;
+        }
+        for (const name of volumeChecks?.names ?? []) {
+          const refused = await checkNamedVolume(name, volumeChecks!.constraints, decision.role ?? '');
           if (refused) return refused;
         }
         // An exec is named by its full id, which the engine does not resolve by prefix.
@@ -310,6 +316,31 @@ export function policyGuard(
           status: 403,
           message: `dockgate: ${describeClient(identity, [role])} may not attach a service to the host's network: ${why}`,
         };
+  }
+
+  /**
+   * A named volume a mount uses, as the engine has it: its driver options are held to what a
+   * volume create by this role may give. One that does not exist yet is made plain by the engine.
+   */
+  async function checkNamedVolume(
+    name: string,
+    constraints: RoleConstraints,
+    role: string,
+  ): Promise<GuardVerdict | undefined> {
+    const answer = await engineGetJson(connectUpstream, `/volumes/${encodeURIComponent(name)}`);
+    if (answer.status === 404) return undefined;
+    const refuse = (why: string): GuardVerdict => ({
+      kind: 'refuse',
+      status: 403,
+      message: `dockgate: ${describeClient(identity, [role])} may not mount volume ${name}: ${why}`,
+    });
+    if (answer.status !== 200)
+      return refuse(`the engine answered ${answer.status} when the gate looked at it`);
+    const volume = answer.json as { Driver?: unknown; Options?: Record<string, unknown> | null } | undefined;
+    const options = new Map(Object.entries(volume?.Options ?? {}).map(([k, v]) => [k, String(v)]));
+    const driver = typeof volume?.Driver === 'string' ? volume.Driver : '';
+    const v = checkLocalVolume(driver, options, constraints);
+    return v === undefined ? undefined : refuse(`it was made to ${v.sentence}, which the role may not`);
   }
 
   /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */

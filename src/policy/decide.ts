@@ -32,7 +32,7 @@ import {
   VOLUME_CREATE,
 } from './engine-bodies.js';
 import { describeClient, type Decision, type PolicyRequest } from './decision.js';
-import { asList, asMap, asString, structField, type GoDecoded, type GoType } from './go-decode.js';
+import { asList, asMap, asString, asStrings, structField, type GoDecoded, type GoType } from './go-decode.js';
 import { LazyBody } from './lazy-body.js';
 import { roleGrants, type Policy, type Role, type RoleConstraints } from './policy-model.js';
 import { firstValue, type ResolvedRoute } from './resolve-operation.js';
@@ -271,6 +271,13 @@ function decideForRole(
       ...result,
       heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
     };
+  // A volume named in a mount may exist already, made by someone else with driver options that
+  // bind a host directory: the engine is asked what each one is, as a volume create is checked.
+  const volumes = namedVolumesIn(route.operation, decoded);
+  const withVolumes = (d: Decision): Decision =>
+    volumes.length === 0 || !d.allowed
+      ? d
+      : { ...d, volumeChecks: { names: volumes, constraints: role.constraints } };
   // swarm finds a service's network by ID or ID prefix too, the local `host` network's included:
   // the engine is asked what each name the spec gives is (`host` itself is refused above).
   if (
@@ -278,7 +285,7 @@ function decideForRole(
     !role.constraints.hostNamespaces.includes('network')
   ) {
     const networks = serviceNetworkTargets(decoded).filter((n) => n !== '');
-    if (networks.length > 0) return { ...result, networkChecks: networks };
+    if (networks.length > 0) return withVolumes({ ...result, networkChecks: networks });
   }
   // What a create takes from containers it names (env, mounts, namespaces) is reached into too.
   // By full id only: a name could be moved to another container by a rename between the check
@@ -291,9 +298,34 @@ function decideForRole(
       value: `${byName.field} ${byName.value}`,
       sentence: `name a container in its settings other than by its full id (${byName.field} ${byName.value}); give its id (docker inspect -f '{{.Id}}' ${byName.name}), which no rename can move`,
     });
-  return named.length === 0
-    ? result
-    : { ...result, joinedChecks: { refs: named.map((c) => c.name), constraints: role.constraints } };
+  return withVolumes(
+    named.length === 0
+      ? result
+      : { ...result, joinedChecks: { refs: named.map((c) => c.name), constraints: role.constraints } },
+  );
+}
+
+/** Named volumes a create, an old start or a service spec mounts (Binds sources and volume Mounts). */
+function namedVolumesIn(op: OperationName, body: GoDecoded): string[] {
+  const names = new Set<string>();
+  const fromMounts = (mounts: GoDecoded) => {
+    for (const m of asList(mounts)) {
+      const source = asString(structField(m, 'Source'));
+      if (asString(structField(m, 'Type')) === 'volume' && source !== '') names.add(source);
+    }
+  };
+  if (op === 'container.create' || op === 'container.start') {
+    for (const hc of [body, structField(body, 'HostConfig')]) {
+      for (const bind of asStrings(structField(hc, 'Binds'))) {
+        const source = bind.split(':')[0] ?? '';
+        if (source !== '' && !source.startsWith('/')) names.add(source);
+      }
+      fromMounts(structField(hc, 'Mounts'));
+    }
+  } else if (op === 'service.create' || op === 'service.update') {
+    fromMounts(structField(structField(structField(body, 'TaskTemplate'), 'ContainerSpec'), 'Mounts'));
+  }
+  return [...names];
 }
 
 const FULL_ID = /^[0-9a-f]{64}$/;

@@ -67,6 +67,12 @@ export interface Decision {
    * is the host's: swarm resolves a Target by ID and ID prefix as well as by name.
    */
   readonly networkChecks?: readonly string[];
+  /**
+   * The relay must ask the engine what each named volume a mount uses is, and refuse one whose
+   * driver options the role could not have given in a volume create (a bind of a host directory
+   * outside bindPaths, another filesystem).
+   */
+  readonly volumeChecks?: { readonly names: readonly string[]; readonly constraints: RoleConstraints };
 }
 
 /** The client as messages name it: `client "ci-runner" (role deploy)`. */

@@ -271,6 +271,40 @@ t.test(
   },
 );
 
+t.test('a named volume someone made as a bind of a host directory is held to bindPaths', async (t) => {
+  const [hostEtc, plain] = [uniqueName('trick-vol-etc'), uniqueName('trick-vol-plain')];
+  const [c1, c2, c3] = [uniqueName('trick-vol-a'), uniqueName('trick-vol-b'), uniqueName('trick-vol-c')];
+  containersToRemove(t, c1, c2, c3);
+  t.teardown(async () => {
+    for (const v of [hostEtc, plain]) await engineRequest('DELETE', `/volumes/${v}?force=1`);
+  });
+  // Made on the socket (an operator, a compose file): the engine binds /etc whenever it is mounted.
+  const made = await engineRequest('POST', '/volumes/create', {
+    body: { Name: hostEtc, DriverOpts: { type: 'none', o: 'bind', device: '/etc' } },
+  });
+  t.equal(made.status, 201);
+  t.equal((await engineRequest('POST', '/volumes/create', { body: { Name: plain } })).status, 201);
+  const create = (name: string, hostConfig: Record<string, unknown>) =>
+    tlsExchange(
+      gate.port,
+      pki.client,
+      post(
+        `/containers/create?name=${name}`,
+        JSON.stringify({ Image: image, Cmd: ['true'], HostConfig: { NetworkMode: 'none', ...hostConfig } }),
+      ),
+    );
+  for (const [name, hc] of [
+    [c1, { Binds: [`${hostEtc}:/x:ro`] }],
+    [c2, { Mounts: [{ Type: 'volume', Source: hostEtc, Target: '/x' }] }],
+  ] as const) {
+    const r = await create(name, hc);
+    t.equal(r.status, 403, `refused: ${JSON.stringify(hc)}`, { text: r.text.slice(0, 300) });
+    t.match(r.text, `may not mount volume ${hostEtc}: it was made to mount the volume device /etc`);
+  }
+  const ok = await create(c3, { Binds: [`${plain}:/x`] });
+  t.equal(ok.status, 201, 'a plain named volume is fine', { text: ok.text.slice(0, 300) });
+});
+
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
   const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
   const names = [uniqueName('trick-m'), uniqueName('trick-v'), uniqueName('trick-p')];

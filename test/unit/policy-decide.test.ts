@@ -1116,3 +1116,30 @@ t.test(
     t.ok(as('GET', '/containers/json').allowed, 'containers still');
   },
 );
+
+t.test('named volumes a constrained role mounts are left for the relay to look up', async (t) => {
+  t.match(
+    ask(ci, 'POST', '/containers/create', create({ Binds: ['data:/d', '/srv/ci/x:/x'] })),
+    { allowed: true, volumeChecks: { names: ['data'] } },
+    'a Binds source that is not a path',
+  );
+  t.match(
+    ask(ci, 'POST', '/containers/create', {
+      Image: 'bb',
+      Mounts: [{ Type: 'volume', Source: 'top', Target: '/t' }],
+      HostConfig: { Mounts: [{ Type: 'volume', Source: 'inner', Target: '/i' }] },
+    }),
+    { volumeChecks: { names: ['top', 'inner'] } },
+    'volume Mounts at both levels',
+  );
+  t.match(ask(ci, 'POST', '/v1.23/containers/x/start', { HostConfig: { Binds: ['old:/o'] } }), {
+    volumeChecks: { names: ['old'] },
+  });
+  t.equal(ask(ci, 'POST', '/containers/create', create({ Binds: ['/srv/ci/x:/x'] })).volumeChecks, undefined);
+  t.equal(
+    ask(id('alice', { ou: ['ops'] }), 'POST', '/containers/create', create({ Binds: ['data:/d'] }))
+      .volumeChecks,
+    undefined,
+    'an unrestricted role mounts what it likes',
+  );
+});
