@@ -274,10 +274,6 @@ function decideForRole(
   // A volume named in a mount may exist already, made by someone else with driver options that
   // bind a host directory: the engine is asked what each one is, as a volume create is checked.
   const volumes = namedVolumesIn(route.operation, decoded);
-  const withVolumes = (d: Decision): Decision =>
-    volumes.length === 0 || !d.allowed
-      ? d
-      : { ...d, volumeChecks: { names: volumes, constraints: role.constraints } };
   // swarm finds a service's network by ID or ID prefix too, the local `host` network's included:
   // the engine is asked what each name the spec gives is (`host` itself is refused above).
   if (
@@ -285,7 +281,8 @@ function decideForRole(
     !role.constraints.hostNamespaces.includes('network')
   ) {
     const networks = serviceNetworkTargets(decoded).filter((n) => n !== '');
-    if (networks.length > 0) return withVolumes({ ...result, networkChecks: networks });
+    if (networks.length > 0)
+      return withVolumeChecks({ ...result, networkChecks: networks }, volumes, role.constraints);
   }
   // What a create takes from containers it names (env, mounts, namespaces) is reached into too.
   // By full id only: a name could be moved to another container by a rename between the check
@@ -298,15 +295,30 @@ function decideForRole(
       value: `${byName.field} ${byName.value}`,
       sentence: `name a container in its settings other than by its full id (${byName.field} ${byName.value}); give its id (docker inspect -f '{{.Id}}' ${byName.name}), which no rename can move`,
     });
-  return withVolumes(
+  return withVolumeChecks(
     named.length === 0
       ? result
       : { ...result, joinedChecks: { refs: named.map((c) => c.name), constraints: role.constraints } },
+    volumes,
+    role.constraints,
   );
 }
 
+function withVolumeChecks(d: Decision, volumes: readonly string[], constraints: RoleConstraints): Decision {
+  return volumes.length === 0 || !d.allowed ? d : { ...d, volumeChecks: { names: volumes, constraints } };
+}
+
+const NO_VOLUMES: readonly string[] = [];
+
 /** Named volumes a create, an old start or a service spec mounts (Binds sources and volume Mounts). */
-function namedVolumesIn(op: OperationName, body: GoDecoded): string[] {
+function namedVolumesIn(op: OperationName, body: GoDecoded): readonly string[] {
+  if (
+    op !== 'container.create' &&
+    op !== 'container.start' &&
+    op !== 'service.create' &&
+    op !== 'service.update'
+  )
+    return NO_VOLUMES;
   const names = new Set<string>();
   const fromMounts = (mounts: GoDecoded) => {
     for (const m of asList(mounts)) {
@@ -322,10 +334,10 @@ function namedVolumesIn(op: OperationName, body: GoDecoded): string[] {
       }
       fromMounts(structField(hc, 'Mounts'));
     }
-  } else if (op === 'service.create' || op === 'service.update') {
+  } else {
     fromMounts(structField(structField(structField(body, 'TaskTemplate'), 'ContainerSpec'), 'Mounts'));
   }
-  return [...names];
+  return names.size === 0 ? NO_VOLUMES : [...names];
 }
 
 const FULL_ID = /^[0-9a-f]{64}$/;

@@ -378,13 +378,7 @@ t.test('exec, build, service, volume, plugin and old start constraints', async (
     'roles:\n  runner:\n    allow: [container.create, image.build]\n    constraints: { cgroupParents: [ci-*.slice] }\nrules:\n  - { match: { cn: r }, role: runner }\n',
     'r.yaml',
   );
-  const asRunner = (target: string, body?: unknown) =>
-    decide(slices, id('r'), {
-      method: 'POST',
-      target,
-      route: resolveOperation('POST', target),
-      body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
-    });
+  const asRunner = (target: string, body?: unknown) => askIn(slices)('r', 'POST', target, body);
   t.ok(asRunner('/containers/create', create({ CgroupParent: 'ci-7.slice' })).allowed, 'granted by a glob');
   t.match(asRunner('/containers/create', create({ CgroupParent: '/docker/x' })), { allowed: false });
   t.ok(asRunner('/build?cgroupparent=ci-7.slice').allowed);
@@ -1043,13 +1037,7 @@ t.test('query values, service specs and plugins that reach the host are constrai
     'roles:\n  s:\n    allow: [service.*, plugin.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: s }\n',
     's.yaml',
   );
-  const as = (method: string, target: string, body?: unknown) =>
-    decide(swarm, id('s'), {
-      method,
-      target,
-      route: resolveOperation(method, target),
-      body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
-    });
+  const as = (method: string, target: string, body?: unknown) => askIn(swarm)('s', method, target, body);
   const spec = (task: Record<string, unknown>) => ({
     Name: 'web',
     TaskTemplate: { ContainerSpec: { Image: 'bb' }, ...task },
@@ -1084,13 +1072,7 @@ t.test(
       'roles:\n  t:\n    allow: [service.*, task.*, secret.*, config.*, container.*]\n    scope: own\nrules:\n  - { match: { cn: t }, role: t }\n',
       't.yaml',
     );
-    const as = (method: string, target: string, body?: unknown) =>
-      decide(p, id('t'), {
-        method,
-        target,
-        route: resolveOperation(method, target),
-        body: body === undefined ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body)),
-      });
+    const as = (method: string, target: string, body?: unknown) => askIn(p)('t', method, target, body);
     for (const [method, target, body] of [
       [
         'POST',
