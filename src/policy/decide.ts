@@ -405,7 +405,10 @@ function checkpointDir(dir: string, c: RoleConstraints): Violation | undefined {
   return dir === '' ? undefined : checkHostPath(dir, c, 'use as a checkpoint directory the host path');
 }
 
-/** Query values that hand dockerd a host path, or a spec the gate never sees. */
+/**
+ * Requests whose query hands dockerd a host path or a spec the gate never sees, and swarm
+ * operations that let other engines give this one work.
+ */
 function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
   switch (route.operation) {
     case 'container.checkpoint.list':
@@ -423,9 +426,35 @@ function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | 
               'roll a service back to its previous spec (?rollback=previous), which the gate cannot check; send the spec to return to instead',
           }
         : undefined;
+    case 'swarm.join':
+      return swarmMembership(
+        'join a swarm, whose managers could then run any task on this engine outside the policy',
+      );
+    case 'swarm.init':
+      return swarmMembership(
+        'start a swarm, which listens on the host network and whose tokens let other engines in as managers',
+      );
+    case 'swarm.inspect':
+      return swarmMembership(
+        'inspect the swarm, which shows the join tokens that let any engine in as a manager and run tasks here outside the policy',
+      );
+    case 'swarm.update':
+      return swarmMembership(
+        'update the swarm settings (task defaults such as the log driver, external CAs, join tokens), which the gate does not check',
+      );
+    case 'swarm.unlockkey':
+      return swarmMembership("read the swarm unlock key, which decrypts the managers' stored state");
     default:
       return undefined;
   }
+}
+
+/**
+ * Constraints hold what this gate's clients ask for. A swarm's managers give this engine tasks
+ * that never pass the gate, so anything that decides who manages it is for unrestricted roles.
+ */
+function swarmMembership(sentence: string): Violation {
+  return { constraint: 'swarm.membership', value: '', sentence };
 }
 
 /**

@@ -58,6 +58,11 @@ export type ConstraintName =
   | 'build.networkHost'
   /** `service update --rollback`: only `constraints: unrestricted` may. */
   | 'service.rollback'
+  /**
+   * Swarm operations that let other engines in (join tokens, joining another swarm's managers,
+   * starting a swarm or changing its settings): only `constraints: unrestricted` may.
+   */
+  | 'swarm.membership'
   /** A constrained role named a container in its settings by other than its full id. */
   | 'containerIds'
   /** Ownership: a create asking for another client's owner label. */

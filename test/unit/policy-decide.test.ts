@@ -1125,3 +1125,33 @@ t.test('named volumes a constrained role mounts are left for the relay to look u
     'an unrestricted role mounts what it likes',
   );
 });
+
+t.test('only an unrestricted role decides who manages the swarm or reads its join tokens', async (t) => {
+  const p = parsePolicy(
+    'roles:\n  s:\n    allow: [swarm.*, node.*, service.*]\n    constraints: { bindPaths: [/srv] }\n  boss:\n    allow: [swarm.*]\n    constraints: unrestricted\nrules:\n  - { match: { cn: s }, role: s }\n  - { match: { cn: boss }, role: boss }\n',
+    's.yaml',
+  );
+  const as = askIn(p);
+  for (const [method, target] of [
+    ['POST', '/swarm/join'],
+    ['POST', '/swarm/init'],
+    ['GET', '/swarm'],
+    ['GET', '/v1.41/swarm'],
+    ['POST', '/swarm/update?version=10&rotateManagerToken=true'],
+    ['GET', '/swarm/unlockkey'],
+  ] as const) {
+    t.match(
+      as('s', method, target, method === 'POST' ? {} : undefined),
+      { allowed: false, constraint: { name: 'swarm.membership' } },
+      `${method} ${target}`,
+    );
+    t.ok(
+      as('boss', method, target, method === 'POST' ? {} : undefined).allowed,
+      `${method} ${target} unrestricted`,
+    );
+  }
+  t.match(as('s', 'GET', '/swarm').message, /join tokens that let any engine in as a manager/);
+  t.ok(as('s', 'POST', '/swarm/leave').allowed, 'leaving hands nothing over');
+  t.ok(as('s', 'POST', '/swarm/unlock', { UnlockKey: 'k' }).allowed, 'unlocking with a key it has');
+  t.ok(as('s', 'GET', '/nodes').allowed, 'nodes still');
+});
