@@ -288,9 +288,17 @@ export function policyGuard(
     if (exactId && (inspect.json as { Id?: unknown } | undefined)?.Id !== check.ref)
       return refuse('it is named by a 64-hex name, not its id');
     const held = checkHeldByContainer(inspect.json, check.constraints, gateVolumes);
-    if (held === undefined) return undefined;
-    const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
-    return refuse(`it holds ${what}, which the role may not use`);
+    if (held !== undefined) {
+      const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
+      return refuse(`it holds ${what}, which the role may not use`);
+    }
+    // A named volume the container mounts may bind a host directory (made by someone else with
+    // driver options): reaching in reaches that directory, as mounting the volume would.
+    for (const name of localVolumesOf(inspect.json)) {
+      const why = await namedVolumeProblem(name, check.constraints);
+      if (why !== undefined) return refuse(`its volume ${name}: ${why}`);
+    }
+    return undefined;
   }
 
   /**
@@ -327,20 +335,26 @@ export function policyGuard(
     constraints: RoleConstraints,
     role: string,
   ): Promise<GuardVerdict | undefined> {
+    const why = await namedVolumeProblem(name, constraints);
+    return why === undefined
+      ? undefined
+      : {
+          kind: 'refuse',
+          status: 403,
+          message: `dockgate: ${describeClient(identity, [role])} may not mount volume ${name}: ${why}`,
+        };
+  }
+
+  /** Why the role may not have volume NAME as the engine made it; undefined when it may. */
+  async function namedVolumeProblem(name: string, constraints: RoleConstraints): Promise<string | undefined> {
     const answer = await engineGetJson(connectUpstream, `/volumes/${encodeURIComponent(name)}`);
     if (answer.status === 404) return undefined;
-    const refuse = (why: string): GuardVerdict => ({
-      kind: 'refuse',
-      status: 403,
-      message: `dockgate: ${describeClient(identity, [role])} may not mount volume ${name}: ${why}`,
-    });
-    if (answer.status !== 200)
-      return refuse(`the engine answered ${answer.status} when the gate looked at it`);
+    if (answer.status !== 200) return `the engine answered ${answer.status} when the gate looked at it`;
     const volume = answer.json as { Driver?: unknown; Options?: Record<string, unknown> | null } | undefined;
     const options = new Map(Object.entries(volume?.Options ?? {}).map(([k, v]) => [k, String(v)]));
     const driver = typeof volume?.Driver === 'string' ? volume.Driver : '';
     const v = checkLocalVolume(driver, options, constraints);
-    return v === undefined ? undefined : refuse(`it was made to ${v.sentence}, which the role may not`);
+    return v === undefined ? undefined : `it was made to ${v.sentence}, which the role may not`;
   }
 
   /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */
@@ -436,6 +450,19 @@ export function policyGuard(
         )
       : undefined;
   }
+}
+
+/** Names of the local-driver volumes a container inspect shows mounted. */
+function localVolumesOf(inspect: unknown): string[] {
+  const mounts = (inspect as { Mounts?: unknown } | null | undefined)?.Mounts;
+  if (!Array.isArray(mounts)) return [];
+  const names: string[] = [];
+  for (const m of mounts as Array<Record<string, unknown> | null>) {
+    if (m?.Type !== 'volume' || typeof m.Name !== 'string' || m.Name === '') continue;
+    if (m.Driver !== undefined && m.Driver !== '' && m.Driver !== 'local') continue;
+    names.push(m.Name);
+  }
+  return names;
 }
 
 function settled(

@@ -303,6 +303,35 @@ t.test('a named volume someone made as a bind of a host directory is held to bin
   }
   const ok = await create(c3, { Binds: [`${plain}:/x`] });
   t.equal(ok.status, 201, 'a plain named volume is fine', { text: ok.text.slice(0, 300) });
+
+  // A container the operator made with that volume: reaching into it reaches the host's /etc.
+  const [holder, plainHolder] = [uniqueName('trick-vol-held'), uniqueName('trick-vol-plainheld')];
+  containersToRemove(t, holder, plainHolder);
+  const hc = (volume: string) => ({ HostConfig: { NetworkMode: 'none', Binds: [`${volume}:/x`] } });
+  await runDetached(t, holder, ['sleep', '300'], hc(hostEtc));
+  await runDetached(t, plainHolder, ['sleep', '300'], hc(plain));
+  const exec = (name: string) =>
+    tlsExchange(
+      gate.port,
+      pki.client,
+      post(`/containers/${name}/exec`, JSON.stringify({ Cmd: ['cat', '/x/shadow'], AttachStdout: true })),
+    );
+  const reach = await exec(holder);
+  t.equal(reach.status, 403, 'an exec into it is refused', { text: reach.text.slice(0, 300) });
+  t.match(
+    reach.text,
+    `may not reach into container ${holder}: its volume ${hostEtc}: it was made to mount the volume device /etc`,
+  );
+  const copy = await tlsExchange(
+    gate.port,
+    pki.client,
+    `GET /containers/${holder}/archive?path=/x/shadow HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n`,
+  );
+  t.equal(copy.status, 403, 'so is copying out of it', { text: copy.text.slice(0, 300) });
+  const fine = await exec(plainHolder);
+  t.equal(fine.status, 201, 'an exec into a container with a plain volume is relayed', {
+    text: fine.text.slice(0, 300),
+  });
 });
 
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
