@@ -100,6 +100,8 @@ export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
         : undefined,
     () => checkSysctls(asMap(field('Sysctls')), c),
     () => checkCgroupParent(asString(field('CgroupParent')), c),
+    () => checkRuntime(asString(field('Runtime')), c),
+    () => checkAnnotations(asMap(field('Annotations')), c),
     () => checkLogDriver(asString(structField(field('LogConfig'), 'Type')), c),
     () => each(asStrings(field('Binds')), (bind) => checkBind(bind, c)),
     () => each(asList(field('Mounts')), (m) => checkMount(m, c)),
@@ -166,6 +168,25 @@ export function checkCgroupParent(parent: string, c: RoleConstraints): Check {
   return parent === '' || matchesAny(c.cgroupParents, parent)
     ? undefined
     : violation('cgroupParents', parent, `place the container under the cgroup ${parent} (--cgroup-parent)`);
+}
+
+/**
+ * `--runtime`: the engine's other runtimes (nvidia's, sysbox, runc where the default is a
+ * sandbox) are set up by the operator with their own powers; '' is the engine's default.
+ */
+function checkRuntime(runtime: string, c: RoleConstraints): Check {
+  return runtime === '' || matchesAny(c.runtimes, runtime)
+    ? undefined
+    : violation('runtimes', runtime, `run the container with the runtime ${runtime} (--runtime)`);
+}
+
+/** `--annotation`: OCI annotations are read by some runtimes as settings (kata's, crun's run.oci.*). */
+function checkAnnotations(annotations: ReadonlyMap<string, unknown>, c: RoleConstraints): Check {
+  return each([...annotations.keys()], (key) =>
+    matchesAny(c.annotations, key)
+      ? undefined
+      : violation('annotations', key, `give the runtime the annotation ${key} (--annotation)`),
+  );
 }
 
 export function checkSysctls(sysctls: ReadonlyMap<string, unknown>, c: RoleConstraints): Check {

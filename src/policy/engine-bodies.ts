@@ -46,6 +46,8 @@ const hostConfigFields: Record<string, GoType> = {
   MaskedPaths: T.slice(T.string),
   ReadonlyPaths: T.slice(T.string),
   LogConfig: T.struct({ Type: T.string, Config: T.map(T.string) }),
+  Runtime: T.string,
+  Annotations: T.map(T.string),
   ...resourceFields,
 };
 

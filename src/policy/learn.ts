@@ -32,6 +32,8 @@ interface LearnedConstraints {
   securityOpt?: string[];
   sysctls?: string[];
   cgroupParents?: string[];
+  runtimes?: string[];
+  annotations?: string[];
   bindPaths?: string[];
   volumesFrom?: true;
   exec?: { privileged?: true; users?: string[] };
@@ -83,6 +85,12 @@ function widen(c: LearnedConstraints, name: ConstraintName, value: string): void
       break;
     case 'cgroupParents':
       c.cgroupParents = addTo(c.cgroupParents, value);
+      break;
+    case 'runtimes':
+      c.runtimes = addTo(c.runtimes, value);
+      break;
+    case 'annotations':
+      c.annotations = addTo(c.annotations, value);
       break;
     case 'bindPaths':
       if (value.startsWith('/')) c.bindPaths = addTo(c.bindPaths, goPathClean(value));

@@ -89,6 +89,8 @@ const CONSTRAINT_KEYS = [
   'securityOpt',
   'sysctls',
   'cgroupParents',
+  'runtimes',
+  'annotations',
   'bindPaths',
   'volumesFrom',
   'exec',
@@ -249,6 +251,12 @@ function readConstraints(r: Reader, node: Node | null, field: string): RoleConst
         break;
       case 'cgroupParents':
         c.cgroupParents = r.strings(value, f);
+        break;
+      case 'runtimes':
+        c.runtimes = r.strings(value, f);
+        break;
+      case 'annotations':
+        c.annotations = r.strings(value, f);
         break;
       case 'bindPaths':
         c.bindPaths = r.strings(value, f, absolute);

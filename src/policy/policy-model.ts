@@ -30,6 +30,10 @@ export interface RoleConstraints {
    * the limits the operator set for the engine's containers.
    */
   readonly cgroupParents: readonly string[];
+  /** Runtimes besides the engine's default (`--runtime`; globs, `*` any). */
+  readonly runtimes: readonly string[];
+  /** OCI annotation keys a create may give (`--annotation`; globs), which runtimes may read as settings. */
+  readonly annotations: readonly string[];
   /** Host directories that bind mounts (and local volumes with a device) may come from; `/` = any. */
   readonly bindPaths: readonly string[];
   /** `--volumes-from`: takes over another container's mounts, host binds included. */
@@ -51,6 +55,8 @@ export type ConstraintName =
   | 'securityOpt'
   | 'sysctls'
   | 'cgroupParents'
+  | 'runtimes'
+  | 'annotations'
   | 'bindPaths'
   | 'volumesFrom'
   | 'exec.privileged'
@@ -78,6 +84,8 @@ export const STRICT_CONSTRAINTS: RoleConstraints = {
   securityOpt: [],
   sysctls: [],
   cgroupParents: [],
+  runtimes: [],
+  annotations: [],
   bindPaths: [],
   volumesFrom: false,
   execPrivileged: false,
@@ -95,6 +103,8 @@ export const UNRESTRICTED_CONSTRAINTS: RoleConstraints = {
   securityOpt: ['*'],
   sysctls: ['*'],
   cgroupParents: ['*'],
+  runtimes: ['*'],
+  annotations: ['*'],
   bindPaths: ['/'],
   volumesFrom: true,
   execPrivileged: true,

@@ -334,6 +334,22 @@ t.test('a named volume someone made as a bind of a host directory is held to bin
   });
 });
 
+t.test('a runtime other than the default is refused, which the engine would have used', async (t) => {
+  const [direct, name] = [uniqueName('trick-rt-direct'), uniqueName('trick-rt')];
+  containersToRemove(t, direct, name);
+  const body = { Image: image, Cmd: ['true'], HostConfig: { NetworkMode: 'none', Runtime: 'runc' } };
+  const made = await engineRequest('POST', `/containers/create?name=${direct}`, { body });
+  t.equal(made.status, 201, 'the engine takes it');
+  const r = await tlsExchange(
+    gate.port,
+    pki.client,
+    post(`/containers/create?name=${name}`, JSON.stringify(body)),
+  );
+  t.equal(r.status, 403, 'the gate refuses it', { text: r.text.slice(0, 300) });
+  t.match(r.text, 'may not run the container with the runtime runc (--runtime)');
+  t.equal((await engineRequest('GET', `/containers/${name}/json`)).status, 404, 'nothing was created');
+});
+
 t.test('method case, version games and pipelining do not reach a denied create', async (t) => {
   const body = `{"Image":${I},"HostConfig":{"Privileged":true}}`;
   const names = [uniqueName('trick-m'), uniqueName('trick-v'), uniqueName('trick-p')];

@@ -1155,3 +1155,45 @@ t.test('only an unrestricted role decides who manages the swarm or reads its joi
   t.ok(as('s', 'POST', '/swarm/unlock', { UnlockKey: 'k' }).allowed, 'unlocking with a key it has');
   t.ok(as('s', 'GET', '/nodes').allowed, 'nodes still');
 });
+
+t.test('--runtime and --annotation need the runtimes and annotations constraints', async (t) => {
+  for (const [body, name, value] of [
+    [create({ Runtime: 'nvidia' }), 'runtimes', 'nvidia'],
+    [create({ Runtime: 'runc' }), 'runtimes', 'runc'],
+    [{ Image: 'bb', Runtime: 'sysbox-runc' }, 'runtimes', 'sysbox-runc'],
+    [
+      create({ Annotations: { 'io.katacontainers.config.hypervisor.path': '/x' } }),
+      'annotations',
+      'io.katacontainers.config.hypervisor.path',
+    ],
+    [
+      { Image: 'bb', Annotations: { 'run.oci.keep_original_groups': '1' } },
+      'annotations',
+      'run.oci.keep_original_groups',
+    ],
+  ] as const)
+    t.match(
+      ask(ci, 'POST', '/containers/create', body),
+      { allowed: false, constraint: { name, value } },
+      JSON.stringify(body),
+    );
+  t.match(ask(ci, 'POST', '/v1.23/containers/x/start', { HostConfig: { Runtime: 'nvidia' } }), {
+    allowed: false,
+    constraint: { name: 'runtimes' },
+  });
+  t.ok(
+    ask(ci, 'POST', '/containers/create', create({ Runtime: '', Annotations: {} })).allowed,
+    "the engine's default",
+  );
+  const p = parsePolicy(
+    'roles:\n  gpu:\n    allow: [container.create]\n    constraints: { runtimes: [nvidia], annotations: [org.example.*] }\nrules:\n  - { match: { cn: g }, role: gpu }\n',
+    'g.yaml',
+  );
+  const as = (body: unknown) => askIn(p)('g', 'POST', '/containers/create', body);
+  t.ok(as(create({ Runtime: 'nvidia', Annotations: { 'org.example.team': 'a' } })).allowed, 'granted');
+  t.match(as(create({ Runtime: 'runc' })), { allowed: false, constraint: { name: 'runtimes' } });
+  t.match(as(create({ Annotations: { 'run.oci.x': '1' } })), {
+    allowed: false,
+    constraint: { name: 'annotations' },
+  });
+});
