@@ -102,7 +102,12 @@ export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
     () => checkCgroupParent(asString(field('CgroupParent')), c),
     () => checkRuntime(asString(field('Runtime')), c),
     () => checkAnnotations(asMap(field('Annotations')), c),
-    () => checkLogDriver(asString(structField(field('LogConfig'), 'Type')), c),
+    () =>
+      checkLogDriver(
+        asString(structField(field('LogConfig'), 'Type')),
+        asMap(structField(field('LogConfig'), 'Config')),
+        c,
+      ),
     () => each(asStrings(field('Binds')), (bind) => checkBind(bind, c)),
     () => each(asList(field('Mounts')), (m) => checkMount(m, c)),
     () =>
@@ -240,19 +245,49 @@ export function checkMount(m: GoDecoded, c: RoleConstraints): Check {
 
 /** Log drivers that write on the host itself; every other one connects out from the host. */
 const LOCAL_LOG_DRIVERS = new Set(['', 'json-file', 'local', 'journald', 'none']);
+/** The options json-file, local and journald read, and those every driver takes (mode...). */
+const LOCAL_LOG_OPTIONS = new Set([
+  'max-size',
+  'max-file',
+  'compress',
+  'labels',
+  'labels-regex',
+  'env',
+  'env-regex',
+  'tag',
+  'mode',
+  'max-buffer-size',
+]);
 
 /**
  * syslog, gelf, fluentd, splunk... make the engine connect, from the host's network namespace, to
  * an address the client picks, and send it the container's output: the host's network, as
  * `--network host` gives it, so the same constraint grants them.
  */
-export function checkLogDriver(type: string, c: RoleConstraints): Check {
-  return LOCAL_LOG_DRIVERS.has(type) || c.hostNamespaces.includes('network')
+export function checkLogDriver(
+  type: string,
+  options: ReadonlyMap<string, unknown>,
+  c: RoleConstraints,
+): Check {
+  if (c.hostNamespaces.includes('network')) return undefined;
+  if (!LOCAL_LOG_DRIVERS.has(type))
+    return violation(
+      'hostNamespaces',
+      'network',
+      `send a container's logs with the ${type} driver, which connects out from the host's network`,
+    );
+  // No driver named: the engine's default takes the options, and the gate does not know which
+  // driver that is. Options only the local drivers read are safe with any default; one such as
+  // syslog-address would point a sending default at the client's address (a local default
+  // refuses it anyway).
+  if (type !== '') return undefined;
+  const foreign = [...options.keys()].find((key) => !LOCAL_LOG_OPTIONS.has(key));
+  return foreign === undefined
     ? undefined
     : violation(
         'hostNamespaces',
         'network',
-        `send a container's logs with the ${type} driver, which connects out from the host's network`,
+        `give the engine's default log driver the option ${foreign}, which only drivers that connect out from the host's network read; name a local driver (--log-driver json-file) or leave it out`,
       );
 }
 
@@ -490,7 +525,12 @@ export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
           ? violation('hostNamespaces', 'network', "attach a service to the host's network")
           : undefined,
       ),
-    () => checkLogDriver(asString(structField(structField(task, 'LogDriver'), 'Name')), c),
+    () =>
+      checkLogDriver(
+        asString(structField(structField(task, 'LogDriver'), 'Name')),
+        asMap(structField(structField(task, 'LogDriver'), 'Options')),
+        c,
+      ),
     () =>
       asString(structField(structField(spec, 'UpdateConfig'), 'FailureAction')) === 'rollback'
         ? violation(

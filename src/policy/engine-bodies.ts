@@ -101,7 +101,7 @@ export const SERVICE_SPEC = T.struct({
     PluginSpec: T.raw,
     Runtime: T.string,
     Networks: networkAttachment,
-    LogDriver: T.ptr({ Name: T.string }),
+    LogDriver: T.ptr({ Name: T.string, Options: T.map(T.string) }),
   }),
   // Deprecated top-level networks, still honoured.
   Networks: networkAttachment,

@@ -990,8 +990,10 @@ rules:
       constraint: { name: 'hostNamespaces', value: 'network' },
       message: new RegExp(`with the ${type} driver`),
     });
-  for (const type of ['', 'json-file', 'local', 'journald', 'none'])
+  for (const type of ['json-file', 'local', 'journald', 'none'])
     t.ok(askP('dep', 'POST', '/containers/create', logs(type)).allowed, `log driver '${type}'`);
+  // No driver: the options go to the engine's default, which may be one that sends.
+  t.match(askP('dep', 'POST', '/containers/create', logs('')), { allowed: false });
   t.ok(askP('net', 'POST', '/containers/create', logs('syslog')).allowed, 'granted with the host network');
 
   t.match(askP('dep', 'POST', '/images/create?fromSrc=http%3A%2F%2F169.254.169.254%2Flatest&repo=x'), {
@@ -1196,4 +1198,56 @@ t.test('--runtime and --annotation need the runtimes and annotations constraints
     allowed: false,
     constraint: { name: 'annotations' },
   });
+});
+
+t.test("log options without a driver go to the engine's default, which may send them out", async (t) => {
+  t.match(
+    ask(
+      ci,
+      'POST',
+      '/containers/create',
+      create({ LogConfig: { Type: '', Config: { 'syslog-address': 'udp://6.6.6.6:514' } } }),
+    ),
+    { allowed: false, constraint: { name: 'hostNamespaces', value: 'network' } },
+  );
+  t.match(
+    ask(ci, 'POST', '/containers/create', create({ LogConfig: { Config: { 'gelf-address': 'udp://x:1' } } }))
+      .message,
+    /the option gelf-address/,
+  );
+  t.ok(
+    ask(
+      ci,
+      'POST',
+      '/containers/create',
+      create({
+        LogConfig: { Config: { 'max-size': '1m', 'max-file': '3', tag: 'x', mode: 'non-blocking' } },
+      }),
+    ).allowed,
+    '--log-opt max-size without --log-driver',
+  );
+  t.ok(
+    ask(
+      ci,
+      'POST',
+      '/containers/create',
+      create({ LogConfig: { Type: 'json-file', Config: { 'syslog-address': 'x' } } }),
+    ).allowed,
+    'a named local driver refuses foreign options itself',
+  );
+  const swarm = parsePolicy(
+    'roles:\n  s:\n    allow: [service.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: s }\n',
+    's.yaml',
+  );
+  t.match(
+    askIn(swarm)('s', 'POST', '/services/create', {
+      Name: 'w',
+      TaskTemplate: {
+        ContainerSpec: { Image: 'bb' },
+        LogDriver: { Name: '', Options: { 'fluentd-address': 'x:1' } },
+      },
+    }),
+    { allowed: false, constraint: { name: 'hostNamespaces' } },
+    'a service too',
+  );
 });
