@@ -142,7 +142,31 @@ export function checkDevices(resources: GoDecoded, c: RoleConstraints): Check {
       asList(field('DeviceRequests')).length > 0 && !c.deviceRequests
         ? violation('deviceRequests', '', 'request host devices (--gpus)')
         : undefined,
+    () =>
+      each(BLKIO_DEVICE_FIELDS, (name) =>
+        each(asList(field(name)), (d) => checkThrottledDevice(asString(structField(d, 'Path')), c)),
+      ),
   );
+}
+
+const BLKIO_DEVICE_FIELDS = [
+  'BlkioWeightDevice',
+  'BlkioDeviceReadBps',
+  'BlkioDeviceWriteBps',
+  'BlkioDeviceReadIOps',
+  'BlkioDeviceWriteIOps',
+];
+
+/**
+ * `--device-read-bps PATH:RATE` and the like: the engine stats PATH on the host and says whether it
+ * exists, so a path outside /dev would let a client probe the host's files. A throttle grants
+ * nothing, so any canonical path under /dev passes.
+ */
+function checkThrottledDevice(path: string, c: RoleConstraints): Check {
+  if (path.startsWith('/dev/') && goPathClean(path) === path) return undefined;
+  return matchesAny(c.devices, goPathClean(path))
+    ? undefined
+    : violation('devices', path, `throttle the host path ${path}, which is not a device under /dev`);
 }
 
 export function checkCapabilities(caps: readonly string[], c: RoleConstraints): Check {

@@ -20,6 +20,11 @@ const resourceFields: Record<string, GoType> = {
     T.struct({ PathOnHost: T.string, PathInContainer: T.string, CgroupPermissions: T.string }),
   ),
   DeviceCgroupRules: T.slice(T.string),
+  BlkioWeightDevice: T.slice(T.struct({ Path: T.string })),
+  BlkioDeviceReadBps: T.slice(T.struct({ Path: T.string })),
+  BlkioDeviceWriteBps: T.slice(T.struct({ Path: T.string })),
+  BlkioDeviceReadIOps: T.slice(T.struct({ Path: T.string })),
+  BlkioDeviceWriteIOps: T.slice(T.struct({ Path: T.string })),
   CgroupParent: T.string,
   DeviceRequests: T.slice(
     T.struct({ Driver: T.string, Count: T.number, DeviceIDs: T.slice(T.string), Options: T.map(T.string) }),

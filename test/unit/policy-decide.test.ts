@@ -1251,3 +1251,42 @@ t.test("log options without a driver go to the engine's default, which may send 
     'a service too',
   );
 });
+
+t.test(
+  'block I/O throttles name devices under /dev only: the engine tells whether a path exists',
+  async (t) => {
+    for (const field of [
+      'BlkioWeightDevice',
+      'BlkioDeviceReadBps',
+      'BlkioDeviceWriteBps',
+      'BlkioDeviceReadIOps',
+      'BlkioDeviceWriteIOps',
+    ])
+      for (const path of ['/etc/shadow', '/dev/../root/.ssh/id_rsa', 'dev/sda'])
+        t.match(
+          ask(ci, 'POST', '/containers/create', create({ [field]: [{ Path: path, Rate: 1 }] })),
+          { allowed: false, constraint: { name: 'devices', value: path } },
+          `${field} ${path}`,
+        );
+    t.ok(
+      ask(ci, 'POST', '/containers/create', create({ BlkioDeviceReadBps: [{ Path: '/dev/sda', Rate: 1 }] }))
+        .allowed,
+    );
+    t.match(
+      ask(ci, 'POST', '/containers/x/update', { BlkioDeviceWriteIOps: [{ Path: '/home/u', Rate: 1 }] }),
+      {
+        allowed: false,
+        constraint: { name: 'devices' },
+      },
+    );
+    t.match(
+      ask(
+        ci,
+        'POST',
+        '/containers/create',
+        create({ BlkioWeightDevice: [{ Path: '/etc/shadow', Weight: 10 }] }),
+      ).message,
+      /throttle the host path \/etc\/shadow, which is not a device under \/dev/,
+    );
+  },
+);
