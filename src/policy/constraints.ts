@@ -101,6 +101,8 @@ export function checkHostConfig(hc: GoDecoded, c: RoleConstraints): Check {
     () => checkSysctls(asMap(field('Sysctls')), c),
     () => checkCgroupParent(asString(field('CgroupParent')), c),
     () => checkRuntime(asString(field('Runtime')), c),
+    () => checkOomScore(asString(field('OomScoreAdj')), c),
+    () => checkLimits(hc, c),
     () => checkAnnotations(asMap(field('Annotations')), c),
     () =>
       checkLogDriver(
@@ -207,6 +209,50 @@ function checkRuntime(runtime: string, c: RoleConstraints): Check {
   return runtime === '' || matchesAny(c.runtimes, runtime)
     ? undefined
     : violation('runtimes', runtime, `run the container with the runtime ${runtime} (--runtime)`);
+}
+
+/**
+ * `--oom-score-adj` below the role's floor (0 unless granted), and `--oom-kill-disable`, which
+ * counts as -1000: the kernel then kills the host's processes (the engine, the gate, sshd) before
+ * the container when memory runs out. Go reads the field as an int, so anything but an integer
+ * is refused by dockerd too.
+ */
+function checkOomScore(text: string, c: RoleConstraints): Check {
+  if (text === '') return undefined;
+  const score = /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
+  return score >= c.oomScoreAdj
+    ? undefined
+    : violation('oomScoreAdj', text, `lower the container's OOM score to ${text} (--oom-score-adj)`);
+}
+
+/** Ulimits that raise the container's scheduling power over the host's processes. */
+const SCHEDULING_ULIMITS = new Set(['nice', 'rtprio', 'rttime']);
+
+/**
+ * Resource settings of a create or an update that reach beyond the container: disabling the OOM
+ * killer, and the ulimits that let its processes raise their own priority or run realtime
+ * (RLIMIT_NICE, RLIMIT_RTPRIO need no capability), which starves the host. Other ulimits bound
+ * only the container's own processes.
+ */
+export function checkLimits(resources: GoDecoded, c: RoleConstraints): Check {
+  const field = (name: string) => structField(resources, name);
+  return first(
+    () =>
+      asBool(field('OomKillDisable')) && c.oomScoreAdj > -1000
+        ? violation('oomScoreAdj', '-1000', 'disable the OOM killer for the container (--oom-kill-disable)')
+        : undefined,
+    () =>
+      each(asList(field('Ulimits')), (u) => {
+        const name = asString(structField(u, 'Name'));
+        return !SCHEDULING_ULIMITS.has(name) || matchesAny(c.ulimits, name)
+          ? undefined
+          : violation(
+              'ulimits',
+              name,
+              `set the ${name} ulimit, which lets its processes take the CPU from the host's (--ulimit ${name})`,
+            );
+      }),
+  );
 }
 
 /** `--annotation`: OCI annotations are read by some runtimes as settings (kata's, crun's run.oci.*). */

@@ -8,6 +8,7 @@ import type { Identity } from '../identity/identity.js';
 import {
   checkCgroupParent,
   checkDevices,
+  checkLimits,
   checkHostPath,
   checkExec,
   checkHostConfig,
@@ -66,7 +67,7 @@ const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
   'container.create': WRAPPED_HOST_CONFIG,
   'container.start': WRAPPED_HOST_CONFIG,
   'container.exec': { type: EXEC_CREATE, check: checkExec },
-  'container.update': { type: CONTAINER_UPDATE, check: checkDevices },
+  'container.update': { type: CONTAINER_UPDATE, check: (b, c) => checkDevices(b, c) ?? checkLimits(b, c) },
   // dockerd creates the directory, and CRIU writes the checkpoint there, as root.
   'container.checkpoint.create': {
     type: CHECKPOINT_CREATE,

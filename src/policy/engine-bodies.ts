@@ -26,6 +26,8 @@ const resourceFields: Record<string, GoType> = {
   BlkioDeviceReadIOps: T.slice(T.struct({ Path: T.string })),
   BlkioDeviceWriteIOps: T.slice(T.struct({ Path: T.string })),
   CgroupParent: T.string,
+  OomKillDisable: T.bool,
+  Ulimits: T.slice(T.struct({ Name: T.string })),
   DeviceRequests: T.slice(
     T.struct({ Driver: T.string, Count: T.number, DeviceIDs: T.slice(T.string), Options: T.map(T.string) }),
   ),
@@ -53,6 +55,7 @@ const hostConfigFields: Record<string, GoType> = {
   LogConfig: T.struct({ Type: T.string, Config: T.map(T.string) }),
   Runtime: T.string,
   Annotations: T.map(T.string),
+  OomScoreAdj: T.number,
   ...resourceFields,
 };
 

@@ -34,6 +34,8 @@ interface LearnedConstraints {
   cgroupParents?: string[];
   runtimes?: string[];
   annotations?: string[];
+  oomScoreAdj?: number;
+  ulimits?: string[];
   bindPaths?: string[];
   volumesFrom?: true;
   exec?: { privileged?: true; users?: string[] };
@@ -91,6 +93,15 @@ function widen(c: LearnedConstraints, name: ConstraintName, value: string): void
       break;
     case 'annotations':
       c.annotations = addTo(c.annotations, value);
+      break;
+    case 'oomScoreAdj': {
+      const score = Number(value);
+      if (Number.isInteger(score) && score >= -1000 && score < 0)
+        c.oomScoreAdj = Math.min(c.oomScoreAdj ?? 0, score);
+      break;
+    }
+    case 'ulimits':
+      c.ulimits = addTo(c.ulimits, value);
       break;
     case 'bindPaths':
       if (value.startsWith('/')) c.bindPaths = addTo(c.bindPaths, goPathClean(value));

@@ -71,6 +71,18 @@ export class Reader {
     return undefined;
   }
 
+  integer(node: AnyNode, field: string, min: number, max: number): number | undefined {
+    if (
+      isScalar(node) &&
+      Number.isInteger(node.value) &&
+      (node.value as number) >= min &&
+      (node.value as number) <= max
+    )
+      return node.value as number;
+    this.problem(node, field, `must be a whole number from ${min} to ${max}`);
+    return undefined;
+  }
+
   /** A string or a list of strings, each passed through `check` (which may report and return undefined). */
   strings(
     node: AnyNode,

@@ -91,6 +91,8 @@ const CONSTRAINT_KEYS = [
   'cgroupParents',
   'runtimes',
   'annotations',
+  'oomScoreAdj',
+  'ulimits',
   'bindPaths',
   'volumesFrom',
   'exec',
@@ -257,6 +259,12 @@ function readConstraints(r: Reader, node: Node | null, field: string): RoleConst
         break;
       case 'annotations':
         c.annotations = r.strings(value, f);
+        break;
+      case 'oomScoreAdj':
+        c.oomScoreAdj = r.integer(value, f, -1000, 1000) ?? c.oomScoreAdj;
+        break;
+      case 'ulimits':
+        c.ulimits = r.strings(value, f);
         break;
       case 'bindPaths':
         c.bindPaths = r.strings(value, f, absolute);

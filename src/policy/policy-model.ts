@@ -32,6 +32,10 @@ export interface RoleConstraints {
   readonly cgroupParents: readonly string[];
   /** Runtimes besides the engine's default (`--runtime`; globs, `*` any). */
   readonly runtimes: readonly string[];
+  /** The lowest `--oom-score-adj` a create may give (-1000 to 1000; -1000 also grants `--oom-kill-disable`). */
+  readonly oomScoreAdj: number;
+  /** Ulimits among `nice`, `rtprio`, `rttime` that may be set (globs); the others bound only the container. */
+  readonly ulimits: readonly string[];
   /** OCI annotation keys a create may give (`--annotation`; globs), which runtimes may read as settings. */
   readonly annotations: readonly string[];
   /** Host directories that bind mounts (and local volumes with a device) may come from; `/` = any. */
@@ -57,6 +61,8 @@ export type ConstraintName =
   | 'cgroupParents'
   | 'runtimes'
   | 'annotations'
+  | 'oomScoreAdj'
+  | 'ulimits'
   | 'bindPaths'
   | 'volumesFrom'
   | 'exec.privileged'
@@ -86,6 +92,8 @@ export const STRICT_CONSTRAINTS: RoleConstraints = {
   cgroupParents: [],
   runtimes: [],
   annotations: [],
+  oomScoreAdj: 0,
+  ulimits: [],
   bindPaths: [],
   volumesFrom: false,
   execPrivileged: false,
@@ -105,6 +113,8 @@ export const UNRESTRICTED_CONSTRAINTS: RoleConstraints = {
   cgroupParents: ['*'],
   runtimes: ['*'],
   annotations: ['*'],
+  oomScoreAdj: -1000,
+  ulimits: ['*'],
   bindPaths: ['/'],
   volumesFrom: true,
   execPrivileged: true,

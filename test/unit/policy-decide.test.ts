@@ -1290,3 +1290,77 @@ t.test(
     );
   },
 );
+
+t.test(
+  'a container may not outlive the host under the OOM killer, nor take the CPU by ulimits',
+  async (t) => {
+    for (const [hc, name, value] of [
+      [{ OomScoreAdj: -1000 }, 'oomScoreAdj', '-1000'],
+      [{ OomScoreAdj: -1 }, 'oomScoreAdj', '-1'],
+      [{ OomScoreAdj: -1e3 }, 'oomScoreAdj', '-1000'],
+      [{ OomKillDisable: true }, 'oomScoreAdj', '-1000'],
+      [{ Ulimits: [{ Name: 'rtprio', Soft: 99, Hard: 99 }] }, 'ulimits', 'rtprio'],
+      [
+        {
+          Ulimits: [
+            { Name: 'nofile', Soft: 1, Hard: 2 },
+            { Name: 'nice', Soft: 40, Hard: 40 },
+          ],
+        },
+        'ulimits',
+        'nice',
+      ],
+      [{ Ulimits: [{ Name: 'rttime', Soft: -1, Hard: -1 }] }, 'ulimits', 'rttime'],
+    ] as const)
+      t.match(
+        ask(ci, 'POST', '/containers/create', create(hc)),
+        { allowed: false, constraint: { name, value } },
+        JSON.stringify(hc),
+      );
+    t.match(
+      ask(ci, 'POST', '/containers/create', { Image: 'bb', OomScoreAdj: -500 }),
+      { allowed: false },
+      'top level',
+    );
+    t.match(
+      ask(ci, 'POST', '/containers/create', create({ OomScoreAdj: 1.5 })),
+      { allowed: false },
+      'not an int',
+    );
+    t.match(ask(ci, 'POST', '/containers/x/update', { OomKillDisable: true }), { allowed: false });
+    t.match(ask(ci, 'POST', '/containers/x/update', { Ulimits: [{ Name: 'rtprio', Soft: 1, Hard: 1 }] }), {
+      allowed: false,
+    });
+    for (const hc of [
+      { OomScoreAdj: 500 },
+      { OomScoreAdj: 0 },
+      { OomKillDisable: false },
+      {
+        Ulimits: [
+          { Name: 'nofile', Soft: 1048576, Hard: 1048576 },
+          { Name: 'memlock', Soft: -1, Hard: -1 },
+        ],
+      },
+    ])
+      t.ok(ask(ci, 'POST', '/containers/create', create(hc)).allowed, JSON.stringify(hc));
+    const p = parsePolicy(
+      'roles:\n  db:\n    allow: [container.create]\n    constraints: { oomScoreAdj: -500, ulimits: [rtprio] }\nrules:\n  - { match: { cn: d }, role: db }\n',
+      'd.yaml',
+    );
+    const as = (hc: Record<string, unknown>) => askIn(p)('d', 'POST', '/containers/create', create(hc));
+    t.ok(as({ OomScoreAdj: -500, Ulimits: [{ Name: 'rtprio', Soft: 1, Hard: 1 }] }).allowed, 'granted');
+    t.match(as({ OomScoreAdj: -501 }), {
+      allowed: false,
+      message: /lower the container's OOM score to -501/,
+    });
+    t.match(as({ OomKillDisable: true }), { allowed: false, message: /disable the OOM killer/ });
+    t.throws(
+      () =>
+        parsePolicy(
+          'roles:\n  db:\n    allow: [container.create]\n    constraints: { oomScoreAdj: -2000 }\nrules:\n  - { match: { cn: d }, role: db }\n',
+          'd.yaml',
+        ),
+      /oomScoreAdj: must be a whole number from -1000 to 1000/,
+    );
+  },
+);
