@@ -612,6 +612,8 @@ export function checkServiceSpec(spec: GoDecoded, c: RoleConstraints): Check {
     () => checkSecurityOptions(opts, c),
     () => checkCapabilities(asStrings(structField(cs, 'CapabilityAdd')), c),
     () => checkSysctls(asMap(structField(cs, 'Sysctls')), c),
+    () => checkOomScore(asString(structField(cs, 'OomScoreAdj')), c),
+    () => checkLimits(cs, c),
     () => each(asList(structField(cs, 'Mounts')), (m) => checkMount(m, c)),
   );
 }

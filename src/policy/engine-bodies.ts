@@ -105,6 +105,8 @@ export const SERVICE_SPEC = T.struct({
       }),
       Sysctls: T.map(T.string),
       CapabilityAdd: T.slice(T.string),
+      OomScoreAdj: T.number,
+      Ulimits: T.slice(T.struct({ Name: T.string })),
     }),
     PluginSpec: T.raw,
     Runtime: T.string,

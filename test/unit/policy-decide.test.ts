@@ -1364,3 +1364,33 @@ t.test(
     );
   },
 );
+
+t.test("a service's OOM score and ulimits are held like a container's", async (t) => {
+  const swarm = parsePolicy(
+    'roles:\n  s:\n    allow: [service.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: s }\n',
+    's.yaml',
+  );
+  const spec = (cs: Record<string, unknown>) => ({
+    Name: 'w',
+    TaskTemplate: { ContainerSpec: { Image: 'bb', ...cs } },
+  });
+  t.match(askIn(swarm)('s', 'POST', '/services/create', spec({ OomScoreAdj: -999 })), {
+    allowed: false,
+    constraint: { name: 'oomScoreAdj' },
+  });
+  t.match(
+    askIn(swarm)('s', 'POST', '/services/create', spec({ Ulimits: [{ Name: 'nice', Soft: 1, Hard: 1 }] })),
+    {
+      allowed: false,
+      constraint: { name: 'ulimits' },
+    },
+  );
+  t.ok(
+    askIn(swarm)(
+      's',
+      'POST',
+      '/services/create',
+      spec({ OomScoreAdj: 10, Ulimits: [{ Name: 'nofile', Soft: 1, Hard: 1 }] }),
+    ).allowed,
+  );
+});
