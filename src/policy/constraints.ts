@@ -490,6 +490,10 @@ export function checkHeldByContainer(
         c,
       ),
     () => checkSecurityOptions(strings(hc.SecurityOpt), c),
+    () =>
+      lacksAny(hc.MaskedPaths, DEFAULT_MASKED_PATHS) || lacksAny(hc.ReadonlyPaths, DEFAULT_READONLY_PATHS)
+        ? checkSecurityOptions(['systempaths=unconfined'], c)
+        : undefined,
     () => each(strings(hc.Binds), (bind) => checkBind(bind, c)),
     () =>
       each([...list(hc.Mounts), ...list(effective)], (m) => {
@@ -505,6 +509,30 @@ export function checkHeldByContainer(
           : undefined;
       }),
   );
+}
+
+/**
+ * What dockerd 20.10 masks and makes read-only in every unprivileged container (later engines add
+ * to the lists). A container whose lists lack one was made with `systempaths=unconfined` or its
+ * own lists: /proc/sys writable (kernel.core_pattern runs a host command as root), /proc/kcore
+ * readable. null is a privileged container's (checked as privileged) or an old one's.
+ */
+const DEFAULT_MASKED_PATHS = [
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+];
+const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+function lacksAny(list: unknown, required: readonly string[]): boolean {
+  return Array.isArray(list) && required.some((path) => !list.includes(path));
 }
 
 /**

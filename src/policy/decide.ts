@@ -49,6 +49,10 @@ const REACHES_INTO = new Set<OperationName>([
   'container.archive.stat',
   'container.archive.put',
   'container.export',
+  // An image made of the container's files (a copy of a host bind's files included), as export.
+  'container.commit',
+  // CRIU's dump of the container's memory.
+  'container.checkpoint.create',
 ]);
 
 type BodyCheck = { readonly type: GoType; check(body: GoDecoded, c: RoleConstraints): Violation | undefined };
@@ -270,7 +274,13 @@ function decideForRole(
   if (REACHES_INTO.has(route.operation))
     return {
       ...result,
-      heldCheck: { ref: route.params.name ?? route.params.id ?? '', constraints: role.constraints },
+      heldCheck: {
+        ref:
+          route.operation === 'container.commit'
+            ? firstValue(route.query, 'container')
+            : (route.params.name ?? route.params.id ?? ''),
+        constraints: role.constraints,
+      },
     };
   // A volume named in a mount may exist already, made by someone else with driver options that
   // bind a host directory: the engine is asked what each one is, as a volume create is checked.
@@ -427,6 +437,15 @@ function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | 
               'roll a service back to its previous spec (?rollback=previous), which the gate cannot check; send the spec to return to instead',
           }
         : undefined;
+    case 'plugin.create':
+      return c.privileged
+        ? undefined
+        : {
+            constraint: 'privileged',
+            value: 'plugin',
+            sentence:
+              'create a plugin: it runs as root with whatever its config asks for (mounts of /, capabilities, the host network), which is inside the uploaded tar the gate does not read',
+          };
     case 'swarm.join':
       return swarmMembership(
         'join a swarm, whose managers could then run any task on this engine outside the policy',

@@ -216,6 +216,10 @@ t.test('a constrained client may not reach into a container holding what its rol
   const copy = await run(pki.client, ['cp', `${held}:/host-etc/hostname`, '-']);
   t.not(copy.code, 0, 'no copy out of it');
   t.match(copy.stderr, /may not reach into container/);
+  // An image of its files would carry what it copied from the host's /etc.
+  const commit = await run(pki.client, ['commit', held, `${held}-stolen`]);
+  t.not(commit.code, 0, 'no commit of it');
+  t.match(commit.stderr, /may not reach into container .*: it holds \/etc \(bindPaths\)/);
   exitsWith(t, await run(pki.client, ['exec', plain, 'true']), 0, 'a container holding nothing:');
 });
 

@@ -834,8 +834,11 @@ t.test('reaching into a container: constrained roles get a check of what it hold
     ['HEAD', '/containers/gate/archive?path=/certs'],
     ['PUT', '/containers/gate/archive?path=/'],
     ['GET', '/containers/gate/export'],
+    ['POST', '/commit?container=gate&repo=stolen'],
+    ['POST', '/containers/gate/checkpoints'],
   ] as const) {
-    const body = m === 'POST' && p.endsWith('exec') ? { Cmd: ['sh'] } : undefined;
+    const body =
+      m === 'POST' && p.endsWith('exec') ? { Cmd: ['sh'] } : p.endsWith('checkpoints') ? {} : undefined;
     t.match(ask(ci, m, p, body), { allowed: true, heldCheck: { ref: 'gate' } }, `${m} ${p}`);
   }
   t.notOk(ask(ci, 'POST', '/containers/gate/start').heldCheck, 'start reaches nothing');
@@ -855,8 +858,20 @@ t.test('reaching into a container: constrained roles get a check of what it hold
     CgroupnsMode: 'private',
     Privileged: false,
     Mounts: null,
-    MaskedPaths: ['/proc/asound', '/proc/acpi'],
-    ReadonlyPaths: ['/proc/bus', '/proc/fs'],
+    MaskedPaths: [
+      '/proc/asound',
+      '/proc/acpi',
+      '/proc/kcore',
+      '/proc/keys',
+      '/proc/latency_stats',
+      '/proc/timer_list',
+      '/proc/timer_stats',
+      '/proc/sched_debug',
+      '/proc/scsi',
+      '/sys/firmware',
+      '/sys/devices/virtual/powercap',
+    ],
+    ReadonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     CapAdd: null,
     SecurityOpt: null,
   };
@@ -877,6 +892,18 @@ t.test('reaching into a container: constrained roles get a check of what it hold
     constraint: 'bindPaths',
   });
   t.match(held({ ...plain, Privileged: true }), { constraint: 'privileged' });
+  // --security-opt systempaths=unconfined, or lists of its own: /proc/sys is writable.
+  for (const paths of [
+    { MaskedPaths: [], ReadonlyPaths: [] },
+    { ReadonlyPaths: plain.ReadonlyPaths.filter((p) => p !== '/proc/sys') },
+    { MaskedPaths: plain.MaskedPaths.filter((p) => p !== '/proc/kcore') },
+  ])
+    t.match(
+      held({ ...plain, ...paths }),
+      { constraint: 'securityOpt', value: 'systempaths=unconfined' },
+      JSON.stringify(paths),
+    );
+  t.equal(held({ ...plain, MaskedPaths: null, ReadonlyPaths: null }), undefined, 'an old container');
   // What the engine mounted, volumes-from included, whatever HostConfig says.
   t.match(
     held({ ...plain, VolumesFrom: ['holder'] }, [{ Type: 'bind', Source: '/etc', Destination: '/e' }]),
@@ -1394,3 +1421,19 @@ t.test("a service's OOM score and ulimits are held like a container's", async (t
     ).allowed,
   );
 });
+
+t.test(
+  'creating a plugin needs privileged: its config, inside the tar, asks for what it likes',
+  async (t) => {
+    const p = parsePolicy(
+      "roles:\n  any:\n    allow: ['*']\n    constraints: { bindPaths: [/srv] }\n  root:\n    allow: [plugin.*]\n    constraints: { privileged: true }\nrules:\n  - { match: { cn: a }, role: any }\n  - { match: { cn: r }, role: root }\n",
+      'p.yaml',
+    );
+    t.match(askIn(p)('a', 'POST', '/plugins/create?name=evil', undefined), {
+      allowed: false,
+      constraint: { name: 'privileged', value: 'plugin' },
+      message: /create a plugin: it runs as root/,
+    });
+    t.ok(askIn(p)('r', 'POST', '/plugins/create?name=evil', undefined).allowed);
+  },
+);
