@@ -22,6 +22,7 @@ import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
+import { NamespaceJoiners } from './namespace-joiners.js';
 import { policyGuard, type PolicyState } from './policy-guard.js';
 import { volumesMountedHere } from './own-volumes.js';
 
@@ -56,6 +57,8 @@ export class Gate {
   private readonly headLimits;
   /** Volumes mounted into the gate's own container (its certs above all): never a client's. */
   private readonly gateVolumes = new Set(volumesMountedHere());
+  /** Which containers joined whose namespaces, learnt once per container for every client. */
+  private readonly namespaceJoiners: NamespaceJoiners;
   private stopping = false;
   /** The CRL in force (the listener's secure context has it too, from the same load). */
   private crl: LoadedCrl | undefined;
@@ -76,6 +79,7 @@ export class Gate {
   ) {
     this.refusals = refusalAuditor(audit, config.audit.refusalsPerAddress);
     this.connectUpstream = upstreamConnector(config.upstream);
+    this.namespaceJoiners = new NamespaceJoiners(this.connectUpstream);
     this.upstreams = new UpstreamPool(this.connectUpstream, {
       maxIdle: ENGINE_POOL_MAX_IDLE,
       idleTimeoutMs: ENGINE_POOL_IDLE_MS,
@@ -265,6 +269,7 @@ export class Gate {
           this.refusing,
           this.config.audit.execCmd,
           this.gateVolumes,
+          this.namespaceJoiners,
         ),
         headerTimeoutMs: this.config.limits.headerTimeoutMs,
         idleTimeoutMs: this.config.limits.idleTimeoutMs,

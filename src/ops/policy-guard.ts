@@ -31,6 +31,7 @@ import { EXEC_CREATE } from '../policy/engine-bodies.js';
 import { asStrings, decodeGoJson, structField } from '../policy/go-decode.js';
 import { parseGoJson } from '../policy/go-json.js';
 import { engineGetJson } from './engine-client.js';
+import { NamespaceJoiners } from './namespace-joiners.js';
 
 /** Operations whose answer names what they made (`{"Id":"..."}`), logged as createdId. */
 const CREATES = new Set(['container.create', 'container.exec']);
@@ -57,6 +58,8 @@ export function policyGuard(
   keepExecCmd = false,
   /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
   gateVolumes: ReadonlySet<string> = new Set(),
+  /** Who joined whose namespaces, learnt once per container and shared by the gate's guards. */
+  joiners: NamespaceJoiners = new NamespaceJoiners(connectUpstream),
 ): RequestGuard {
   // Decisions that no request can change, per operation, for the policy they were made under:
   // most requests of a client with an unrestricted role skip decide() (constantDecision).
@@ -297,6 +300,28 @@ export function policyGuard(
     for (const name of localVolumesOf(inspect.json)) {
       const why = await namedVolumeProblem(name, check.constraints);
       if (why !== undefined) return refuse(`its volume ${name}: ${why}`);
+    }
+    // A container that joined its pid, ipc or network namespace is reached through it: its
+    // processes (and their /proc/PID/root), its shared memory, its loopback services.
+    const { Id: id, Name: name } = (inspect.json ?? {}) as { Id?: unknown; Name?: unknown };
+    let joined;
+    try {
+      joined = await joiners.of(
+        typeof id === 'string' ? id : check.ref,
+        typeof name === 'string' ? name : '',
+      );
+    } catch (err) {
+      return refuse(
+        `the gate could not learn which containers share its namespaces (${(err as Error).message})`,
+      );
+    }
+    for (const joiner of joined) {
+      const v = checkHeldByContainer(joiner.inspect, check.constraints, gateVolumes);
+      if (v === undefined) continue;
+      const what = v.value === '' ? v.constraint : `${v.value} (${v.constraint})`;
+      return refuse(
+        `container ${joiner.name} shares its namespaces and holds ${what}, which the role may not use`,
+      );
     }
     return undefined;
   }

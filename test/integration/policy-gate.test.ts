@@ -223,6 +223,40 @@ t.test('a constrained client may not reach into a container holding what its rol
   exitsWith(t, await run(pki.client, ['exec', plain, 'true']), 0, 'a container holding nothing:');
 });
 
+t.test('a container is held to what the containers that joined its namespaces hold', async (t) => {
+  const [app, side, app2, side2] = ['app', 'side', 'app2', 'side2'].map((n) => uniqueName(`join-${n}`));
+  containersToRemove(t, side, side2, app, app2);
+  const make = async (name: string, hostConfig: Record<string, unknown>, owned: boolean) => {
+    const created = await engineRequest('POST', `/containers/create?name=${name}`, {
+      body: {
+        Image: image,
+        Cmd: ['sleep', '60'],
+        Labels: owned ? { 'dockgate.owner': 'client' } : {},
+        HostConfig: { NetworkMode: 'none', ...hostConfig },
+      },
+    });
+    t.equal(created.status, 201, `${name} created`);
+    t.equal((await engineRequest('POST', `/containers/${name}/start`)).status, 204);
+    return created.json<{ Id: string }>().Id;
+  };
+  // An operator's sidecar in the client's container's pid namespace, with the host's /etc: the
+  // client's processes see it, and /proc/PID/root is its filesystem.
+  const appId = await make(app, {}, true);
+  await make(side, { PidMode: `container:${appId}`, Binds: ['/etc:/hostetc:ro'] }, false);
+  const exec = await run(pki.client, ['exec', app, 'true']);
+  t.not(exec.code, 0, 'no exec into the container the sidecar joined');
+  t.match(
+    exec.stderr,
+    new RegExp(
+      `may not reach into container ${app}: container ${side} shares its namespaces and holds /etc \\(bindPaths\\)`,
+    ),
+  );
+  // A sidecar that joined by name and holds nothing is no reason to refuse.
+  await make(app2, {}, true);
+  await make(side2, { NetworkMode: `container:${app2}` }, false);
+  exitsWith(t, await run(pki.client, ['exec', app2, 'true']), 0, 'a plain sidecar:');
+});
+
 t.test(
   'ownership scope: two clients with scope own cannot see or touch each other’s containers',
   async (t) => {

@@ -1,0 +1,96 @@
+/**
+ * The containers that joined another container's namespaces (`--pid`, `--ipc`, `--network
+ * container:X`). Reaching into X reaches them too: their processes show in X's /proc (and
+ * /proc/PID/root is their filesystem, host binds included), their shared memory and their
+ * loopback services are X's. The engine's list does not say who joined whom, so each container is
+ * inspected once and what it joined is kept: those modes cannot change after a create.
+ */
+import type { Socket } from 'node:net';
+import { engineGetJson } from './engine-client.js';
+
+const JOIN_MODES = ['PidMode', 'IpcMode', 'NetworkMode'] as const;
+
+interface Known {
+  /** The `container:` targets it names, as written (a name, an id or an id prefix). */
+  readonly joins: readonly string[];
+  /** The inspect, for the held check. */
+  readonly inspect: unknown;
+}
+
+export interface Joiner {
+  readonly id: string;
+  readonly name: string;
+  /**
+   * Its inspect, with the modes that join this container left out: those are how it is reached,
+   * not something it holds. Joins of third containers stay, and count against it.
+   */
+  readonly inspect: unknown;
+}
+
+export class NamespaceJoiners {
+  private readonly known = new Map<string, Known>();
+
+  constructor(private readonly connectUpstream: () => Socket) {}
+
+  /**
+   * Every container (running or not: a stopped one joins when it starts) whose join modes name
+   * the container with this id and name. Throws when the engine cannot say.
+   */
+  async of(id: string, name: string): Promise<Joiner[]> {
+    const list = await engineGetJson(this.connectUpstream, '/containers/json?all=1');
+    if (list.status !== 200 || !Array.isArray(list.json))
+      throw new Error(`the engine answered ${list.status} when the gate listed its containers`);
+    const ids = (list.json as Array<{ Id?: unknown }>)
+      .map((c) => c.Id)
+      .filter((v): v is string => typeof v === 'string' && v !== id);
+    const listed = new Set(ids);
+    for (const old of this.known.keys()) if (!listed.has(old)) this.known.delete(old);
+    const bare = name.replace(/^\//, '');
+    const joiners: Joiner[] = [];
+    for (const other of ids) {
+      const known = this.known.get(other) ?? (await this.learn(other));
+      if (known === undefined) continue;
+      const names = (target: string) => target === bare || (target.length > 0 && id.startsWith(target));
+      if (known.joins.some(names))
+        joiners.push({
+          id: other,
+          name: nameOf(known.inspect) ?? other,
+          inspect: withoutJoinsOf(known.inspect, names),
+        });
+    }
+    return joiners;
+  }
+
+  /** Inspects a container the first time it is seen; undefined when it is gone meanwhile. */
+  private async learn(id: string): Promise<Known | undefined> {
+    const answer = await engineGetJson(this.connectUpstream, `/containers/${id}/json`);
+    if (answer.status === 404) return undefined;
+    if (answer.status !== 200)
+      throw new Error(`the engine answered ${answer.status} when the gate looked at container ${id}`);
+    const hostConfig =
+      (answer.json as { HostConfig?: Record<string, unknown> } | undefined)?.HostConfig ?? {};
+    const joins = JOIN_MODES.map((mode) => hostConfig[mode])
+      .filter((v): v is string => typeof v === 'string' && /^container:/i.test(v))
+      .map((v) => v.slice('container:'.length));
+    // Only a joiner's inspect is needed later; the others keep their (empty) joins alone.
+    const known = { joins, inspect: joins.length > 0 ? answer.json : undefined };
+    this.known.set(id, known);
+    return known;
+  }
+}
+
+function withoutJoinsOf(inspect: unknown, names: (target: string) => boolean): unknown {
+  const whole = inspect as { HostConfig?: Record<string, unknown> };
+  const hostConfig = { ...whole.HostConfig };
+  for (const mode of JOIN_MODES) {
+    const v = hostConfig[mode];
+    if (typeof v === 'string' && /^container:/i.test(v) && names(v.slice('container:'.length)))
+      hostConfig[mode] = '';
+  }
+  return { ...whole, HostConfig: hostConfig };
+}
+
+function nameOf(inspect: unknown): string | undefined {
+  const name = (inspect as { Name?: unknown } | undefined)?.Name;
+  return typeof name === 'string' ? name.replace(/^\//, '') : undefined;
+}
