@@ -224,7 +224,12 @@ t.test('a constrained client may not reach into a container holding what its rol
 });
 
 t.test('a container is held to what the containers that joined its namespaces hold', async (t) => {
-  const [app, side, app2, side2] = ['app', 'side', 'app2', 'side2'].map((n) => uniqueName(`join-${n}`));
+  const [app, side, app2, side2] = [
+    uniqueName('join-app'),
+    uniqueName('join-side'),
+    uniqueName('join-app2'),
+    uniqueName('join-side2'),
+  ];
   containersToRemove(t, side, side2, app, app2);
   const make = async (name: string, hostConfig: Record<string, unknown>, owned: boolean) => {
     const created = await engineRequest('POST', `/containers/create?name=${name}`, {
