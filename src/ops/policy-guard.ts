@@ -379,7 +379,28 @@ export function policyGuard(
     const options = new Map(Object.entries(volume?.Options ?? {}).map(([k, v]) => [k, String(v)]));
     const driver = typeof volume?.Driver === 'string' ? volume.Driver : '';
     const v = checkLocalVolume(driver, options, constraints);
-    return v === undefined ? undefined : `it was made to ${v.sentence}, which the role may not`;
+    if (v !== undefined) return `it was made to ${v.sentence}, which the role may not`;
+    // Writing a volume writes the inputs of every container that mounts it: one the role could
+    // not reach into (a privileged one, one with the host's files) would run what it is given.
+    const filters = encodeURIComponent(JSON.stringify({ volume: [name] }));
+    const users = await engineGetJson(connectUpstream, `/containers/json?all=1&filters=${filters}`);
+    if (users.status !== 200 || !Array.isArray(users.json))
+      return `the engine answered ${users.status} when the gate asked which containers use it`;
+    for (const user of users.json as Array<{ Id?: unknown }>) {
+      if (typeof user.Id !== 'string') continue;
+      const answer = await engineGetJson(connectUpstream, `/containers/${user.Id}/json`);
+      if (answer.status === 404) continue;
+      const container = answer.json as { Name?: unknown } | undefined;
+      const shown = typeof container?.Name === 'string' ? container.Name.replace(/^\//, '') : user.Id;
+      if (answer.status !== 200)
+        return `the engine answered ${answer.status} when the gate looked at container ${shown}, which uses it`;
+      const held = checkHeldByContainer(answer.json, constraints, gateVolumes);
+      if (held !== undefined) {
+        const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
+        return `container ${shown} uses it and holds ${what}, which the role may not use`;
+      }
+    }
+    return undefined;
   }
 
   /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */

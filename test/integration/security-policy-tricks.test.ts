@@ -334,6 +334,37 @@ t.test('a named volume someone made as a bind of a host directory is held to bin
   });
 });
 
+t.test('a volume a container the role may not reach into uses is not the role to write', async (t) => {
+  const [shared, free] = [uniqueName('trick-shared'), uniqueName('trick-free')];
+  const [admin, writer, other] = [uniqueName('trick-adm'), uniqueName('trick-wr'), uniqueName('trick-ok')];
+  containersToRemove(t, admin, writer, other);
+  t.teardown(async () => {
+    for (const v of [shared, free]) await engineRequest('DELETE', `/volumes/${v}?force=1`);
+  });
+  // An operator's container runs what it finds in the volume, with the host's /etc mounted.
+  await runDetached(t, admin, ['sleep', '300'], {
+    HostConfig: { NetworkMode: 'none', Binds: [`${shared}:/data`, '/etc:/hostetc:ro'] },
+  });
+  const create = (name: string, volume: string) =>
+    tlsExchange(
+      gate.port,
+      pki.client,
+      post(
+        `/containers/create?name=${name}`,
+        JSON.stringify({
+          Image: image,
+          Cmd: ['true'],
+          HostConfig: { NetworkMode: 'none', Binds: [`${volume}:/d`] },
+        }),
+      ),
+    );
+  const r = await create(writer, shared);
+  t.equal(r.status, 403, 'refused', { text: r.text.slice(0, 300) });
+  t.match(r.text, `may not mount volume ${shared}: container ${admin} uses it and holds /etc (bindPaths)`);
+  const ok = await create(other, free);
+  t.equal(ok.status, 201, 'a volume no such container uses', { text: ok.text.slice(0, 300) });
+});
+
 t.test('a runtime other than the default is refused, which the engine would have used', async (t) => {
   const [direct, name] = [uniqueName('trick-rt-direct'), uniqueName('trick-rt')];
   containersToRemove(t, direct, name);
