@@ -40,6 +40,13 @@ export function applyScope(
       sentence:
         'prune containers: a prune by label would also remove containers that got the label from an image (the steps of builds from it); remove them by name',
     });
+  if (op === 'build.prune')
+    return deny({
+      constraint: 'scope',
+      value: '',
+      sentence:
+        "prune the build cache, which is every client's (their cache mounts included): the cache has no owner",
+    });
   if (op === 'system.df')
     return deny({
       constraint: 'scope',

@@ -454,6 +454,12 @@ t.test('ownership scope: creates get labelled, lists filtered, actions checked',
     message: /disk usage, which names every client's containers/,
   });
   t.ok(ask(id('ci-1'), 'GET', '/system/df').allowed, 'unscoped roles see it');
+  t.match(ask(tenant, 'POST', '/build/prune?all=1'), {
+    allowed: false,
+    constraint: { name: 'scope' },
+    message: /prune the build cache, which is every client's/,
+  });
+  t.ok(ask(id('ci-1'), 'POST', '/build/prune').allowed, 'unscoped roles prune it');
 
   const body = Buffer.from('{"Image":"bb","Labels":{"app":"web"}}\n');
   const scoped = scopeCreateBody(body, 'team-a');
