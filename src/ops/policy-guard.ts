@@ -32,6 +32,17 @@ import { asStrings, decodeGoJson, structField } from '../policy/go-decode.js';
 import { parseGoJson } from '../policy/go-json.js';
 import { engineGetJson } from './engine-client.js';
 import { NamespaceJoiners } from './namespace-joiners.js';
+import { buildkitIgnoresEntitlements, EngineFactsCache } from './engine-facts.js';
+
+/** Who joined whose namespaces; the engine's version and default builder. */
+export interface EngineKnowledge {
+  readonly joiners: NamespaceJoiners;
+  readonly facts: EngineFactsCache;
+}
+
+export function engineKnowledge(connectUpstream: () => Socket): EngineKnowledge {
+  return { joiners: new NamespaceJoiners(connectUpstream), facts: new EngineFactsCache(connectUpstream) };
+}
 
 /** Operations whose answer names what they made (`{"Id":"..."}`), logged as createdId. */
 const CREATES = new Set(['container.create', 'container.exec']);
@@ -58,9 +69,10 @@ export function policyGuard(
   keepExecCmd = false,
   /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
   gateVolumes: ReadonlySet<string> = new Set(),
-  /** Who joined whose namespaces, learnt once per container and shared by the gate's guards. */
-  joiners: NamespaceJoiners = new NamespaceJoiners(connectUpstream),
+  /** What the gate learns of the engine once and shares between its guards. */
+  engine: EngineKnowledge = engineKnowledge(connectUpstream),
 ): RequestGuard {
+  const { joiners, facts } = engine;
   // Decisions that no request can change, per operation, for the policy they were made under:
   // most requests of a client with an unrestricted role skip decide() (constantDecision).
   let constantsOf: Policy | undefined;
@@ -197,13 +209,14 @@ export function policyGuard(
       if (err instanceof ScopeError) return scopeRefusal(err);
       throw err;
     }
-    const { ownershipCheck, heldCheck, joinedChecks, networkChecks, volumeChecks } = decision;
+    const { ownershipCheck, heldCheck, joinedChecks, networkChecks, volumeChecks, builderCheck } = decision;
     if (
       ownershipCheck === undefined &&
       heldCheck === undefined &&
       joinedChecks === undefined &&
       networkChecks === undefined &&
-      volumeChecks === undefined
+      volumeChecks === undefined &&
+      builderCheck === undefined
     )
       return rewritten;
     return {
@@ -238,6 +251,10 @@ export function policyGuard(
         }
         for (const name of volumeChecks?.names ?? []) {
           const refused = await checkNamedVolume(name, volumeChecks!.constraints, decision.role ?? '');
+          if (refused) return refused;
+        }
+        if (builderCheck) {
+          const refused = await checkBuilder(builderCheck.version, decision.role ?? '');
           if (refused) return refused;
         }
         // An exec is named by its full id, which the engine does not resolve by prefix.
@@ -401,6 +418,32 @@ export function policyGuard(
       }
     }
     return undefined;
+  }
+
+  /**
+   * A build BuildKit would run, on an engine whose BuildKit lets the build's frontend (any image a
+   * Dockerfile's `# syntax=` names) start containers on the host's network without the
+   * entitlement: refused to roles not granted that network.
+   */
+  async function checkBuilder(version: string, role: string): Promise<GuardVerdict | undefined> {
+    const refuse = (why: string): GuardVerdict => ({
+      kind: 'refuse',
+      status: 403,
+      message: `dockgate: ${describeClient(identity, [role])} may not ${why}`,
+    });
+    let engineFacts;
+    try {
+      engineFacts = await facts.get();
+    } catch (err) {
+      return refuse(
+        `build with BuildKit now: the gate could not learn the engine's version (${(err as Error).message})`,
+      );
+    }
+    const buildkit = version === '2' || (version === '' && engineFacts.defaultBuilder === '2');
+    if (!buildkit || !buildkitIgnoresEntitlements(engineFacts.version)) return undefined;
+    return refuse(
+      `build with BuildKit on this engine (Docker ${engineFacts.version}): before Docker 25.0.2, a build's frontend can run its steps on the host's network (CVE-2024-23653); build with the classic builder (DOCKER_BUILDKIT=0) or upgrade the engine`,
+    );
   }
 
   /** A request the gate cannot rewrite with certainty (ScopeError) is refused, naming the client. */

@@ -265,12 +265,20 @@ function decideForRole(
     if (v) return denied(grant, identity, route, v);
   }
   const allowed = allowedBy(grant, route.operation);
-  const result = scoped
+  const scopedResult = scoped
     ? applyScope(allowed, identity, request, decoded, (v) => denied(grant, identity, route, v))
     : route.operation === 'container.create'
       ? creatorLabelled(allowed, decoded)
       : allowed;
-  if (!result.allowed || role.unrestricted) return result;
+  if (!scopedResult.allowed || role.unrestricted) return scopedResult;
+  // BuildKit (version 2, or the engine's default when none is given) on an engine whose
+  // frontends may start containers on the host's network: the engine's version is asked.
+  const result =
+    route.operation === 'image.build' &&
+    !role.constraints.buildNetworkHost &&
+    firstValue(route.query, 'version') !== '1'
+      ? { ...scopedResult, builderCheck: { version: firstValue(route.query, 'version') } }
+      : scopedResult;
   if (REACHES_INTO.has(route.operation))
     return {
       ...result,

@@ -10,7 +10,8 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { docker, dockerClis, exitsWith } from '../helpers/docker-cli.js';
+import { docker, dockerClis, exitsWith, legacyCli } from '../helpers/docker-cli.js';
+import { buildkitIgnoresEntitlements } from '../../src/ops/engine-facts.js';
 import {
   containerExists,
   containersToRemove,
@@ -509,6 +510,35 @@ t.test(
     ]);
     t.not(swallowing.code, 0, 'a change that goes on to the next line is refused');
     t.match(swallowing.stderr, /goes on to the next line/);
+  },
+);
+
+t.test(
+  "BuildKit builds are refused to a constrained role on an engine whose frontends may take the host's network",
+  { skip: legacyCli() ? false : 'no 20.10 docker CLI' },
+  async (t) => {
+    const context = await mkdtemp(join(testTmpDir(), 'dockgate-buildkit-refused-'));
+    await writeFile(join(context, 'Dockerfile'), `FROM ${image}\nRUN true\n`);
+    const built = `${uniqueName('bk-refused')}:1`;
+    imagesToRemove(t, built);
+    const version = (await engineJson<{ Version: string }>('/version')).Version;
+    const r = await docker(
+      legacyCli()!,
+      as(pki.client),
+      ['build', '--network', 'none', '-t', built, context],
+      {
+        env: { DOCKER_BUILDKIT: '1' },
+        timeoutMs: 120_000,
+      },
+    );
+    if (!buildkitIgnoresEntitlements(version)) {
+      t.comment(`engine ${version} has BuildKit's fix: nothing to refuse`);
+      exitsWith(t, r, 0, 'BuildKit build on a fixed engine:');
+      return;
+    }
+    t.not(r.code, 0, `refused on Docker ${version}`);
+    t.match(r.stderr, /may not build with BuildKit on this engine \(Docker .*\): before Docker 25\.0\.2/);
+    t.match(r.stderr, /DOCKER_BUILDKIT=0/, 'and says what to do instead');
   },
 );
 

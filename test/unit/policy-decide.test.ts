@@ -1443,3 +1443,27 @@ t.test(
     t.ok(askIn(p)('r', 'POST', '/plugins/create?name=evil', undefined).allowed);
   },
 );
+
+t.test('a build that may run on BuildKit is left for the relay to check the engine', async (t) => {
+  t.match(ask(ci, 'POST', '/build?version=2&session=s'), { allowed: true, builderCheck: { version: '2' } });
+  t.match(
+    ask(ci, 'POST', '/build'),
+    { allowed: true, builderCheck: { version: '' } },
+    "the engine's default",
+  );
+  t.equal(ask(ci, 'POST', '/build?version=1').builderCheck, undefined, 'the classic builder');
+  t.equal(
+    ask(id('alice', { ou: ['ops'] }), 'POST', '/build?version=2').builderCheck,
+    undefined,
+    'unrestricted',
+  );
+  const p = parsePolicy(
+    'roles:\n  b:\n    allow: [image.build]\n    constraints: { build: { networkHost: true } }\nrules:\n  - { match: { cn: b }, role: b }\n',
+    'b.yaml',
+  );
+  t.equal(
+    askIn(p)('b', 'POST', '/build?version=2').builderCheck,
+    undefined,
+    'a role granted the host network',
+  );
+});
