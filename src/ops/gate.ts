@@ -22,7 +22,7 @@ import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
-import { engineKnowledge, policyGuard, type EngineKnowledge, type PolicyState } from './policy-guard.js';
+import { guardShared, policyGuard, type GuardShared, type PolicyState } from './policy-guard.js';
 import { volumesMountedHere } from './own-volumes.js';
 
 /** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
@@ -56,8 +56,8 @@ export class Gate {
   private readonly headLimits;
   /** Volumes mounted into the gate's own container (its certs above all): never a client's. */
   private readonly gateVolumes = new Set(volumesMountedHere());
-  /** What the guards learn of the engine (who joined whose namespaces, its version), shared. */
-  private readonly engineKnowledge: EngineKnowledge;
+  /** What the guards share: what they learn of the engine, the key binding build ids to clients. */
+  private readonly guardShared: GuardShared;
   private stopping = false;
   /** The CRL in force (the listener's secure context has it too, from the same load). */
   private crl: LoadedCrl | undefined;
@@ -78,7 +78,7 @@ export class Gate {
   ) {
     this.refusals = refusalAuditor(audit, config.audit.refusalsPerAddress);
     this.connectUpstream = upstreamConnector(config.upstream);
-    this.engineKnowledge = engineKnowledge(this.connectUpstream);
+    this.guardShared = guardShared(this.connectUpstream);
     this.upstreams = new UpstreamPool(this.connectUpstream, {
       maxIdle: ENGINE_POOL_MAX_IDLE,
       idleTimeoutMs: ENGINE_POOL_IDLE_MS,
@@ -268,7 +268,7 @@ export class Gate {
           this.refusing,
           this.config.audit.execCmd,
           this.gateVolumes,
-          this.engineKnowledge,
+          this.guardShared,
         ),
         headerTimeoutMs: this.config.limits.headerTimeoutMs,
         idleTimeoutMs: this.config.limits.idleTimeoutMs,

@@ -33,15 +33,24 @@ import { parseGoJson } from '../policy/go-json.js';
 import { engineGetJson } from './engine-client.js';
 import { NamespaceJoiners } from './namespace-joiners.js';
 import { buildkitIgnoresEntitlements, EngineFactsCache } from './engine-facts.js';
+import { bindBuildIds, BuildIdBinder, namesBuildIds } from './build-ids.js';
 
-/** Who joined whose namespaces; the engine's version and default builder. */
-export interface EngineKnowledge {
+/**
+ * What the gate's guards share: who joined whose namespaces and the engine's version (learnt of
+ * the engine once), and the key that makes build ids each client's own.
+ */
+export interface GuardShared {
   readonly joiners: NamespaceJoiners;
   readonly facts: EngineFactsCache;
+  readonly buildIds: BuildIdBinder;
 }
 
-export function engineKnowledge(connectUpstream: () => Socket): EngineKnowledge {
-  return { joiners: new NamespaceJoiners(connectUpstream), facts: new EngineFactsCache(connectUpstream) };
+export function guardShared(connectUpstream: () => Socket): GuardShared {
+  return {
+    joiners: new NamespaceJoiners(connectUpstream),
+    facts: new EngineFactsCache(connectUpstream),
+    buildIds: new BuildIdBinder(),
+  };
 }
 
 /** Operations whose answer names what they made (`{"Id":"..."}`), logged as createdId. */
@@ -69,10 +78,10 @@ export function policyGuard(
   keepExecCmd = false,
   /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
   gateVolumes: ReadonlySet<string> = new Set(),
-  /** What the gate learns of the engine once and shares between its guards. */
-  engine: EngineKnowledge = engineKnowledge(connectUpstream),
+  /** What the gate's guards share (see GuardShared). */
+  shared: GuardShared = guardShared(connectUpstream),
 ): RequestGuard {
-  const { joiners, facts } = engine;
+  const { joiners, facts, buildIds } = shared;
   // Decisions that no request can change, per operation, for the policy they were made under:
   // most requests of a client with an unrestricted role skip decide() (constantDecision).
   let constantsOf: Policy | undefined;
@@ -205,6 +214,8 @@ export function policyGuard(
     let rewritten: GuardVerdict;
     try {
       rewritten = scoped(decision, head, body);
+      if (namesBuildIds(decision.operation) && rewritten.kind === 'relay')
+        rewritten = bindBuildIds(rewritten, route, head, identity.cn, buildIds);
     } catch (err) {
       if (err instanceof ScopeError) return scopeRefusal(err);
       throw err;

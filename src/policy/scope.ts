@@ -129,7 +129,7 @@ function queryOf(target: string): ReturnType<typeof parseGoQuery> {
  * The target with KEY=VALUE as its last query pair; with `replace`, the client's KEY pairs (keys
  * compared as Go unescapes them) are dropped first. Every other pair is kept byte for byte.
  */
-function withQueryPair(target: string, key: string, value: string, replace: boolean): string {
+export function withQueryPair(target: string, key: string, value: string, replace: boolean): string {
   const q = target.indexOf('?');
   const path = q === -1 ? target : target.slice(0, q);
   const kept = (q === -1 ? '' : target.slice(q + 1))

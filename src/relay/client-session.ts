@@ -325,7 +325,9 @@ export class ClientSession {
       case 'relay':
         if (step.body !== undefined) throw new Error('a guard can replace a body only after reading it');
         this.relayHead(
-          step.target === undefined ? upstreamRequestHead(buf, head) : rewrittenRequestHead(head, step),
+          step.target === undefined && step.fields === undefined
+            ? upstreamRequestHead(buf, head)
+            : rewrittenRequestHead(head, step),
           head,
         );
         return;
@@ -367,7 +369,9 @@ export class ClientSession {
       this.refuseExchange(verdict.status, verdict.message, hasBody(head));
     } else {
       this.relayHead(
-        verdict.target === undefined ? serializeRequestHead(head) : rewrittenRequestHead(head, verdict),
+        verdict.target === undefined && verdict.fields === undefined
+          ? serializeRequestHead(head)
+          : rewrittenRequestHead(head, verdict),
         head,
       );
     }
@@ -409,7 +413,13 @@ export class ClientSession {
       this.refuseExchange(verdict.status, verdict.message, false);
     } else {
       const sent = verdict.body ?? body;
-      this.writeUpstream(rewrittenRequestHead(head, { target: verdict.target, bodyLength: sent.length }));
+      this.writeUpstream(
+        rewrittenRequestHead(head, {
+          target: verdict.target,
+          fields: verdict.fields,
+          bodyLength: sent.length,
+        }),
+      );
       if (sent.length > 0) this.writeUpstream(sent);
       this.requestComplete();
     }

@@ -8,8 +8,16 @@ import type { Exchange } from './exchange.js';
 import type { RequestHead } from './request-head.js';
 
 export type GuardVerdict =
-  /** Relay the request; optionally with another target (a list filter) or body (a label added). */
-  | { readonly kind: 'relay'; readonly target?: string; readonly body?: Buffer }
+  /**
+   * Relay the request; optionally with another target (a list filter), body (a label added) or
+   * header fields (ids made the client's own).
+   */
+  | {
+      readonly kind: 'relay';
+      readonly target?: string;
+      readonly body?: Buffer;
+      readonly fields?: ReadonlyArray<readonly [string, string]>;
+    }
   /** Answer the client with a Docker-style error; nothing reaches the engine. */
   | { readonly kind: 'refuse'; readonly status: number; readonly message: string };
 

@@ -239,13 +239,18 @@ export function upstreamRequestHead(raw: Buffer, head: RequestHead): Buffer {
  */
 export function rewrittenRequestHead(
   head: RequestHead,
-  change: { target?: string | undefined; bodyLength?: number | undefined },
+  change: {
+    target?: string | undefined;
+    bodyLength?: number | undefined;
+    fields?: ReadonlyArray<readonly [string, string]> | undefined;
+  },
 ): Buffer {
+  const given = change.fields ?? head.fields;
   const fields =
     change.bodyLength === undefined
-      ? head.fields
+      ? given
       : [
-          ...head.fields.filter(([name]) => !/^(content-length|transfer-encoding|expect)$/i.test(name)),
+          ...given.filter(([name]) => !/^(content-length|transfer-encoding|expect)$/i.test(name)),
           ['Content-Length', String(change.bodyLength)] as const,
         ];
   return serializeRequestHead({ ...head, target: change.target ?? head.target, fields });

@@ -588,6 +588,57 @@ t.test(
   },
 );
 
+t.test(
+  'a BuildKit session and its build reach the engine under ids bound to the client, which no other client can name',
+  { skip: legacyCli() ? false : 'no 20.10 docker CLI' },
+  async (t) => {
+    const engine = testEngine();
+    const tapDir = await mkdtemp(join(testTmpDir(), 'dockgate-tap-bk-'));
+    const tapPath = join(tapDir, 'engine.sock');
+    let heads = '';
+    const tap = net.createServer((client) => {
+      const upstream = net.connect(engine.socketPath ? { path: engine.socketPath } : engine.tcp!);
+      client.on('data', (chunk: Buffer) => {
+        const text = chunk.toString('latin1');
+        if (/^(POST|GET) /.test(text)) heads += text.slice(0, text.indexOf('\r\n\r\n') + 2);
+      });
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => tap.listen(tapPath, resolve));
+    t.teardown(() => new Promise<void>((resolve) => tap.close(() => resolve())));
+    // An admin's build: BuildKit is not refused, and the ids are bound all the same.
+    const adminPolicy = join(dir, 'admin-policy.yaml');
+    await writeFile(adminPolicy, 'rules:\n  - { match: { cn: client }, role: admin }\n');
+    const tapped = await startGate(t, {
+      pki,
+      upstream: `unix://${tapPath}`,
+      args: ['--policy', adminPolicy],
+    });
+    const context = await mkdtemp(join(testTmpDir(), 'dockgate-bk-bound-'));
+    await writeFile(join(context, 'Dockerfile'), `FROM ${image}\nRUN true\n`);
+    const built = `${uniqueName('bk-bound')}:1`;
+    imagesToRemove(t, built);
+    const r = await docker(
+      legacyCli()!,
+      { host: tapped.host, certPath: pki.client.dir },
+      ['build', '--network', 'none', '-t', built, context],
+      { env: { DOCKER_BUILDKIT: '1' }, timeoutMs: 300_000 },
+    );
+    exitsWith(t, r, 0, 'the build works:');
+    const sessionId = /^X-Docker-Expose-Session-Uuid: (\S+)\r$/im.exec(heads)?.[1];
+    const buildSession = /^POST \S*\/build\?\S*[?&]session=([^& ]+)/m.exec(heads)?.[1];
+    t.match(
+      sessionId,
+      /^[0-9a-f]{64}$/,
+      'the engine got a session id the gate made (the CLI makes 25 characters)',
+    );
+    t.equal(buildSession, sessionId, 'and the build names that same session');
+    t.match(/[?&]buildid=([^& ]+)/.exec(heads)?.[1] ?? '', /^[0-9a-f]{64}$/);
+  },
+);
+
 t.test('a policy file with an error on reload keeps the previous policy', async (t) => {
   const mark = gate.logs().length;
   await writeFile(policyFile, 'roles:\n  ci:\n    allow: [no.such.operation]\nrules: []\n');
