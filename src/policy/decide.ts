@@ -246,13 +246,10 @@ function decideForRole(
     }
   }
   if (route.operation === 'image.build' && !role.unrestricted) {
+    const remote = firstValue(route.query, 'remote');
     const v =
       checkBuildQuery(route, role.constraints) ??
-      checkEngineFetch(
-        firstValue(route.query, 'remote') === 'client-session' ? '' : firstValue(route.query, 'remote'),
-        'build from',
-        role.constraints,
-      );
+      checkEngineFetch(LOCAL_BUILD_REMOTES.has(remote) ? '' : remote, 'build from', role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   if (!role.unrestricted) {
@@ -423,6 +420,12 @@ function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: V
 function checkpointDir(dir: string, c: RoleConstraints): Violation | undefined {
   return dir === '' ? undefined : checkHostPath(dir, c, 'use as a checkpoint directory the host path');
 }
+
+/**
+ * A build's `remote` values that are no fetch: BuildKit's context from the client's session, and
+ * a context the client sends in a request of its own (bound to its build id, see build-ids.ts).
+ */
+const LOCAL_BUILD_REMOTES = new Set(['client-session', 'upload-request']);
 
 /**
  * Requests whose query hands dockerd a host path or a spec the gate never sees, and swarm
