@@ -1067,7 +1067,10 @@ t.test('query values, service specs and plugins that reach the host are constrai
   for (const remote of ['github.com/a/r', 'ssh://attacker/repo', 'me@attacker:repo'])
     t.match(ask(ci, 'POST', `/build?remote=${encodeURIComponent(remote)}`), { allowed: false }, remote);
   t.ok(ask(ci, 'POST', '/build?remote=client-session&version=2').allowed, "BuildKit's own context");
-  t.ok(ask(ci, 'POST', '/build?remote=upload-request&version=2').allowed, 'a context sent in a request of its own');
+  t.ok(
+    ask(ci, 'POST', '/build?remote=upload-request&version=2').allowed,
+    'a context sent in a request of its own',
+  );
 
   const swarm = parsePolicy(
     'roles:\n  s:\n    allow: [service.*, plugin.*]\n    constraints: { bindPaths: [/srv] }\nrules:\n  - { match: { cn: s }, role: s }\n',
