@@ -35,7 +35,7 @@ import {
 import { describeClient, type Decision, type PolicyRequest } from './decision.js';
 import { asList, asMap, asString, asStrings, structField, type GoDecoded, type GoType } from './go-decode.js';
 import { LazyBody } from './lazy-body.js';
-import { roleGrants, type Policy, type Role, type RoleConstraints } from './policy-model.js';
+import { matchesAny, roleGrants, type Policy, type Role, type RoleConstraints } from './policy-model.js';
 import { firstValue, type ResolvedRoute } from './resolve-operation.js';
 import { OPERATIONS, type OperationName } from './route-table.js';
 import { grantsFor, type RoleGrant } from './rule-match.js';
@@ -253,7 +253,7 @@ function decideForRole(
     if (v) return denied(grant, identity, route, v);
   }
   if (!role.unrestricted) {
-    const v = checkQueryReach(route, role.constraints);
+    const v = checkQueryReach(route, role.constraints) ?? checkImageTags(route, role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   if (route.operation === 'image.import' && !role.unrestricted) {
@@ -419,6 +419,58 @@ function denied(grant: RoleGrant, identity: Identity, route: ResolvedRoute, v: V
 /** A checkpoint directory: dockerd lists, creates and deletes (os.RemoveAll) in it as root. */
 function checkpointDir(dir: string, c: RoleConstraints): Violation | undefined {
   return dir === '' ? undefined : checkHostPath(dir, c, 'use as a checkpoint directory the host path');
+}
+
+/**
+ * The names a request points at an image. A pull is not among them: it gives a name what the
+ * registry has for it, as it would for anyone.
+ */
+function checkImageTags(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
+  if (c.imageTags.includes('*')) return undefined;
+  const query = (key: string) => route.query.values.get(key) ?? [];
+  let names: readonly string[];
+  switch (route.operation) {
+    case 'image.tag':
+    case 'container.commit':
+    case 'image.import':
+      names = [firstValue(route.query, 'repo')];
+      break;
+    case 'image.build':
+      names = query('t');
+      break;
+    case 'image.load':
+      return {
+        constraint: 'imageTags',
+        value: '',
+        sentence: 'load images: the names they get are inside the tar, which the gate does not read',
+      };
+    default:
+      return undefined;
+  }
+  for (const name of names) {
+    if (name === '') continue;
+    const repository = repositoryOf(name);
+    if (!matchesAny(c.imageTags, repository))
+      return {
+        constraint: 'imageTags',
+        value: repository,
+        sentence: `point the name ${name} at an image: its role may tag only ${c.imageTags.join(', ')}`,
+      };
+  }
+  return undefined;
+}
+
+/** `docker.io/library/bb:1` → `bb`; `reg:5000/team/app@sha256:…` → `reg:5000/team/app`. */
+export function repositoryOf(reference: string): string {
+  let name = reference;
+  const at = name.indexOf('@');
+  if (at !== -1) name = name.slice(0, at);
+  const colon = name.lastIndexOf(':');
+  if (colon > name.lastIndexOf('/')) name = name.slice(0, colon);
+  name = name.toLowerCase().replace(/^(docker\.io|index\.docker\.io)\//, '');
+  return name.startsWith('library/') && name.indexOf('/', 'library/'.length) === -1
+    ? name.slice('library/'.length)
+    : name;
 }
 
 /**

@@ -34,6 +34,7 @@ interface LearnedConstraints {
   cgroupParents?: string[];
   runtimes?: string[];
   annotations?: string[];
+  imageTags?: string[];
   oomScoreAdj?: number;
   ulimits?: string[];
   bindPaths?: string[];
@@ -93,6 +94,9 @@ function widen(c: LearnedConstraints, name: ConstraintName, value: string): void
       break;
     case 'annotations':
       c.annotations = addTo(c.annotations, value);
+      break;
+    case 'imageTags':
+      if (value !== '') c.imageTags = addTo(c.imageTags, value);
       break;
     case 'oomScoreAdj': {
       const score = Number(value);

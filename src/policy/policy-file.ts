@@ -91,6 +91,7 @@ const CONSTRAINT_KEYS = [
   'cgroupParents',
   'runtimes',
   'annotations',
+  'imageTags',
   'oomScoreAdj',
   'ulimits',
   'bindPaths',
@@ -259,6 +260,9 @@ function readConstraints(r: Reader, node: Node | null, field: string): RoleConst
         break;
       case 'annotations':
         c.annotations = r.strings(value, f);
+        break;
+      case 'imageTags':
+        c.imageTags = r.strings(value, f);
         break;
       case 'oomScoreAdj':
         c.oomScoreAdj = r.integer(value, f, -1000, 1000) ?? c.oomScoreAdj;

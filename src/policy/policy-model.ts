@@ -36,6 +36,14 @@ export interface RoleConstraints {
   readonly oomScoreAdj: number;
   /** Ulimits among `nice`, `rtprio`, `rttime` that may be set (globs); the others bound only the container. */
   readonly ulimits: readonly string[];
+  /**
+   * Repositories (globs over names as `docker images` shows them) whose tags the role may point at
+   * an image: tag, build -t, commit, import; load only with `*` (its names are inside the tar).
+   * Unlike the others this one grants everything (`*`) unless given: tags are how every build
+   * names its result. Tenants sharing an engine need prefixes of their own, or one can retag
+   * another's image (or the operator's) to code of its own.
+   */
+  readonly imageTags: readonly string[];
   /** OCI annotation keys a create may give (`--annotation`; globs), which runtimes may read as settings. */
   readonly annotations: readonly string[];
   /** Host directories that bind mounts (and local volumes with a device) may come from; `/` = any. */
@@ -61,6 +69,7 @@ export type ConstraintName =
   | 'cgroupParents'
   | 'runtimes'
   | 'annotations'
+  | 'imageTags'
   | 'oomScoreAdj'
   | 'ulimits'
   | 'bindPaths'
@@ -92,6 +101,7 @@ export const STRICT_CONSTRAINTS: RoleConstraints = {
   cgroupParents: [],
   runtimes: [],
   annotations: [],
+  imageTags: ['*'],
   oomScoreAdj: 0,
   ulimits: [],
   bindPaths: [],
@@ -113,6 +123,7 @@ export const UNRESTRICTED_CONSTRAINTS: RoleConstraints = {
   cgroupParents: ['*'],
   runtimes: ['*'],
   annotations: ['*'],
+  imageTags: ['*'],
   oomScoreAdj: -1000,
   ulimits: ['*'],
   bindPaths: ['/'],

@@ -1471,3 +1471,37 @@ t.test('a build that may run on BuildKit is left for the relay to check the engi
     'a role granted the host network',
   );
 });
+
+t.test('imageTags: the names a role may point at an image', async (t) => {
+  const p = parsePolicy(
+    "roles:\n  a:\n    extends: deployer\n    constraints: { imageTags: ['tenant-a/*', 'reg:5000/a/*'] }\nrules:\n  - { match: { cn: a }, role: a }\n",
+    'a.yaml',
+  );
+  const as = (method: string, target: string) => askIn(p)('a', method, target);
+  for (const [target, repository] of [
+    ['/images/evil/tag?repo=bb&tag=latest', 'bb'],
+    ['/images/evil/tag?repo=docker.io/library/bb:latest', 'bb'],
+    ['/commit?container=c&repo=bb&tag=latest', 'bb'],
+    ['/build?t=tenant-a/app:1&t=tenant-b/app:1', 'tenant-b/app'],
+    ['/images/create?fromSrc=-&repo=gate', 'gate'],
+  ] as const)
+    t.match(
+      as('POST', target),
+      { allowed: false, constraint: { name: 'imageTags', value: repository } },
+      target,
+    );
+  t.match(as('POST', '/images/load'), {
+    allowed: false,
+    constraint: { name: 'imageTags' },
+    message: /inside the tar/,
+  });
+  for (const target of [
+    '/images/x/tag?repo=tenant-a/app&tag=1',
+    '/build?t=tenant-a/app:1&t=reg:5000/a/app@sha256:abc',
+    '/images/create?fromImage=bb&tag=latest',
+    '/commit?container=c',
+  ])
+    t.ok(as('POST', target).allowed, target);
+  t.ok(ask(ci, 'POST', '/images/x/tag?repo=bb&tag=latest').allowed, 'any name unless the role says');
+  t.ok(ask(ci, 'POST', '/images/load').allowed);
+});
