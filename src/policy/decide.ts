@@ -436,7 +436,7 @@ function checkImageTags(route: ResolvedRoute, c: RoleConstraints): Violation | u
       names = [firstValue(route.query, 'repo')];
       break;
     case 'image.build':
-      names = query('t');
+      names = [...query('t'), ...outputNames(firstValue(route.query, 'outputs'))];
       break;
     case 'image.load':
       return {
@@ -458,6 +458,33 @@ function checkImageTags(route: ResolvedRoute, c: RoleConstraints): Violation | u
       };
   }
   return undefined;
+}
+
+/**
+ * The names a build's `outputs` give its result (`[{"Type":"image","Attrs":{"name":"a,b"}}]`, on
+ * engines whose exporters take them). One the gate cannot read counts as a name it refuses.
+ */
+function outputNames(outputs: string): string[] {
+  if (outputs === '') return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(outputs);
+  } catch {
+    return ['(unreadable outputs)'];
+  }
+  if (parsed === null) return [];
+  if (!Array.isArray(parsed)) return ['(unreadable outputs)'];
+  const names: string[] = [];
+  for (const entry of parsed as unknown[]) {
+    const attrs = Object.entries((entry ?? {}) as Record<string, unknown>).find(
+      ([k]) => k.toLowerCase() === 'attrs',
+    )?.[1];
+    if (attrs === undefined || attrs === null) continue;
+    if (typeof attrs !== 'object') return ['(unreadable outputs)'];
+    for (const [key, value] of Object.entries(attrs as Record<string, unknown>))
+      if (key.toLowerCase() === 'name') names.push(...String(value).split(','));
+  }
+  return names;
 }
 
 /** `docker.io/library/bb:1` → `bb`; `reg:5000/team/app@sha256:…` → `reg:5000/team/app`. */

@@ -1484,6 +1484,11 @@ t.test('imageTags: the names a role may point at an image', async (t) => {
     ['/commit?container=c&repo=bb&tag=latest', 'bb'],
     ['/build?t=tenant-a/app:1&t=tenant-b/app:1', 'tenant-b/app'],
     ['/images/create?fromSrc=-&repo=gate', 'gate'],
+    [
+      `/build?outputs=${encodeURIComponent('[{"Type":"image","Attrs":{"name":"tenant-a/x,bb:latest"}}]')}`,
+      'bb',
+    ],
+    ['/build?outputs=%5Bnot-json', '(unreadable outputs)'],
   ] as const)
     t.match(
       as('POST', target),
