@@ -9,6 +9,8 @@ import type { Socket } from 'node:net';
 import { engineGetJson } from './engine-client.js';
 
 const JOIN_MODES = ['PidMode', 'IpcMode', 'NetworkMode'] as const;
+/** Inspects in flight at once while learning new containers. */
+const LEARN_AT_ONCE = 8;
 
 interface Known {
   /** The `container:` targets it names, as written (a name, an id or an id prefix). */
@@ -42,14 +44,19 @@ export class NamespaceJoiners {
       throw new Error(`the engine answered ${list.status} when the gate listed its containers`);
     const ids = (list.json as Array<{ Id?: unknown }>)
       .map((c) => c.Id)
-      .filter((v): v is string => typeof v === 'string' && v !== id);
+      .filter((v): v is string => typeof v === 'string');
     const listed = new Set(ids);
     for (const old of this.known.keys()) if (!listed.has(old)) this.known.delete(old);
+    // Containers not seen before are inspected a few at a time (the first exec after a start
+    // meets them all); afterwards one list per check.
+    const unseen = ids.filter((other) => !this.known.has(other));
+    for (let i = 0; i < unseen.length; i += LEARN_AT_ONCE)
+      await Promise.all(unseen.slice(i, i + LEARN_AT_ONCE).map((other) => this.learn(other)));
     const bare = name.replace(/^\//, '');
     const joiners: Joiner[] = [];
     for (const other of ids) {
-      const known = this.known.get(other) ?? (await this.learn(other));
-      if (known === undefined) continue;
+      const known = this.known.get(other);
+      if (known === undefined || other === id) continue;
       const names = (target: string) => target === bare || (target.length > 0 && id.startsWith(target));
       if (known.joins.some(names))
         joiners.push({
