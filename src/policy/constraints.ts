@@ -159,16 +159,28 @@ const BLKIO_DEVICE_FIELDS = [
   'BlkioDeviceWriteIOps',
 ];
 
+/** Directories under /dev that hold files rather than devices (anyone's shared memory...). */
+const WRITABLE_DEV_DIRS = ['/dev/shm/', '/dev/mqueue/', '/dev/fd/', '/dev/pts/', '/dev/hugepages/'];
+
 /**
  * `--device-read-bps PATH:RATE` and the like: the engine stats PATH on the host and says whether it
  * exists, so a path outside /dev would let a client probe the host's files. A throttle grants
  * nothing, so any canonical path under /dev passes.
  */
 function checkThrottledDevice(path: string, c: RoleConstraints): Check {
-  if (path.startsWith('/dev/') && goPathClean(path) === path) return undefined;
+  if (
+    path.startsWith('/dev/') &&
+    goPathClean(path) === path &&
+    !WRITABLE_DEV_DIRS.some((dir) => path.startsWith(dir))
+  )
+    return undefined;
   return matchesAny(c.devices, goPathClean(path))
     ? undefined
-    : violation('devices', path, `throttle the host path ${path}, which is not a device under /dev`);
+    : violation(
+        'devices',
+        path,
+        `throttle the host path ${path}, which is not a device under /dev (nor in its shm, mqueue, fd, pts or hugepages directories)`,
+      );
 }
 
 export function checkCapabilities(caps: readonly string[], c: RoleConstraints): Check {
@@ -243,7 +255,8 @@ export function checkLimits(resources: GoDecoded, c: RoleConstraints): Check {
         : undefined,
     () =>
       each(asList(field('Ulimits')), (u) => {
-        const name = asString(structField(u, 'Name'));
+        // dockerd names the rlimit "RLIMIT_" + the name in capitals: NICE is nice.
+        const name = asString(structField(u, 'Name')).toLowerCase();
         return !SCHEDULING_ULIMITS.has(name) || matchesAny(c.ulimits, name)
           ? undefined
           : violation(
@@ -327,6 +340,11 @@ const LOCAL_LOG_OPTIONS = new Set([
   'tag',
   'mode',
   'max-buffer-size',
+  // The local cache that dual logging keeps beside any driver.
+  'cache-disabled',
+  'cache-max-size',
+  'cache-max-file',
+  'cache-compress',
 ]);
 
 /**

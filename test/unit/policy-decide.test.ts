@@ -1258,7 +1258,15 @@ t.test("log options without a driver go to the engine's default, which may send 
       'POST',
       '/containers/create',
       create({
-        LogConfig: { Config: { 'max-size': '1m', 'max-file': '3', tag: 'x', mode: 'non-blocking' } },
+        LogConfig: {
+          Config: {
+            'max-size': '1m',
+            'max-file': '3',
+            tag: 'x',
+            mode: 'non-blocking',
+            'cache-disabled': 'true',
+          },
+        },
       }),
     ).allowed,
     '--log-opt max-size without --log-driver',
@@ -1299,7 +1307,13 @@ t.test(
       'BlkioDeviceReadIOps',
       'BlkioDeviceWriteIOps',
     ])
-      for (const path of ['/etc/shadow', '/dev/../root/.ssh/id_rsa', 'dev/sda'])
+      for (const path of [
+        '/etc/shadow',
+        '/dev/../root/.ssh/id_rsa',
+        'dev/sda',
+        '/dev/shm/probe',
+        '/dev/mqueue/q',
+      ])
         t.match(
           ask(ci, 'POST', '/containers/create', create({ [field]: [{ Path: path, Rate: 1 }] })),
           { allowed: false, constraint: { name: 'devices', value: path } },
@@ -1348,6 +1362,8 @@ t.test(
         'nice',
       ],
       [{ Ulimits: [{ Name: 'rttime', Soft: -1, Hard: -1 }] }, 'ulimits', 'rttime'],
+      [{ Ulimits: [{ Name: 'NICE', Soft: 0, Hard: 0 }] }, 'ulimits', 'nice'],
+      [{ Ulimits: [{ Name: 'Rtprio', Soft: 1, Hard: 1 }] }, 'ulimits', 'rtprio'],
     ] as const)
       t.match(
         ask(ci, 'POST', '/containers/create', create(hc)),
