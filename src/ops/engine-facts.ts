@@ -1,8 +1,8 @@
 /**
  * What the gate must know of the engine itself to judge some requests: its version (BuildKit
- * before Docker 25.0.2 lets a build's frontend run containers with entitlements nobody granted)
- * and which builder a build without `version` gets. Asked when first needed and kept a minute, so
- * an engine upgraded under a running gate is seen soon after.
+ * before Docker 25.0.2 lets a build's frontend run containers with entitlements nobody granted).
+ * Asked when first needed and kept a minute, so an engine upgraded under a running gate is seen
+ * soon after.
  */
 import type { Socket } from 'node:net';
 import { engineGetJson } from './engine-client.js';
@@ -10,8 +10,6 @@ import { engineGetJson } from './engine-client.js';
 export interface EngineFacts {
   /** As /version gives it, e.g. `20.10.24+dfsg1`, `25.0.2`. */
   readonly version: string;
-  /** The builder a /build without `version` uses (`Builder-Version` of /_ping): '1' or '2'. */
-  readonly defaultBuilder: string;
 }
 
 const KEPT_MS = 60_000;
@@ -37,15 +35,11 @@ export class EngineFactsCache {
   }
 
   private async ask(): Promise<EngineFacts> {
-    const [version, ping] = await Promise.all([
-      engineGetJson(this.connectUpstream, '/version'),
-      engineGetJson(this.connectUpstream, '/_ping'),
-    ]);
+    const version = await engineGetJson(this.connectUpstream, '/version');
     const text = (version.json as { Version?: unknown } | undefined)?.Version;
     if (version.status !== 200 || typeof text !== 'string')
       throw new Error(`the engine answered ${version.status} when the gate asked its version`);
-    const builder = ping.headers['builder-version'];
-    return { version: text, defaultBuilder: typeof builder === 'string' ? builder : '1' };
+    return { version: text };
   }
 }
 

@@ -265,7 +265,7 @@ export function policyGuard(
           if (refused) return refused;
         }
         if (builderCheck) {
-          const refused = await checkBuilder(builderCheck.version, decision.role ?? '');
+          const refused = await checkBuilder(decision.role ?? '');
           if (refused) return refused;
         }
         // An exec is named by its full id, which the engine does not resolve by prefix.
@@ -436,7 +436,7 @@ export function policyGuard(
    * Dockerfile's `# syntax=` names) start containers on the host's network without the
    * entitlement: refused to roles not granted that network.
    */
-  async function checkBuilder(version: string, role: string): Promise<GuardVerdict | undefined> {
+  async function checkBuilder(role: string): Promise<GuardVerdict | undefined> {
     const refuse = (why: string): GuardVerdict => ({
       kind: 'refuse',
       status: 403,
@@ -450,8 +450,7 @@ export function policyGuard(
         `build with BuildKit now: the gate could not learn the engine's version (${(err as Error).message})`,
       );
     }
-    const buildkit = version === '2' || (version === '' && engineFacts.defaultBuilder === '2');
-    if (!buildkit || !buildkitIgnoresEntitlements(engineFacts.version)) return undefined;
+    if (!buildkitIgnoresEntitlements(engineFacts.version)) return undefined;
     return refuse(
       `build with BuildKit on this engine (Docker ${engineFacts.version}): before Docker 25.0.2, a build's frontend can run its steps on the host's network (CVE-2024-23653); build with the classic builder (DOCKER_BUILDKIT=0) or upgrade the engine`,
     );

@@ -268,13 +268,13 @@ function decideForRole(
       ? creatorLabelled(allowed, decoded)
       : allowed;
   if (!scopedResult.allowed || role.unrestricted) return scopedResult;
-  // BuildKit (version 2, or the engine's default when none is given) on an engine whose
+  // BuildKit (version 2: dockerd runs '' and '1' with the classic builder) on an engine whose
   // frontends may start containers on the host's network: the engine's version is asked.
   const result =
     route.operation === 'image.build' &&
     !role.constraints.buildNetworkHost &&
-    firstValue(route.query, 'version') !== '1'
-      ? { ...scopedResult, builderCheck: { version: firstValue(route.query, 'version') } }
+    firstValue(route.query, 'version') === '2'
+      ? { ...scopedResult, builderCheck: true as const }
       : scopedResult;
   if (REACHES_INTO.has(route.operation))
     return {

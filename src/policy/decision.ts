@@ -74,11 +74,11 @@ export interface Decision {
    */
   readonly volumeChecks?: { readonly names: readonly string[]; readonly constraints: RoleConstraints };
   /**
-   * A build that may run on BuildKit (its `version` query, '' for the engine's default): the
-   * relay must refuse it when the engine's BuildKit lets a build's frontend start containers on
-   * the host's network whatever the build was granted (engines before Docker 25.0.2).
+   * A BuildKit build (`version=2`): the relay must refuse it when the engine's BuildKit lets a
+   * build's frontend start containers on the host's network whatever the build was granted
+   * (engines before Docker 25.0.2).
    */
-  readonly builderCheck?: { readonly version: string };
+  readonly builderCheck?: true;
 }
 
 /** The client as messages name it: `client "ci-runner" (role deploy)`. */
