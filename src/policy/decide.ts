@@ -22,6 +22,7 @@ import {
   type Violation,
 } from './constraints.js';
 import {
+  BUILD_OUTPUTS,
   CHECKPOINT_CREATE,
   CONTAINER_CREATE,
   CONTAINER_UPDATE,
@@ -462,28 +463,17 @@ function checkImageTags(route: ResolvedRoute, c: RoleConstraints): Violation | u
 
 /**
  * The names a build's `outputs` give its result (`[{"Type":"image","Attrs":{"name":"a,b"}}]`, on
- * engines whose exporters take them). One the gate cannot read counts as a name it refuses.
+ * engines whose exporters take them), read as dockerd's decoder reads it (keys without regard to
+ * case, repeated keys merged). Outputs the gate cannot read count as a name it refuses.
  */
 function outputNames(outputs: string): string[] {
   if (outputs === '') return [];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(outputs);
-  } catch {
-    return ['(unreadable outputs)'];
-  }
-  if (parsed === null) return [];
-  if (!Array.isArray(parsed)) return ['(unreadable outputs)'];
+  const read = new LazyBody(Buffer.from(outputs, 'utf8')).decode(BUILD_OUTPUTS);
+  if (read.error !== undefined) return ['(unreadable outputs)'];
   const names: string[] = [];
-  for (const entry of parsed as unknown[]) {
-    const attrs = Object.entries((entry ?? {}) as Record<string, unknown>).find(
-      ([k]) => k.toLowerCase() === 'attrs',
-    )?.[1];
-    if (attrs === undefined || attrs === null) continue;
-    if (typeof attrs !== 'object') return ['(unreadable outputs)'];
-    for (const [key, value] of Object.entries(attrs as Record<string, unknown>))
-      if (key.toLowerCase() === 'name') names.push(...String(value).split(','));
-  }
+  for (const output of asList(read.value))
+    for (const [key, value] of asMap(structField(output, 'Attrs')))
+      if (key.toLowerCase() === 'name') names.push(...asString(value).split(','));
   return names;
 }
 

@@ -118,6 +118,9 @@ export const SERVICE_SPEC = T.struct({
   UpdateConfig: T.ptr({ FailureAction: T.string }),
 });
 
+/** A build's `outputs` query: []types.ImageBuildOutput. */
+export const BUILD_OUTPUTS = T.slice(T.struct({ Type: T.string, Attrs: T.map(T.string) }));
+
 /** POST /containers/{id}/checkpoints: CheckpointCreateOptions. */
 export const CHECKPOINT_CREATE = T.struct({ CheckpointDir: T.string });
 

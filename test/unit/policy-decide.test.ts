@@ -1504,6 +1504,14 @@ t.test('imageTags: the names a role may point at an image', async (t) => {
       `/build?outputs=${encodeURIComponent('[{"Type":"image","Attrs":{"name":"tenant-a/x,bb:latest"}}]')}`,
       'bb',
     ],
+    [
+      `/build?outputs=${encodeURIComponent('[{"Type":"moby","Attrs":{"name":"tenant-a/ok"},"attrs":{"name":"victim:latest"}}]')}`,
+      'victim',
+    ],
+    [
+      `/build?outputs=${encodeURIComponent('[{"Type":"moby","Attr\u017f":{"NAME":"victim2:latest"}}]')}`,
+      'victim2',
+    ],
     ['/build?outputs=%5Bnot-json', '(unreadable outputs)'],
   ] as const)
     t.match(
