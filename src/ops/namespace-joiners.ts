@@ -35,8 +35,10 @@ export class NamespaceJoiners {
   constructor(private readonly connectUpstream: () => Socket) {}
 
   /**
-   * Every container (running or not: a stopped one joins when it starts) whose join modes name
-   * the container with this id and name. Throws when the engine cannot say.
+   * Every container (running or not: a stopped one joins when it starts) that shares a namespace
+   * with the container of this id and name: those whose join modes name it, and those that name
+   * one of them (a join of a joiner lands in the same namespace). Throws when the engine cannot
+   * say.
    */
   async of(id: string, name: string): Promise<Joiner[]> {
     const list = await engineGetJson(this.connectUpstream, '/containers/json?all=1');
@@ -52,20 +54,27 @@ export class NamespaceJoiners {
     const unseen = ids.filter((other) => !this.known.has(other));
     for (let i = 0; i < unseen.length; i += LEARN_AT_ONCE)
       await Promise.all(unseen.slice(i, i + LEARN_AT_ONCE).map((other) => this.learn(other)));
-    const bare = name.replace(/^\//, '');
-    const joiners: Joiner[] = [];
-    for (const other of ids) {
-      const known = this.known.get(other);
-      if (known === undefined || other === id) continue;
-      const names = (target: string) => target === bare || (target.length > 0 && id.startsWith(target));
-      if (known.joins.some(names))
-        joiners.push({
-          id: other,
-          name: nameOf(known.inspect) ?? other,
-          inspect: withoutJoinsOf(known.inspect, names),
-        });
+    // The group grows until no other container names one of its members.
+    const members = [{ id, name: name.replace(/^\//, '') }];
+    const names = (target: string) =>
+      target !== '' && members.some((m) => target === m.name || m.id.startsWith(target));
+    const found: Array<[string, Known]> = [];
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const other of ids) {
+        const known = this.known.get(other);
+        if (known === undefined || members.some((m) => m.id === other)) continue;
+        if (!known.joins.some(names)) continue;
+        members.push({ id: other, name: nameOf(known.inspect) ?? '' });
+        found.push([other, known]);
+        grew = true;
+      }
     }
-    return joiners;
+    return found.map(([other, known]) => ({
+      id: other,
+      name: nameOf(known.inspect) ?? other,
+      inspect: withoutJoinsOf(known.inspect, names),
+    }));
   }
 
   /** Inspects a container the first time it is seen; undefined when it is gone meanwhile. */

@@ -257,6 +257,15 @@ t.test('a container is held to what the containers that joined its namespaces ho
       `may not reach into container ${app}: container ${side} shares its namespaces and holds /etc \\(bindPaths\\)`,
     ),
   );
+  // Joined through a joiner: the same pid namespace.
+  const [app3, mid, deep] = [uniqueName('join-app3'), uniqueName('join-mid'), uniqueName('join-deep')];
+  containersToRemove(t, deep, mid, app3);
+  const app3Id = await make(app3, {}, true);
+  const midId = await make(mid, { PidMode: `container:${app3Id}` }, false);
+  await make(deep, { PidMode: `container:${midId}`, Binds: ['/etc:/hostetc:ro'] }, false);
+  const chained = await run(pki.client, ['exec', app3, 'true']);
+  t.not(chained.code, 0, 'nor into one a joiner of a joiner holds');
+  t.match(chained.stderr, new RegExp(`container ${deep} shares its namespaces and holds /etc`));
   // A sidecar that joined by name and holds nothing is no reason to refuse.
   await make(app2, {}, true);
   await make(side2, { NetworkMode: `container:${app2}` }, false);

@@ -18,6 +18,7 @@ const containers: Record<string, { Name: string; HostConfig: Record<string, stri
   [id('c')]: { Name: '/by-prefix', HostConfig: { IpcMode: `container:${'a'.repeat(12)}` } },
   [id('d')]: { Name: '/by-id', HostConfig: { NetworkMode: `container:${id('a')}` } },
   [id('e')]: { Name: '/other', HostConfig: { PidMode: `container:${id('f')}`, NetworkMode: 'none' } },
+  [id('1')]: { Name: '/chained', HostConfig: { PidMode: `container:${id('b')}` } },
 };
 let inspects = 0;
 const dir = await mkdtemp(join(tmpdir(), 'dockgate-joiners-'));
@@ -46,16 +47,20 @@ t.teardown(async () => {
 t.test('joiners by name, id prefix and full id; each container inspected once', async (t) => {
   const joiners = new NamespaceJoiners(() => net.connect(socket));
   const found = await joiners.of(id('a'), '/app');
-  t.same(found.map((j) => j.name).sort(), ['by-id', 'by-name', 'by-prefix']);
+  t.same(
+    found.map((j) => j.name).sort(),
+    ['by-id', 'by-name', 'by-prefix', 'chained'],
+    'a joiner of a joiner too',
+  );
   const byName = found.find((j) => j.name === 'by-name')!;
   t.equal(
     (byName.inspect as { HostConfig: Record<string, string> }).HostConfig.PidMode,
     '',
     'the join that reaches it is left out of what the joiner holds',
   );
-  t.equal(inspects, 5);
+  t.equal(inspects, 6);
   t.same(await joiners.of(id('e'), '/other'), [], 'no one joined the other');
-  t.equal(inspects, 5, 'nothing inspected twice');
+  t.equal(inspects, 6, 'nothing inspected twice');
   delete containers[id('d')];
-  t.equal((await joiners.of(id('a'), '/app')).length, 2, 'a removed container is forgotten');
+  t.equal((await joiners.of(id('a'), '/app')).length, 3, 'a removed container is forgotten');
 });
