@@ -4,7 +4,12 @@
  * session id could build with that client's secrets and context, send files to its `--output`
  * directory, or cancel its builds. Under a policy the gate makes each such id the client's own,
  * a keyed hash of its CN and the id, so that a client can only ever name what it opened itself.
- * The key is made at start: sessions do not outlive the gate's connections.
+ * The key is derived from the server's private key, so gates that share it (replicas behind one
+ * address) bind alike, and a client's session and build may reach different ones.
+ *
+ * A client granted `build.grpc` keeps its ids: buildx and the CLI's BuildKit client speak BuildKit
+ * inside `/grpc`, where the session id travels in a stream the gate does not rewrite. Its ids
+ * reach the engine as they are, where no bound id of another client can name them.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { RequestHead } from '../relay/request-head.js';
@@ -24,7 +29,12 @@ const ID_KEYS: Partial<Record<OperationName, readonly string[]>> = {
 const UPLOAD_PREFIX = 'upload-request:';
 
 export class BuildIdBinder {
-  private readonly key = randomBytes(32);
+  constructor(private readonly key: Buffer = randomBytes(32)) {}
+
+  /** The binder of a gate whose server key is this (PEM): a one-way function of it. */
+  static fromServerKey(keyPem: string): BuildIdBinder {
+    return new BuildIdBinder(createHmac('sha256', 'dockgate build ids').update(keyPem).digest());
+  }
 
   /** The id the engine gets for this client's `id`. */
   bind(cn: string, id: string): string {

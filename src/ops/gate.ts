@@ -22,6 +22,7 @@ import type { AuditLogger, RequestAudit } from '../audit/events.js';
 import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
+import { BuildIdBinder } from './build-ids.js';
 import { guardShared, policyGuard, type GuardShared, type PolicyState } from './policy-guard.js';
 import { volumesMountedHere } from './own-volumes.js';
 
@@ -78,7 +79,7 @@ export class Gate {
   ) {
     this.refusals = refusalAuditor(audit, config.audit.refusalsPerAddress);
     this.connectUpstream = upstreamConnector(config.upstream);
-    this.guardShared = guardShared(this.connectUpstream);
+    this.guardShared = guardShared(this.connectUpstream, BuildIdBinder.fromServerKey(tls.material.key));
     this.upstreams = new UpstreamPool(this.connectUpstream, {
       maxIdle: ENGINE_POOL_MAX_IDLE,
       idleTimeoutMs: ENGINE_POOL_IDLE_MS,

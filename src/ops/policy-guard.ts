@@ -45,11 +45,11 @@ export interface GuardShared {
   readonly buildIds: BuildIdBinder;
 }
 
-export function guardShared(connectUpstream: () => Socket): GuardShared {
+export function guardShared(connectUpstream: () => Socket, buildIds = new BuildIdBinder()): GuardShared {
   return {
     joiners: new NamespaceJoiners(connectUpstream),
     facts: new EngineFactsCache(connectUpstream),
-    buildIds: new BuildIdBinder(),
+    buildIds,
   };
 }
 
@@ -78,7 +78,10 @@ export function policyGuard(
   keepExecCmd = false,
   /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
   gateVolumes: ReadonlySet<string> = new Set(),
-  /** What the gate's guards share (see GuardShared). */
+  /**
+   * What the gate's guards share (see GuardShared). The gate passes one for all its connections;
+   * left out (unit tests), a guard gets its own, whose build ids match only on its connection.
+   */
   shared: GuardShared = guardShared(connectUpstream),
 ): RequestGuard {
   const { joiners, facts, buildIds } = shared;
@@ -97,6 +100,24 @@ export function policyGuard(
       constants.set(operation, decision);
     }
     return decision;
+  };
+  // Whether the client may speak BuildKit directly (build.grpc), per policy: its build ids are
+  // then left as they are (build-ids.ts).
+  let grpcOf: Policy | undefined;
+  let grpcGranted = false;
+  const speaksGrpc = (): boolean => {
+    const policy = state().policy;
+    if (policy === undefined) return false;
+    if (policy !== grpcOf) {
+      grpcOf = policy;
+      grpcGranted = decide(policy, identity, {
+        method: 'POST',
+        target: '/grpc',
+        route: resolveOperation('POST', '/grpc'),
+        body: undefined,
+      }).allowed;
+    }
+    return grpcGranted;
   };
   return {
     inspect(head: RequestHead, exchange: Exchange): GuardStep {
@@ -214,7 +235,7 @@ export function policyGuard(
     let rewritten: GuardVerdict;
     try {
       rewritten = scoped(decision, head, body);
-      if (namesBuildIds(decision.operation) && rewritten.kind === 'relay')
+      if (namesBuildIds(decision.operation) && rewritten.kind === 'relay' && !speaksGrpc())
         rewritten = bindBuildIds(rewritten, route, head, identity.cn, buildIds);
     } catch (err) {
       if (err instanceof ScopeError) return scopeRefusal(err);
@@ -283,6 +304,7 @@ export function policyGuard(
             kind: 'relay',
             target: pinned.target ?? rewritten.target,
             body: pinned.body ?? rewritten.body,
+            fields: rewritten.fields,
           };
         } catch (err) {
           if (err instanceof ScopeError) return scopeRefusal(err);
@@ -303,6 +325,8 @@ export function policyGuard(
     /** The ref is meant as a full id (joinedChecks), not a name. */
     exactId = false,
   ): Promise<GuardVerdict | undefined> {
+    // A commit without ?container= names none: the engine's answer, not a refusal.
+    if (check.ref === '') return { kind: 'refuse', status: 404, message: 'No such container: ' };
     const inspect = await inspectContainer(check.ref);
     // Answered here rather than by the engine: relayed, the name could be taken meanwhile.
     if (inspect.status === 404)

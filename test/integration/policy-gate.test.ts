@@ -617,34 +617,61 @@ t.test(
     });
     await new Promise<void>((resolve) => tap.listen(tapPath, resolve));
     t.teardown(() => new Promise<void>((resolve) => tap.close(() => resolve())));
-    // An admin's build: BuildKit is not refused, and the ids are bound all the same.
-    const adminPolicy = join(dir, 'admin-policy.yaml');
-    await writeFile(adminPolicy, 'rules:\n  - { match: { cn: client }, role: admin }\n');
+    // A builder that may not speak BuildKit directly (build.grpc) gets bound ids; an admin, which
+    // may (buildx sends the session id inside /grpc), keeps the CLI's.
+    const builderPolicy = join(dir, 'builder-policy.yaml');
+    await writeFile(
+      builderPolicy,
+      [
+        'roles:',
+        '  builder:',
+        "    allow: ['*']",
+        '    deny: [build.grpc]',
+        '    constraints: { build: { networkHost: true } }',
+        'rules:',
+        '  - { match: { cn: client }, role: builder }',
+        '  - { match: { cn: client-two }, role: admin }',
+        '',
+      ].join('\n'),
+    );
     const tapped = await startGate(t, {
       pki,
       upstream: `unix://${tapPath}`,
-      args: ['--policy', adminPolicy],
+      args: ['--policy', builderPolicy],
     });
     const context = await mkdtemp(join(testTmpDir(), 'dockgate-bk-bound-'));
     await writeFile(join(context, 'Dockerfile'), `FROM ${image}\nRUN true\n`);
-    const built = `${uniqueName('bk-bound')}:1`;
-    imagesToRemove(t, built);
-    const r = await docker(
-      legacyCli()!,
-      { host: tapped.host, certPath: pki.client.dir },
-      ['build', '--network', 'none', '-t', built, context],
-      { env: { DOCKER_BUILDKIT: '1' }, timeoutMs: 300_000 },
-    );
-    exitsWith(t, r, 0, 'the build works:');
-    const sessionId = /^X-Docker-Expose-Session-Uuid: (\S+)\r$/im.exec(heads)?.[1];
-    const buildSession = /^POST \S*\/build\?\S*[?&]session=([^& ]+)/m.exec(heads)?.[1];
+    const build = async (bundle: ClientBundle) => {
+      heads = '';
+      const built = `${uniqueName('bk-bound')}:1`;
+      imagesToRemove(t, built);
+      const r = await docker(
+        legacyCli()!,
+        { host: tapped.host, certPath: bundle.dir },
+        ['build', '--network', 'none', '-t', built, context],
+        { env: { DOCKER_BUILDKIT: '1' }, timeoutMs: 300_000 },
+      );
+      exitsWith(t, r, 0, `${bundle.dir}: the build works:`);
+      return {
+        session: /^X-Docker-Expose-Session-Uuid: (\S+)\r$/im.exec(heads)?.[1],
+        buildSession: /^POST \S*\/build\?\S*[?&]session=([^& ]+)/m.exec(heads)?.[1],
+        buildId: /[?&]buildid=([^& ]+)/.exec(heads)?.[1],
+      };
+    };
+    const bound = await build(pki.client);
     t.match(
-      sessionId,
+      bound.session,
       /^[0-9a-f]{64}$/,
       'the engine got a session id the gate made (the CLI makes 25 characters)',
     );
-    t.equal(buildSession, sessionId, 'and the build names that same session');
-    t.match(/[?&]buildid=([^& ]+)/.exec(heads)?.[1] ?? '', /^[0-9a-f]{64}$/);
+    t.equal(bound.buildSession, bound.session, 'and the build names that same session');
+    t.match(bound.buildId, /^[0-9a-f]{64}$/);
+    const admin = await build(pki.client2);
+    t.ok(
+      admin.session !== undefined && !/^[0-9a-f]{64}$/.test(admin.session),
+      `an admin's session id is the CLI's (${admin.session})`,
+    );
+    t.equal(admin.buildSession, admin.session);
   },
 );
 

@@ -52,3 +52,11 @@ t.test('session and build ids are made each client’s own', async (t) => {
   t.equal(bind(binder, 'bob', 'POST', '/build?version=2').target, undefined, 'nothing to bind');
   t.throws(() => bind(binder, 'bob', 'POST', '/build?session=s&a;b=c'), /malformed/);
 });
+
+t.test('gates that share a server key bind alike', async (t) => {
+  const a = BuildIdBinder.fromServerKey('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n');
+  const b = BuildIdBinder.fromServerKey('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n');
+  const c = BuildIdBinder.fromServerKey('-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n');
+  t.equal(a.bind('alice', 's'), b.bind('alice', 's'));
+  t.not(a.bind('alice', 's'), c.bind('alice', 's'));
+});
