@@ -344,7 +344,7 @@ export function policyGuard(
       return refuse('it is named by a 64-hex name, not its id');
     const held = checkHeldByContainer(inspect.json, check.constraints, gateVolumes);
     if (held !== undefined) {
-      const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
+      const what = heldText(held);
       return refuse(`it holds ${what}, which the role may not use`);
     }
     // A named volume the container mounts may bind a host directory (made by someone else with
@@ -370,7 +370,7 @@ export function policyGuard(
     for (const joiner of joined) {
       const v = checkHeldByContainer(joiner.inspect, check.constraints, gateVolumes);
       if (v === undefined) continue;
-      const what = v.value === '' ? v.constraint : `${v.value} (${v.constraint})`;
+      const what = heldText(v);
       return refuse(
         `container ${joiner.name} shares its namespaces and holds ${what}, which the role may not use`,
       );
@@ -448,7 +448,7 @@ export function policyGuard(
         return `the engine answered ${answer.status} when the gate looked at container ${shown}, which uses it`;
       const held = checkHeldByContainer(answer.json, constraints, gateVolumes);
       if (held !== undefined) {
-        const what = held.value === '' ? held.constraint : `${held.value} (${held.constraint})`;
+        const what = heldText(held);
         return `container ${shown} uses it and holds ${what}, which the role may not use`;
       }
     }
@@ -573,6 +573,11 @@ export function policyGuard(
         )
       : undefined;
   }
+}
+
+/** What a held check found, as refusals say it: `/etc (bindPaths)`, `privileged`. */
+function heldText(v: { readonly constraint: string; readonly value: string }): string {
+  return v.value === '' ? v.constraint : `${v.value} (${v.constraint})`;
 }
 
 /** Names of the local-driver volumes a container inspect shows mounted. */
