@@ -17,6 +17,7 @@ import { goPathClean } from './go-url.js';
 import { describeMountOptions, withoutCredentials, withoutUserinfo } from './shown-values.js';
 import {
   DEFAULT_CAPABILITIES,
+  goToUpper,
   matchesAny,
   normalizeCapability,
   type ConstraintName,
@@ -255,8 +256,9 @@ export function checkLimits(resources: GoDecoded, c: RoleConstraints): Check {
         : undefined,
     () =>
       each(asList(field('Ulimits')), (u) => {
-        // dockerd names the rlimit "RLIMIT_" + the name in capitals: NICE is nice.
-        const name = asString(structField(u, 'Name')).toLowerCase();
+        // dockerd names the rlimit "RLIMIT_" + strings.ToUpper(name): NICE, and nıce (dotless i),
+        // are nice.
+        const name = goToUpper(asString(structField(u, 'Name'))).toLowerCase();
         return !SCHEDULING_ULIMITS.has(name) || matchesAny(c.ulimits, name)
           ? undefined
           : violation(

@@ -1364,6 +1364,7 @@ t.test(
       [{ Ulimits: [{ Name: 'rttime', Soft: -1, Hard: -1 }] }, 'ulimits', 'rttime'],
       [{ Ulimits: [{ Name: 'NICE', Soft: 0, Hard: 0 }] }, 'ulimits', 'nice'],
       [{ Ulimits: [{ Name: 'Rtprio', Soft: 1, Hard: 1 }] }, 'ulimits', 'rtprio'],
+      [{ Ulimits: [{ Name: 'n\u0131ce', Soft: 1, Hard: 1 }] }, 'ulimits', 'nice'],
     ] as const)
       t.match(
         ask(ci, 'POST', '/containers/create', create(hc)),
