@@ -11,7 +11,7 @@
  * inside `/grpc`, where the session id travels in a stream the gate does not rewrite. Its ids
  * reach the engine as they are, where no bound id of another client can name them.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createPrivateKey, randomBytes } from 'node:crypto';
 import type { RequestHead } from '../relay/request-head.js';
 import type { GuardVerdict } from '../relay/request-guard.js';
 import type { OperationName } from '../policy/route-table.js';
@@ -31,9 +31,19 @@ const UPLOAD_PREFIX = 'upload-request:';
 export class BuildIdBinder {
   constructor(private readonly key: Buffer = randomBytes(32)) {}
 
-  /** The binder of a gate whose server key is this (PEM): a one-way function of it. */
+  /**
+   * The binder of a gate whose server key is this (PEM): a one-way function of the key itself
+   * (PKCS#8 DER), so that the same key written in another PEM form binds alike. A key rotated by
+   * a reload is not followed: sessions open across the rotation keep working.
+   */
   static fromServerKey(keyPem: string): BuildIdBinder {
-    return new BuildIdBinder(createHmac('sha256', 'dockgate build ids').update(keyPem).digest());
+    let material: Buffer | string;
+    try {
+      material = createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'der' });
+    } catch {
+      material = keyPem;
+    }
+    return new BuildIdBinder(createHmac('sha256', 'dockgate build ids').update(material).digest());
   }
 
   /** The id the engine gets for this client's `id`. */

@@ -37,8 +37,9 @@ export class NamespaceJoiners {
   /**
    * Every container (running or not: a stopped one joins when it starts) that shares a namespace
    * with the container of this id and name: those whose join modes name it, and those that name
-   * one of them (a join of a joiner lands in the same namespace). Throws when the engine cannot
-   * say.
+   * one of them. Deliberately wider than the kernel's grouping, which goes kind by kind (a pid
+   * joiner of a network joiner shares no pid namespace with the container): it errs towards a
+   * refusal. Throws when the engine cannot say.
    */
   async of(id: string, name: string): Promise<Joiner[]> {
     const list = await engineGetJson(this.connectUpstream, '/containers/json?all=1');
@@ -54,27 +55,49 @@ export class NamespaceJoiners {
     const unseen = ids.filter((other) => !this.known.has(other));
     for (let i = 0; i < unseen.length; i += LEARN_AT_ONCE)
       await Promise.all(unseen.slice(i, i + LEARN_AT_ONCE).map((other) => this.learn(other)));
-    // The group grows until no other container names one of its members.
-    const members = [{ id, name: name.replace(/^\//, '') }];
-    const names = (target: string) =>
-      target !== '' && members.some((m) => target === m.name || m.id.startsWith(target));
-    const found: Array<[string, Known]> = [];
-    for (let grew = true; grew;) {
-      grew = false;
-      for (const other of ids) {
-        const known = this.known.get(other);
-        if (known === undefined || members.some((m) => m.id === other)) continue;
-        if (!known.joins.some(names)) continue;
-        members.push({ id: other, name: nameOf(known.inspect) ?? '' });
-        found.push([other, known]);
-        grew = true;
+    // The group grows until no other container names one of its members: a walk over the joins,
+    // indexed by what they name (dockerd stores a full id; names and prefixes from other engines).
+    const byTarget = new Map<string, string[]>();
+    for (const other of ids)
+      for (const target of this.known.get(other)?.joins ?? []) {
+        if (target === '') continue;
+        const list = byTarget.get(target);
+        if (list === undefined) byTarget.set(target, [other]);
+        else list.push(other);
+      }
+    const prefixes = [...byTarget.keys()].filter((t) => t.length < 64 && /^[0-9a-f]+$/.test(t));
+    const members = new Map<string, string>([[id, name.replace(/^\//, '')]]);
+    const queue = [id];
+    const found: string[] = [];
+    while (queue.length > 0) {
+      const member = queue.pop()!;
+      const memberName = members.get(member)!;
+      const naming = [
+        ...(byTarget.get(member) ?? []),
+        ...(memberName === '' ? [] : (byTarget.get(memberName) ?? [])),
+        ...prefixes.filter((p) => member.startsWith(p)).flatMap((p) => byTarget.get(p)!),
+      ];
+      for (const other of naming) {
+        if (members.has(other)) continue;
+        members.set(other, nameOf(this.known.get(other)!.inspect) ?? '');
+        queue.push(other);
+        found.push(other);
       }
     }
-    return found.map(([other, known]) => ({
-      id: other,
-      name: nameOf(known.inspect) ?? other,
-      inspect: withoutJoinsOf(known.inspect, names),
-    }));
+    // A join that names any member is how the joiner is reached, not something it holds.
+    const memberNames = new Set([...members.values()].filter((n) => n !== ''));
+    const names = (target: string) =>
+      members.has(target) ||
+      memberNames.has(target) ||
+      (prefixes.includes(target) && [...members.keys()].some((m) => m.startsWith(target)));
+    return found.map((other) => {
+      const known = this.known.get(other)!;
+      return {
+        id: other,
+        name: nameOf(known.inspect) ?? other,
+        inspect: withoutJoinsOf(known.inspect, names),
+      };
+    });
   }
 
   /** Inspects a container the first time it is seen; undefined when it is gone meanwhile. */

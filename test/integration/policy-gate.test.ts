@@ -598,7 +598,7 @@ t.test(
 );
 
 t.test(
-  'a BuildKit session and its build reach the engine under ids bound to the client, which no other client can name',
+  'a BuildKit session and its build reach the engine under ids bound to the client',
   { skip: legacyCli() ? false : 'no 20.10 docker CLI' },
   async (t) => {
     const engine = testEngine();

@@ -60,3 +60,15 @@ t.test('gates that share a server key bind alike', async (t) => {
   t.equal(a.bind('alice', 's'), b.bind('alice', 's'));
   t.not(a.bind('alice', 's'), c.bind('alice', 's'));
 });
+
+t.test('the same server key in another PEM form binds alike', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const sec1 = privateKey.export({ type: 'sec1', format: 'pem' }) as string;
+  t.not(pkcs8, sec1);
+  t.equal(
+    BuildIdBinder.fromServerKey(pkcs8).bind('a', 's'),
+    BuildIdBinder.fromServerKey(sec1).bind('a', 's'),
+  );
+});

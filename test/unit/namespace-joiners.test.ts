@@ -64,3 +64,22 @@ t.test('joiners by name, id prefix and full id; each container inspected once', 
   delete containers[id('d')];
   t.equal((await joiners.of(id('a'), '/app')).length, 3, 'a removed container is forgotten');
 });
+
+t.test('a long chain of joins is followed to its end', async (t) => {
+  const chain = Array.from({ length: 300 }, (_, i) => (1000 + i).toString(16).padStart(64, '0'));
+  for (const [i, cid] of chain.entries())
+    containers[cid] = {
+      Name: `/link-${i}`,
+      HostConfig: i === 0 ? { NetworkMode: 'none' } : { PidMode: `container:${chain[i - 1]}` },
+    };
+  t.teardown(() => {
+    for (const cid of chain) delete containers[cid];
+  });
+  const joiners = new NamespaceJoiners(() => net.connect(socket));
+  const found = await joiners.of(chain[0]!, '/link-0');
+  t.equal(found.length, 299);
+  t.ok(
+    found.every((j) => (j.inspect as { HostConfig: Record<string, string> }).HostConfig.PidMode === ''),
+    'every join within the group is left out of what its joiner holds',
+  );
+});
