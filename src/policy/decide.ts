@@ -478,7 +478,7 @@ function outputNames(outputs: string): string[] {
 }
 
 /** `docker.io/library/bb:1` → `bb`; `reg:5000/team/app@sha256:…` → `reg:5000/team/app`. */
-export function repositoryOf(reference: string): string {
+function repositoryOf(reference: string): string {
   let name = reference;
   const at = name.indexOf('@');
   if (at !== -1) name = name.slice(0, at);
@@ -497,7 +497,8 @@ export function repositoryOf(reference: string): string {
 const LOCAL_BUILD_REMOTES = new Set(['client-session', 'upload-request']);
 
 /**
- * Requests whose query hands dockerd a host path or a spec the gate never sees, and swarm
+ * Requests that give dockerd what the gate cannot check in their bodies or beyond: a host path in
+ * the query, a spec it never sees (a rollback), a plugin's config inside a tar, and the swarm
  * operations that let other engines give this one work.
  */
 function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
