@@ -555,6 +555,37 @@ function lacksAny(list: unknown, required: readonly string[]): boolean {
   return Array.isArray(list) && required.some((path) => !list.includes(path));
 }
 
+/** Network drivers whose networks live in the engine's own bridges and tunnels. */
+const CONTAINED_NETWORK_DRIVERS = new Set(['', 'bridge', 'overlay', 'null']);
+/** Network options that hand the engine one of the host's interfaces. */
+const HOST_INTERFACE_OPTIONS = ['parent', 'com.docker.network.bridge.name'];
+
+/**
+ * `docker network create`: macvlan and ipvlan put containers straight on one of the host's
+ * interfaces (`-o parent=eth0`), a bridge named after an existing one (`-o
+ * com.docker.network.bridge.name=docker0`) joins it, other drivers are plugins the gate knows
+ * nothing of, `--config-from` takes options the request does not show, and `--ingress` is the
+ * swarm's routing mesh, which publishes on every node. All of that is the host's network.
+ */
+export function checkNetworkCreate(body: GoDecoded, c: RoleConstraints): Check {
+  if (c.hostNamespaces.includes('network')) return undefined;
+  const driver = asString(structField(body, 'Driver'));
+  const options = asMap(structField(body, 'Options'));
+  const from = asString(structField(structField(body, 'ConfigFrom'), 'Network'));
+  const what = !CONTAINED_NETWORK_DRIVERS.has(driver)
+    ? `with the ${driver} driver`
+    : HOST_INTERFACE_OPTIONS.some((o) => options.has(o))
+      ? `on the host interface ${asString(options.get('parent') ?? options.get('com.docker.network.bridge.name'))}`
+      : from !== ''
+        ? `from the configuration of network ${from} (--config-from), which the gate does not see`
+        : asBool(structField(body, 'Ingress'))
+          ? 'as the swarm ingress network'
+          : undefined;
+  return what === undefined
+    ? undefined
+    : violation('hostNamespaces', 'network', `create a network ${what}, which reaches the host's network`);
+}
+
 /**
  * A create mounting one of the gate's own volumes (own-volumes.ts) by name: in `Binds` as
  * `NAME:/path`, or in `Mounts` as a volume whose Source is NAME.

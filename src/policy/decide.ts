@@ -9,6 +9,7 @@ import {
   checkCgroupParent,
   checkDevices,
   checkLimits,
+  checkNetworkCreate,
   checkHostPath,
   checkExec,
   checkHostConfig,
@@ -28,6 +29,7 @@ import {
   CONTAINER_UPDATE,
   EXEC_CREATE,
   NETWORK_CONNECT,
+  NETWORK_CREATE,
   PLUGIN_PRIVILEGES,
   PLUGIN_SET,
   SERVICE_SPEC,
@@ -88,6 +90,7 @@ const BODY_CHECKS: Readonly<Record<OperationName, BodyCheck>> = {
   'plugin.install': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
   'plugin.upgrade': { type: PLUGIN_PRIVILEGES, check: checkPluginPrivileges },
   'plugin.set': { type: PLUGIN_SET, check: checkPluginSettings },
+  'network.create': { type: NETWORK_CREATE, check: checkNetworkCreate },
   // Nothing to constrain; read so that a scoped role's connect names a container it owns.
   'network.connect': { type: NETWORK_CONNECT, check: () => undefined },
   'network.disconnect': { type: NETWORK_CONNECT, check: () => undefined },

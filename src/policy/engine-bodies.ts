@@ -127,6 +127,14 @@ export const CHECKPOINT_CREATE = T.struct({ CheckpointDir: T.string });
 /** POST /volumes/create: volume.CreateOptions. */
 export const VOLUME_CREATE = T.struct({ Name: T.string, Driver: T.string, DriverOpts: T.map(T.string) });
 
+/** POST /networks/create: NetworkCreateRequest, the fields that reach the host's network. */
+export const NETWORK_CREATE = T.struct({
+  Driver: T.string,
+  Options: T.map(T.string),
+  ConfigFrom: T.ptr({ Network: T.string }),
+  Ingress: T.bool,
+});
+
 /** POST /networks/{id}/connect and /disconnect: the container is named in the body. */
 export const NETWORK_CONNECT = T.struct({
   Container: T.string,

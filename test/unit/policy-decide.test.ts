@@ -1535,3 +1535,40 @@ t.test('imageTags: the names a role may point at an image', async (t) => {
   t.ok(ask(ci, 'POST', '/images/x/tag?repo=bb&tag=latest').allowed, 'any name unless the role says');
   t.ok(ask(ci, 'POST', '/images/load').allowed);
 });
+
+t.test("a network create that reaches the host's network needs hostNamespaces: [network]", async (t) => {
+  const p = parsePolicy(
+    'roles:\n  n:\n    allow: [network.*]\n    constraints: { bindPaths: [/srv] }\n  h:\n    allow: [network.*]\n    constraints: { hostNamespaces: [network] }\nrules:\n  - { match: { cn: n }, role: n }\n  - { match: { cn: h }, role: h }\n',
+    'n.yaml',
+  );
+  const as = (cn: string, body: unknown) => askIn(p)(cn, 'POST', '/networks/create', body);
+  for (const [body, message] of [
+    [{ Name: 'm', Driver: 'macvlan', Options: { parent: 'eth0' } }, /with the macvlan driver/],
+    [{ Name: 'i', Driver: 'ipvlan' }, /with the ipvlan driver/],
+    [
+      { Name: 'b', Options: { 'com.docker.network.bridge.name': 'docker0' } },
+      /on the host interface docker0/,
+    ],
+    [{ Name: 'c', ConfigFrom: { Network: 'admins-macvlan' } }, /config-from/],
+    [{ Name: 'g', Driver: 'overlay', Ingress: true }, /swarm ingress/],
+    [{ name: 'p', driver: 'weaveworks/net-plugin' }, /net-plugin driver/],
+  ] as const) {
+    t.match(
+      as('n', body),
+      { allowed: false, constraint: { name: 'hostNamespaces', value: 'network' }, message },
+      JSON.stringify(body),
+    );
+    t.ok(as('h', body).allowed, `granted: ${JSON.stringify(body)}`);
+  }
+  for (const body of [
+    { Name: 'plain' },
+    {
+      Name: 'br',
+      Driver: 'bridge',
+      Internal: true,
+      Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+    },
+    { Name: 'ov', Driver: 'overlay', Attachable: true },
+  ])
+    t.ok(as('n', body).allowed, JSON.stringify(body));
+});
