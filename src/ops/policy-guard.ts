@@ -369,11 +369,15 @@ export function policyGuard(
     }
     for (const joiner of joined) {
       const v = checkHeldByContainer(joiner.inspect, check.constraints, gateVolumes);
-      if (v === undefined) continue;
-      const what = heldText(v);
-      return refuse(
-        `container ${joiner.name} shares its namespaces and holds ${what}, which the role may not use`,
-      );
+      if (v !== undefined)
+        return refuse(
+          `container ${joiner.name} shares its namespaces and holds ${heldText(v)}, which the role may not use`,
+        );
+      for (const volume of localVolumesOf(joiner.inspect)) {
+        const why = await namedVolumeProblem(volume, check.constraints);
+        if (why !== undefined)
+          return refuse(`container ${joiner.name} shares its namespaces, and its volume ${volume}: ${why}`);
+      }
     }
     return undefined;
   }

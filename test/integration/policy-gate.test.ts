@@ -266,6 +266,28 @@ t.test('a container is held to what the containers that joined its namespaces ho
   const chained = await run(pki.client, ['exec', app3, 'true']);
   t.not(chained.code, 0, 'nor into one a joiner of a joiner holds');
   t.match(chained.stderr, new RegExp(`container ${deep} shares its namespaces and holds /etc`));
+  // A joiner whose named volume binds the host's /etc.
+  const [app4, side4, etcVolume] = [
+    uniqueName('join-app4'),
+    uniqueName('join-side4'),
+    uniqueName('join-etc'),
+  ];
+  containersToRemove(t, side4, app4);
+  t.teardown(async () => {
+    await engineRequest('DELETE', `/volumes/${etcVolume}?force=1`);
+  });
+  const made = await engineRequest('POST', '/volumes/create', {
+    body: { Name: etcVolume, DriverOpts: { type: 'none', o: 'bind', device: '/etc' } },
+  });
+  t.equal(made.status, 201);
+  const app4Id = await make(app4, {}, true);
+  await make(side4, { PidMode: `container:${app4Id}`, Binds: [`${etcVolume}:/hostetc:ro`] }, false);
+  const viaVolume = await run(pki.client, ['exec', app4, 'true']);
+  t.not(viaVolume.code, 0, "nor into one a joiner's volume of the host's /etc is reached through");
+  t.match(
+    viaVolume.stderr,
+    new RegExp(`container ${side4} shares its namespaces, and its volume ${etcVolume}`),
+  );
   // A sidecar that joined by name and holds nothing is no reason to refuse.
   await make(app2, {}, true);
   await make(side2, { NetworkMode: `container:${app2}` }, false);
