@@ -347,15 +347,19 @@ export function policyGuard(
       const what = heldText(held);
       return refuse(`it holds ${what}, which the role may not use`);
     }
+    const { Id: id, Name: name } = (inspect.json ?? {}) as { Id?: unknown; Name?: unknown };
     // A named volume the container mounts may bind a host directory (made by someone else with
     // driver options): reaching in reaches that directory, as mounting the volume would.
-    for (const name of localVolumesOf(inspect.json)) {
-      const why = await namedVolumeProblem(name, check.constraints);
-      if (why !== undefined) return refuse(`its volume ${name}: ${why}`);
+    for (const volume of localVolumesOf(inspect.json)) {
+      const why = await namedVolumeProblem(
+        volume,
+        check.constraints,
+        typeof id === 'string' ? id : undefined,
+      );
+      if (why !== undefined) return refuse(`its volume ${volume}: ${why}`);
     }
     // A container that joined its pid, ipc or network namespace is reached through it: its
     // processes (and their /proc/PID/root), its shared memory, its loopback services.
-    const { Id: id, Name: name } = (inspect.json ?? {}) as { Id?: unknown; Name?: unknown };
     let joined;
     try {
       joined = await joiners.of(
@@ -427,7 +431,12 @@ export function policyGuard(
   }
 
   /** Why the role may not have volume NAME as the engine made it; undefined when it may. */
-  async function namedVolumeProblem(name: string, constraints: RoleConstraints): Promise<string | undefined> {
+  async function namedVolumeProblem(
+    name: string,
+    constraints: RoleConstraints,
+    /** The container being reached into, already checked: not inspected again as a user. */
+    checked?: string,
+  ): Promise<string | undefined> {
     const answer = await engineGetJson(connectUpstream, `/volumes/${encodeURIComponent(name)}`);
     if (answer.status === 404) return undefined;
     if (answer.status !== 200) return `the engine answered ${answer.status} when the gate looked at it`;
@@ -443,7 +452,7 @@ export function policyGuard(
     if (users.status !== 200 || !Array.isArray(users.json))
       return `the engine answered ${users.status} when the gate asked which containers use it`;
     for (const user of users.json as Array<{ Id?: unknown }>) {
-      if (typeof user.Id !== 'string') continue;
+      if (typeof user.Id !== 'string' || user.Id === checked) continue;
       const answer = await engineGetJson(connectUpstream, `/containers/${user.Id}/json`);
       if (answer.status === 404) continue;
       const container = answer.json as { Name?: unknown } | undefined;
