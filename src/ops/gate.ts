@@ -23,7 +23,7 @@ import type { LoadedTls } from './tls-reload.js';
 import type { GateMetrics } from './metrics.js';
 import { combineObservers, metricsObserver } from './metrics-observer.js';
 import { BuildIdBinder } from './build-ids.js';
-import { guardShared, policyGuard, type GuardShared, type PolicyState } from './policy-guard.js';
+import { guardContext, policyGuard, type GuardContext, type PolicyState } from './policy-guard.js';
 import { volumesMountedHere } from './own-volumes.js';
 
 /** Go's net/http has no field-count limit; 1000 is far above what any Docker client sends. */
@@ -55,10 +55,8 @@ export class Gate {
   /** Engine connections for relayed requests, reused between requests and clients. */
   private readonly upstreams: UpstreamPool;
   private readonly headLimits;
-  /** Volumes mounted into the gate's own container (its certs above all): never a client's. */
-  private readonly gateVolumes = new Set(volumesMountedHere());
-  /** What the guards share: what they learn of the engine, the key binding build ids to clients. */
-  private readonly guardShared: GuardShared;
+  /** What every connection's policy guard works with (one for the gate: it learns of the engine). */
+  private readonly guardContext: GuardContext;
   private stopping = false;
   /** The CRL in force (the listener's secure context has it too, from the same load). */
   private crl: LoadedCrl | undefined;
@@ -73,13 +71,21 @@ export class Gate {
     private readonly logger: Logger,
     private readonly metrics: GateMetrics,
     private readonly audit: AuditLogger,
-    private readonly policy: () => PolicyState = () => ({ policy: undefined, mode: 'enforce' }),
+    policy: () => PolicyState = () => ({ policy: undefined, mode: 'enforce' }),
     /** Why requests must be refused now (the audit log cannot be written), or undefined. */
-    private readonly refusing: () => string | undefined = () => undefined,
+    refusing: () => string | undefined = () => undefined,
   ) {
     this.refusals = refusalAuditor(audit, config.audit.refusalsPerAddress);
     this.connectUpstream = upstreamConnector(config.upstream);
-    this.guardShared = guardShared(this.connectUpstream, BuildIdBinder.fromServerKey(tls.material.key));
+    this.guardContext = guardContext({
+      state: policy,
+      connectUpstream: this.connectUpstream,
+      refusing,
+      keepExecCmd: config.audit.execCmd,
+      // Volumes mounted into the gate's own container (its certs above all): never a client's.
+      gateVolumes: new Set(volumesMountedHere()),
+      buildIds: BuildIdBinder.fromServerKey(tls.material.key),
+    });
     this.upstreams = new UpstreamPool(this.connectUpstream, {
       maxIdle: ENGINE_POOL_MAX_IDLE,
       idleTimeoutMs: ENGINE_POOL_IDLE_MS,
@@ -262,15 +268,7 @@ export class Gate {
           auditObserver(this.audit, identity, remoteAddress, auditOf),
           metricsObserver(this.metrics),
         ),
-        guard: policyGuard(
-          this.policy,
-          identity,
-          this.connectUpstream,
-          this.refusing,
-          this.config.audit.execCmd,
-          this.gateVolumes,
-          this.guardShared,
-        ),
+        guard: policyGuard(this.guardContext, identity),
         headerTimeoutMs: this.config.limits.headerTimeoutMs,
         idleTimeoutMs: this.config.limits.idleTimeoutMs,
       },

@@ -36,20 +36,43 @@ import { buildkitIgnoresEntitlements, EngineFactsCache } from './engine-facts.js
 import { bindBuildIds, BuildIdBinder, namesBuildIds } from './build-ids.js';
 
 /**
- * What the gate's guards share: who joined whose namespaces and the engine's version (learnt of
- * the engine once), and the key that makes build ids each client's own.
+ * What every guard of one gate works with: the policy in force, the way to the engine, and what
+ * is learnt of the engine once for all connections (who joined whose namespaces, its version),
+ * with the key that makes build ids each client's own. The gate builds one; each connection's
+ * guard adds the client's identity.
  */
-export interface GuardShared {
+export interface GuardContext {
+  /** The policy in force, read once per request (a reload swaps it). */
+  readonly state: () => PolicyState;
+  readonly connectUpstream: () => Socket;
+  /** Why every request is refused now (the audit log cannot be written), or undefined. */
+  readonly refusing: () => string | undefined;
+  /** --audit-exec-cmd: log exec commands as sent rather than redacted. */
+  readonly keepExecCmd: boolean;
+  /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
+  readonly gateVolumes: ReadonlySet<string>;
   readonly joiners: NamespaceJoiners;
   readonly facts: EngineFactsCache;
   readonly buildIds: BuildIdBinder;
 }
 
-export function guardShared(connectUpstream: () => Socket, buildIds = new BuildIdBinder()): GuardShared {
+/**
+ * A GuardContext; what is left out is the default of a gate without it (nothing refused, exec
+ * commands redacted, no volumes of its own, a build-id key of its own: unit tests).
+ */
+export function guardContext(
+  options: Pick<GuardContext, 'state' | 'connectUpstream'> &
+    Partial<Pick<GuardContext, 'refusing' | 'keepExecCmd' | 'gateVolumes' | 'buildIds'>>,
+): GuardContext {
+  const { connectUpstream } = options;
   return {
+    refusing: () => undefined,
+    keepExecCmd: false,
+    gateVolumes: new Set(),
+    buildIds: new BuildIdBinder(),
+    ...options,
     joiners: new NamespaceJoiners(connectUpstream),
     facts: new EngineFactsCache(connectUpstream),
-    buildIds,
   };
 }
 
@@ -69,22 +92,8 @@ export interface PolicyState {
 /** Create bodies are small; anything near this is not a request a policy should guess about. */
 export const MAX_INSPECTED_BODY = 8 << 20;
 
-export function policyGuard(
-  state: () => PolicyState,
-  identity: Identity,
-  connectUpstream: () => Socket,
-  refusing: () => string | undefined = () => undefined,
-  /** --audit-exec-cmd: log exec commands as sent rather than redacted. */
-  keepExecCmd = false,
-  /** The gate's own volumes (own-volumes.ts), which no constrained role may mount. */
-  gateVolumes: ReadonlySet<string> = new Set(),
-  /**
-   * What the gate's guards share (see GuardShared). The gate passes one for all its connections;
-   * left out (unit tests), a guard gets its own, whose build ids match only on its connection.
-   */
-  shared: GuardShared = guardShared(connectUpstream),
-): RequestGuard {
-  const { joiners, facts, buildIds } = shared;
+export function policyGuard(context: GuardContext, identity: Identity): RequestGuard {
+  const { state, connectUpstream, refusing, keepExecCmd, gateVolumes, joiners, facts, buildIds } = context;
   // Decisions that no request can change, per operation, for the policy they were made under:
   // most requests of a client with an unrestricted role skip decide() (constantDecision).
   let constantsOf: Policy | undefined;

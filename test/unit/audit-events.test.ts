@@ -10,7 +10,7 @@ import {
   type RequestAudit,
 } from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { policyGuard } from '../../src/ops/policy-guard.js';
+import { guardContext, policyGuard } from '../../src/ops/policy-guard.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { findHeadEnd, parseRequestHead } from '../../src/relay/request-head.js';
 import type { Exchange } from '../../src/relay/exchange.js';
@@ -186,12 +186,14 @@ t.test(
       { policy: undefined, mode: 'enforce' as const },
     ]) {
       const guard = policyGuard(
-        () => state,
+        guardContext({
+          state: () => state,
+          connectUpstream: () => {
+            throw new Error('no engine in this test');
+          },
+          refusing: () => 'dockgate: the audit log cannot be written',
+        }),
         identity,
-        () => {
-          throw new Error('no engine in this test');
-        },
-        () => 'dockgate: the audit log cannot be written',
       );
       const ex = exchange({ method: 'DELETE', target: head.target, status: 0 });
       t.match(guard.inspect(head, ex), { kind: 'refuse', status: 503 });

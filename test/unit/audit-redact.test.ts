@@ -11,7 +11,7 @@ import { auditObserver, createAuditLog } from '../../src/audit/audit-log.js';
 import { CMD_ARGS_MAX, CMD_CHARS_MAX, REDACTED, execCommandForLog } from '../../src/audit/redact.js';
 import type { RequestAudit } from '../../src/audit/events.js';
 import type { Identity } from '../../src/identity/identity.js';
-import { policyGuard } from '../../src/ops/policy-guard.js';
+import { guardContext, policyGuard } from '../../src/ops/policy-guard.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { findHeadEnd, parseRequestHead } from '../../src/relay/request-head.js';
 import type { Exchange } from '../../src/relay/exchange.js';
@@ -67,11 +67,13 @@ t.test(
       'p.yaml',
     );
     const guard = policyGuard(
-      () => ({ policy, mode: 'enforce' }),
+      guardContext({
+        state: () => ({ policy, mode: 'enforce' }),
+        connectUpstream: () => {
+          throw new Error('no engine in this test');
+        },
+      }),
       nobody,
-      () => {
-        throw new Error('no engine in this test');
-      },
     );
     const name = 'n'.repeat(1 << 20);
     const body = Buffer.from(JSON.stringify({ Cmd: new Array<string>(100_000).fill('') }));
