@@ -257,7 +257,7 @@ function decideForRole(
     if (v) return denied(grant, identity, route, v);
   }
   if (!role.unrestricted) {
-    const v = checkQueryReach(route, role.constraints) ?? checkImageTags(route, role.constraints);
+    const v = checkReachBeyondBody(route, role.constraints) ?? checkImageTags(route, role.constraints);
     if (v) return denied(grant, identity, route, v);
   }
   if (route.operation === 'image.import' && !role.unrestricted) {
@@ -504,7 +504,7 @@ const LOCAL_BUILD_REMOTES = new Set(['client-session', 'upload-request']);
  * the query, a spec it never sees (a rollback), a plugin's config inside a tar, and the swarm
  * operations that let other engines give this one work.
  */
-function checkQueryReach(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
+function checkReachBeyondBody(route: ResolvedRoute, c: RoleConstraints): Violation | undefined {
   switch (route.operation) {
     case 'container.checkpoint.list':
     case 'container.checkpoint.delete':
