@@ -5,7 +5,7 @@
  * (replacing) into place.
  */
 import { randomBytes } from 'node:crypto';
-import { link, lstat, mkdir, open, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readFile, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DockgateError, PkiError, systemErrorCode } from '../errors.js';
 
@@ -130,8 +130,46 @@ export async function readBinaryFile(file: string, what: string): Promise<Buffer
   }
 }
 
+/**
+ * mkdir -p. Not Node's `recursive: true`: that takes every ENOENT as a missing parent and tries
+ * again for ever where the parent exists but cannot hold a directory (anything under /proc or
+ * /sys, a link to nowhere). This walk goes up to the nearest ancestor that exists, then creates
+ * each directory below it once.
+ */
 export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
-  await onPath('create directory', dir, () => mkdir(dir, { recursive: true, mode }));
+  const missing: string[] = [];
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    try {
+      await stat(at);
+      break;
+    } catch (err) {
+      if (systemErrorCode(err) !== 'ENOENT') throw await fileError('look up', at, err);
+    }
+    missing.push(at);
+    if (dirname(at) === at) break;
+  }
+  for (const at of missing.reverse()) {
+    await onPath('create directory', at, async () => {
+      try {
+        await mkdir(at, { mode });
+      } catch (err) {
+        const code = systemErrorCode(err);
+        if (code === 'EEXIST') return; // made meanwhile by another command, or a link to nowhere (next one fails)
+        if (code === 'ENOENT') {
+          throw new PkiError(
+            'E_PKI_FILE',
+            `cannot create directory ${at}: ${dirname(at)} does not take new directories (a file system such as /proc or /sys, or a link to nowhere).`,
+            err,
+          );
+        }
+        throw err;
+      }
+    });
+  }
+  await onPath('create directory', dir, async () => {
+    if (!(await stat(dir)).isDirectory())
+      throw Object.assign(new Error(`${dir} is not a directory`), { code: 'EEXIST' });
+  });
 }
 
 async function syncDir(dir: string): Promise<void> {

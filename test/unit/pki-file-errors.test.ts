@@ -62,6 +62,27 @@ t.test('a file where the PKI directory should be: cannot ..., X is not a directo
   );
 });
 
+t.test('a PKI directory where none can be made is refused at once, not retried for ever', async (t) => {
+  // Node's own recursive mkdir spins for ever on both: /proc answers ENOENT for a new directory,
+  // and so does a link to nowhere, although the parent "exists".
+  const root = t.testdir({});
+  const { symlinkSync } = await import('node:fs');
+  symlinkSync(join(root, 'gone'), join(root, 'dangling'));
+  for (const [dir, parent] of [
+    ['/proc/dockgate-test-nope/certs', '/proc'],
+    [join(root, 'dangling', 'certs'), join(root, 'dangling')],
+  ] as const) {
+    await t.rejects(
+      pki(['init', '--dir', dir], quiet),
+      userError(new RegExp(`^cannot create directory \\S+: ${parent} does not take new directories`)),
+      dir,
+    );
+  }
+  // What it walks past is created, each level once.
+  await pki(['init', '--dir', join(root, 'a', 'b', 'c')], quiet);
+  t.ok((await fsp.stat(join(root, 'a', 'b', 'c', 'ca.pem'))).isFile());
+});
+
 t.test('pki sign --out into a directory that does not exist names it', async (t) => {
   const dir = join(t.testdir({ certs: {} }), 'certs');
   await pki(['init', '--dir', dir], quiet);
