@@ -437,23 +437,25 @@ export class ClientSession {
    */
   private refuseExchange(status: number, message: string, bodyUnread: boolean): void {
     const head = this.head as RequestHead;
-    (this.exchange as Exchange).status = status;
+    const headRequest = head.method === 'HEAD';
+    // After a half-close the connection stays up for requests pipelined behind this one;
+    // afterClientEnd() closes it once they are answered.
+    const close =
+      bodyUnread || head.wantsClose || this.draining || (this.clientEnded && this.pending === null);
+    const answer = dockerErrorResponse(status, message, { close, headRequest, verifiedClient: true });
+    const exchange = this.exchange as Exchange;
+    exchange.status = status;
+    exchange.bytesOut += answer.length;
     this.endExchange('denied', message);
     this.collector = null;
     this.decideWithBody = null;
     this.response.cancel();
     this.head = null;
-    const headRequest = head.method === 'HEAD';
-    // After a half-close the connection stays up for requests pipelined behind this one;
-    // afterClientEnd() closes it once they are answered.
-    if (bodyUnread || head.wantsClose || this.draining || (this.clientEnded && this.pending === null)) {
-      this.answerAndClose(
-        dockerErrorResponse(status, message, { close: true, headRequest, verifiedClient: true }),
-      );
+    if (close) {
+      this.answerAndClose(answer);
       return;
     }
     this.reqPhase = RequestPhase.Head;
-    const answer = dockerErrorResponse(status, message, { close: false, headRequest, verifiedClient: true });
     this.writeClient(answer);
   }
 
@@ -740,6 +742,8 @@ export class ClientSession {
     const seconds = this.options.headerTimeoutMs / 1000;
     this.refuseRequest(
       new HttpFramingError(408, 'E_HTTP_HEAD_TIMEOUT', `the request head did not arrive within ${seconds} s`),
+      // The timer started with the head's first bytes.
+      performance.now() - this.options.headerTimeoutMs,
     );
   }
 
@@ -800,13 +804,17 @@ export class ClientSession {
   private failUpstream(message: string): void {
     const exchange = this.exchange;
     if (exchange !== null && exchange.bytesOut === 0 && !exchange.hijacked) {
+      const headRequest = exchange.method === 'HEAD';
+      const answer = dockerErrorResponse(502, `dockgate: ${message}`, {
+        close: true,
+        headRequest,
+        verifiedClient: true,
+      });
       exchange.status = 502;
+      exchange.bytesOut = answer.length;
       this.endExchange('upstream-failed', message);
       this.upstream?.destroy();
-      const headRequest = exchange.method === 'HEAD';
-      this.answerAndClose(
-        dockerErrorResponse(502, `dockgate: ${message}`, { close: true, headRequest, verifiedClient: true }),
-      );
+      this.answerAndClose(answer);
       return;
     }
     if (exchange !== null) exchange.error = message;
@@ -839,7 +847,7 @@ export class ClientSession {
   }
 
   /** A request the gate will not relay: answer it and close, since framing cannot be trusted. */
-  private refuseRequest(err: HttpFramingError): void {
+  private refuseRequest(err: HttpFramingError, startedAt = performance.now()): void {
     const inFlight = this.exchange !== null;
     if (inFlight) {
       // Part of this request already went to the engine; nothing sane can be answered.
@@ -847,23 +855,26 @@ export class ClientSession {
       this.destroy('refused');
       return;
     }
+    const answer = dockerErrorResponse(err.status, `dockgate: ${err.message}`, {
+      close: true,
+      verifiedClient: true,
+    });
+    const bytesIn = this.pending?.length ?? 0;
     this.reqPhase = RequestPhase.Closed;
     this.pending = null;
     this.options.observer.exchangeEnded({
       method: '-',
       target: '-',
       status: err.status,
-      startedAt: performance.now(),
-      bytesIn: 0,
-      bytesOut: 0,
+      startedAt,
+      bytesIn,
+      bytesOut: answer.length,
       hijacked: false,
       outcome: 'refused',
       error: err.message,
     });
     this.upstream?.destroy();
-    this.answerAndClose(
-      dockerErrorResponse(err.status, `dockgate: ${err.message}`, { close: true, verifiedClient: true }),
-    );
+    this.answerAndClose(answer);
   }
 
   /**

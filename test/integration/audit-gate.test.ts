@@ -191,6 +191,7 @@ t.test('an audit log of real traffic: fields, no secrets, a chain that verify ch
     },
     'a denied create',
   );
+  t.ok(Number(deny?.bytesOut) > 100, `counting the bytes of the gate's 403 (${deny?.bytesOut})`);
   const execLine = all.find((l) => l.event === 'request' && l.operation === 'container.exec');
   t.match(
     execLine,

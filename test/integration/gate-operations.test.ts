@@ -126,11 +126,19 @@ t.test(
   async (t) => {
     const gate = await startGate(t, { pki, args: ['--header-timeout', '1', '--idle-timeout', '1'] });
     const slow = await connectTls(gate.port, pki.client);
-    slow.write('GET /_ping HTTP/1.1\r\nHost: gate\r\n'); // ...and never the blank line
+    const partial = 'GET /_ping HTTP/1.1\r\nHost: gate\r\n'; // ...and never the blank line
+    slow.write(partial);
     const answer = await readUntilClosed(slow, 5000);
     t.ok(answer.closed, 'the gate closed the slowloris connection');
     t.match(answer.text, /^HTTP\/1\.1 408 /, 'after answering 408');
     t.match(answer.text, /did not arrive within 1 s/);
+    const line = await gate.waitForLog((l) => l.event === 'request' && l.status === 408);
+    t.match(
+      line,
+      { bytesIn: partial.length, bytesOut: answer.text.length, outcome: 'refused' },
+      "the audit line counts the head's bytes and the gate's answer",
+    );
+    t.ok(Number(line.durationMs) >= 1000, `and lasts from the head's first bytes (${line.durationMs} ms)`);
 
     const idle = await connectTls(gate.port, pki.client);
     idle.write('GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\n');
