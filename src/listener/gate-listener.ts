@@ -153,6 +153,7 @@ export class GateListener {
       // the limit is there to protect.
       this.handlers.onRefused({
         reason: 'connection-limit',
+        limit: 'max-connections',
         detail: `limit ${max}`,
         remoteAddress: remoteOf(socket),
         claimedCn: undefined,
@@ -165,6 +166,7 @@ export class GateListener {
     if (unverified >= MAX_UNVERIFIED_PER_ADDRESS) {
       this.handlers.onRefused({
         reason: 'connection-limit',
+        limit: 'unverified-per-address',
         detail: `${MAX_UNVERIFIED_PER_ADDRESS} connections from this address without a verified certificate yet`,
         remoteAddress: remoteOf(socket),
         claimedCn: undefined,

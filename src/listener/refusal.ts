@@ -28,6 +28,8 @@ export interface Refusal {
    * alone leaves an operator guessing between a foreign CA, a stale bundle and an intermediate.
    */
   readonly claimedIssuer?: string;
+  /** For `connection-limit`: which one (for the limit metric). */
+  readonly limit?: 'max-connections' | 'unverified-per-address';
 }
 
 const BY_OPENSSL_CODE: Record<string, RefusalReason> = {

@@ -224,6 +224,7 @@ export class Gate {
 
   private recordRefusal(refused: RefusedClient): void {
     this.metrics.handshakes.inc({ outcome: 'refused', reason: refused.reason });
+    if (refused.limit !== undefined) this.metrics.limitRefusals.inc({ limit: refused.limit });
     this.refusals.refused(refused);
   }
 

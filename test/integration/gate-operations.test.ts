@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { curl } from '../helpers/curl.js';
-import { GATE_MAIN, sleep, startGate, type RunningGate } from '../helpers/gate.js';
+import { GATE_MAIN, gateMetrics, sleep, startGate, type RunningGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
 import { connectTls } from '../helpers/tls-client.js';
 import { freePort } from '../helpers/ports.js';
@@ -139,6 +139,7 @@ t.test(
       "the audit line counts the head's bytes and the gate's answer",
     );
     t.ok(Number(line.durationMs) >= 1000, `and lasts from the head's first bytes (${line.durationMs} ms)`);
+    t.match(await gateMetrics(gate), /^dockgate_limit_refusals_total\{limit="header-timeout"\} 1$/m);
 
     const idle = await connectTls(gate.port, pki.client);
     idle.write('GET /_ping HTTP/1.1\r\nHost: gate\r\n\r\n');
@@ -214,6 +215,11 @@ t.test('global connection limit closes connections beyond it at accept and logs 
     await gate.waitForLog((l) => l.event === 'handshake-refused' && l.reason === 'connection-limit'),
     'logged as connection-limit',
   );
+  t.match(
+    await gateMetrics(gate),
+    /^dockgate_limit_refusals_total\{limit="max-connections"\} 1$/m,
+    'and counted by its limit',
+  );
   open.forEach((s) => s.destroy());
   await sleep(200);
   t.equal(
@@ -235,6 +241,11 @@ t.test('--max-header-size refuses larger heads with 431', async (t) => {
     args: ['-H', `X-Big: ${'a'.repeat(4000)}`],
   });
   t.equal(small.body, 'OK', 'a head under the limit passes');
+  t.match(
+    await gateMetrics(gate),
+    /^dockgate_limit_refusals_total\{limit="max-header-size"\} 1$/m,
+    'the refusal is counted by its limit',
+  );
 });
 
 t.test('serve --check validates everything and exits 0, or 2 with the problem named', async (t) => {
