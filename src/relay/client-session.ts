@@ -18,6 +18,7 @@ import { dockerErrorResponse } from './gate-response.js';
 import { HttpFramingError } from './http-errors.js';
 import type { HeadLimits, RequestHead } from './request-head.js';
 import {
+  checkEndedRequestLine,
   findHeadEnd,
   parseRequestHead,
   rewrittenRequestHead,
@@ -256,6 +257,7 @@ export class ClientSession {
             }
             const end = findHeadEnd(buf, this.options.limits, this.headScanned);
             if (end === -1) {
+              checkEndedRequestLine(buf, this.headScanned);
               this.headScanned = buf.length; // the next read is searched from here on
               return;
             }

@@ -81,10 +81,8 @@ export function findHeadEnd(buf: Buffer, limits: HeadLimits, from = 0): number {
 }
 
 /** Parses buf[0, headLength) which must end in CRLFCRLF (see findHeadEnd). */
-export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLimits): RequestHead {
-  const text = buf.toString('latin1', 0, headLength - 4);
-  const lines = text.split('\r\n');
-  const requestLine = lines[0] ?? '';
+/** `METHOD TARGET HTTP/1.x`, or the HttpFramingError that answers it. */
+function parseRequestLine(requestLine: string): { method: string; target: string; httpMinor: 0 | 1 } {
   const parts = requestLine.split(' ');
   if (parts.length !== 3) {
     throw new HttpFramingError(400, 'E_HTTP_REQUEST_LINE', 'malformed request line');
@@ -94,12 +92,28 @@ export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLi
   if (!TARGET.test(target)) {
     throw new HttpFramingError(400, 'E_HTTP_TARGET', 'request target must be a path starting with /');
   }
-  let httpMinor: 0 | 1;
-  if (version === 'HTTP/1.1') httpMinor = 1;
-  else if (version === 'HTTP/1.0') httpMinor = 0;
-  else if (/^HTTP\/\d\.\d$/.test(version)) {
+  if (version === 'HTTP/1.1') return { method, target, httpMinor: 1 };
+  if (version === 'HTTP/1.0') return { method, target, httpMinor: 0 };
+  if (/^HTTP\/\d\.\d$/.test(version)) {
     throw new HttpFramingError(505, 'E_HTTP_VERSION', `HTTP version ${version} is not supported`);
-  } else throw new HttpFramingError(400, 'E_HTTP_REQUEST_LINE', 'malformed request line');
+  }
+  throw new HttpFramingError(400, 'E_HTTP_REQUEST_LINE', 'malformed request line');
+}
+
+/**
+ * For a head not complete yet, searched up to `from` before this read: judges its request line
+ * if this read ended it, as Go (and so dockerd) does. An HTTP/0.9 `GET /` sends no blank line,
+ * and would otherwise get its 400 only as a 408, at the header timeout.
+ */
+export function checkEndedRequestLine(buf: Buffer, from: number): void {
+  const lineEnd = buf.indexOf('\r\n', 0, 'latin1');
+  if (lineEnd !== -1 && lineEnd + 1 >= from) parseRequestLine(buf.toString('latin1', 0, lineEnd));
+}
+
+export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLimits): RequestHead {
+  const text = buf.toString('latin1', 0, headLength - 4);
+  const lines = text.split('\r\n');
+  const { method, target, httpMinor } = parseRequestLine(lines[0] ?? '');
 
   if (lines.length - 1 > limits.maxFields) {
     throw new HttpFramingError(

@@ -72,6 +72,17 @@ t.test('garbage after the handshake gets a 400 and the connection is closed', as
 t.test('HTTP/0.9 (a request line without version) gets a 400', async (t) => {
   const r = await tlsExchange(gate.port, pki.client, 'GET /_ping\r\n\r\n');
   t.equal(r.status, 400, r.text);
+  // A real HTTP/0.9 client sends no blank line: the request line alone is judged, at once (a 408
+  // after the header timeout before), as Go's server does. So is a bad line sent in pieces.
+  const bare = await tlsExchange(gate.port, pki.client, 'GET /_ping\r\n', { timeoutMs: 5000 });
+  t.equal(bare.status, 400, bare.text);
+  const socket = connectAny(gate.port, pki.client);
+  await new Promise<void>((res) => socket.once('secureConnect', () => res()));
+  socket.write('GET /_ping HT');
+  await new Promise((r) => setTimeout(r, 50));
+  socket.write('TP/2.0\r\nHost: g\r\n');
+  const pieces = await readAll(socket, 5000);
+  t.match(pieces.text, /^HTTP\/1\.1 505 /, 'a line completed by a later read is judged then');
   await stillServes(t);
 });
 
