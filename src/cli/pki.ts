@@ -136,7 +136,8 @@ const subcommands: Record<string, Subcommand> = {
     usage: `Usage: dockgate pki init [--cn NAME] [--key-type TYPE] [--days N] [--dir DIR]
 
 Create the certificate authority. Refuses to overwrite an existing one.
-  --cn NAME              CA common name (default 'dockgate CA HOST DATE', this host and today)
+  --cn NAME              CA common name (default 'dockgate CA HOST DATE TAG': this host,
+                         today, 4 random hex digits)
   --key-type TYPE        ${KEY_TYPES.join('|')} (default ${DEFAULT_KEY_TYPE})
   --days N               validity (default ${DEFAULT_CA_DAYS})
 ${DIR_HELP}

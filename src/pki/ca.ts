@@ -2,7 +2,7 @@
  * The certificate authority: create it (ca.pem + ca-key.pem, the key encrypted when a passphrase is
  * given) and load it for signing. Only commands that sign need loadCa(); the others read ca.pem alone.
  */
-import { X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
+import { randomBytes, X509Certificate as NodeX509Certificate, type KeyObject } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { PkiError, UsageError } from '../errors.js';
@@ -35,15 +35,16 @@ import { x509 } from './x509.js';
 import { judgeKeyFileMode, type KeyFileMode } from './key-mode.js';
 
 /**
- * `dockgate CA HOST DATE`: CAs with one name look alike to clients. A TLS server names the CAs it
- * accepts by subject, and Go clients send a certificate only if its issuer is named, so a bundle
- * of another gate's CA would be sent and fail on its signature, and doctor could not tell the two
- * CAs apart.
+ * `dockgate CA HOST DATE TAG`: CAs with one name look alike to clients. A TLS server names the CAs
+ * it accepts by subject, and Go clients send a certificate only if its issuer is named, so a
+ * bundle of another gate's CA would be sent and fail on its signature, and doctor could not tell
+ * the two CAs apart. TAG (4 random hex digits) parts two CAs made on one host on one day, as a
+ * test machine or a redone setup makes them.
  */
 export function defaultCaCn(now = new Date()): string {
   return `dockgate CA ${hostname()
     .replace(/[^A-Za-z0-9.-]/g, '-')
-    .slice(0, 32)} ${now.toISOString().slice(0, 10)}`;
+    .slice(0, 32)} ${now.toISOString().slice(0, 10)} ${randomBytes(2).toString('hex')}`;
 }
 export const DEFAULT_CA_DAYS = 3650;
 /** Certificates start this long before "now", so that a peer whose clock is a little behind accepts them. */
