@@ -8,7 +8,7 @@
  */
 import tls from 'node:tls';
 import { existsSync, unwatchFile, watchFile, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { ConfigError } from '../errors.js';
 import { pkiPaths } from '../pki/files.js';
@@ -20,7 +20,13 @@ import { verifiedCrl, type LoadedCrl } from '../listener/revocation-list.js';
 import type { GateMetrics } from './metrics.js';
 
 /** Errors about the CRL file itself (a failure of the other files leaves the CRL to load alone). */
-const CRL_ERRORS = new Set(['E_TLS_BAD_CRL', 'E_TLS_CRL_FUTURE', 'E_TLS_CRL_MISSING', 'E_TLS_CRL_UNUSABLE']);
+const CRL_ERRORS = new Set([
+  'E_TLS_BAD_CRL',
+  'E_TLS_CRL_FUTURE',
+  'E_TLS_CRL_MISSING',
+  'E_TLS_CRL_STALE',
+  'E_TLS_CRL_UNUSABLE',
+]);
 
 /** How often watched files are stat'ed; revocation takes effect within about this long. */
 const POLL_INTERVAL_MS = 1000;
@@ -60,6 +66,7 @@ export async function loadTls(source: TlsSource): Promise<LoadedTls> {
   if (crlFile === undefined) await refuseUnenforcedRevocations(source.crlFile);
   const material = loadTlsMaterial(source.files, crlFile);
   const crl = await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`);
+  if (crl !== undefined) await refuseStaleCrl(source, crl);
   refuseUnusable(material);
   return { material, crl };
 }
@@ -75,6 +82,7 @@ async function loadCrlAlone(source: TlsSource, current: TlsMaterial): Promise<Lo
   if (crl === current.crl) return undefined;
   const material = { ...current, crl, crlFile: source.crlFile };
   const loaded = { material, crl: await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`) };
+  if (loaded.crl !== undefined) await refuseStaleCrl(source, loaded.crl);
   refuseUnusable(material);
   return loaded;
 }
@@ -124,6 +132,29 @@ async function refuseUnenforcedRevocations(crlFile: string): Promise<void> {
   throw new ConfigError(
     'E_TLS_CRL_MISSING',
     `${paths.index} records ${revoked} revoked certificate${revoked === 1 ? '' : 's'} but ${crlFile} is missing, so the gate would let them in; write it with 'dockgate pki crl --dir ${paths.dir}' (or copy it from where the CA key lives)`,
+  );
+}
+
+/**
+ * A CRL that leaves out certificates the CA's index.json records as revoked is older than the
+ * index (restored from a backup, copied before the last revoke): in force, it would let them in
+ * again. Checked where the index is the gate's own CA's (beside its ca.pem), at start and reload.
+ */
+async function refuseStaleCrl(source: TlsSource, crl: LoadedCrl): Promise<void> {
+  const paths = pkiPaths(dirname(resolve(source.crlFile)));
+  if (resolve(source.files.caFile) !== paths.caCert) return; // an index there is another CA's
+  let revoked: string[];
+  try {
+    revoked = (await readIndex(paths)).certificates
+      .filter((c) => c.revoked !== undefined && !crl.revokedSerials.has(c.serial))
+      .map((c) => c.serial);
+  } catch {
+    return; // no readable index: nothing known about revocations here
+  }
+  if (revoked.length === 0) return;
+  throw new ConfigError(
+    'E_TLS_CRL_STALE',
+    `${source.crlFile} does not list ${revoked.length} certificate${revoked.length === 1 ? '' : 's'} that ${paths.index} records as revoked (serial ${revoked[0]}${revoked.length > 1 ? ', ...' : ''}), so the gate would let them in; write it anew with 'dockgate pki crl --dir ${paths.dir}' (or copy the current one from where the CA key lives)`,
   );
 }
 
