@@ -220,6 +220,13 @@ export function patternCovers(pattern: string, operation: OperationName): boolea
 /** Roles are immutable once loaded, so what one grants is worked out once per operation. */
 const grantedCache = new WeakMap<Role, Map<OperationName, boolean>>();
 
+/**
+ * How clients learn which API version to speak, before anything else: the docker CLI reads it
+ * from `/_ping`, docker-py (docker-compose 1.x, Ansible) from `/version`, and fails outright when
+ * that is refused. A role that allows anything allows these too, unless its `deny` names them.
+ */
+const NEGOTIATION: ReadonlySet<OperationName> = new Set(['system.ping', 'system.version']);
+
 export function roleGrants(role: Role, operation: OperationName): boolean {
   if (role.builtin && role.name === 'admin') return true;
   let known = grantedCache.get(role);
@@ -230,7 +237,8 @@ export function roleGrants(role: Role, operation: OperationName): boolean {
   let granted = known.get(operation);
   if (granted === undefined) {
     granted =
-      role.allow.some((p) => patternCovers(p, operation)) &&
+      (role.allow.some((p) => patternCovers(p, operation)) ||
+        (NEGOTIATION.has(operation) && role.allow.length > 0)) &&
       !role.deny.some((p) => patternCovers(p, operation));
     known.set(operation, granted);
   }

@@ -825,9 +825,23 @@ t.test(
     const file = join(dir, 'no-ping.yaml');
     await writeFile(
       file,
-      'roles:\n  lister:\n    allow: [container.list]\nrules:\n  - match: { cn: client-two }\n    role: lister\n',
+      'roles:\n  lister:\n    allow: [container.list]\n    deny: [system.ping]\n' +
+        '  negotiator:\n    allow: [container.list]\n' +
+        'rules:\n  - match: { cn: client-two }\n    role: lister\n' +
+        '  - match: { cn: client }\n    role: negotiator\n',
     );
     const noPing = await startGate(t, { pki, args: ['--policy', file] });
+    // A role that allows anything allows the version negotiation: docker-py's client asks
+    // GET /version before its first call and fails outright when that is refused.
+    for (const target of ['/_ping', '/version']) {
+      const answer = await gateRequest(noPing.port, pki.client, 'GET', target);
+      t.equal(answer.status, 200, `${target} for a role that names neither`);
+    }
+    t.equal(
+      (await gateRequest(noPing.port, pki.client2, 'GET', '/version')).status,
+      200,
+      'and for a role that denies only /_ping',
+    );
     const engineVersion = (await engineJson('/version')) as { ApiVersion: string };
     // The gate learns the engine's fields shortly after it starts.
     let refused = await gateRequest(noPing.port, pki.client2, 'GET', '/_ping');

@@ -183,7 +183,12 @@ function modelAllows(shape: Shape, i: Parameters<typeof modelRuleMatches>[1], op
     const names = rule.roles.filter((n) => n < shape.roles.length);
     return (names.length ? names : [0]).some((n) => {
       const r = shape.roles[n]!;
-      return r.allow.some((g) => modelGlob(g, operation)) && !r.deny.some((g) => modelGlob(g, operation));
+      // A role that allows anything allows the version negotiation (policy-model.ts NEGOTIATION).
+      const negotiation = ['system.ping', 'system.version'].includes(operation) && r.allow.length > 0;
+      return (
+        (negotiation || r.allow.some((g) => modelGlob(g, operation))) &&
+        !r.deny.some((g) => modelGlob(g, operation))
+      );
     });
   });
 }
