@@ -10,6 +10,7 @@ import { GateListener, lingerThenClose, type RefusedClient } from '../listener/g
 import { refusalMessage } from '../listener/refusal.js';
 import { caCertificatesIn, chainsToTrustedCa } from '../listener/peer-chain.js';
 import { isRevoked, type LoadedCrl } from '../listener/revocation-list.js';
+import { tcpConnectionKey, tcpConnectionKeys } from '../listener/tcp-table.js';
 import type { Identity } from '../identity/identity.js';
 import type { Exchange } from '../relay/exchange.js';
 import { ClientSession } from '../relay/client-session.js';
@@ -43,10 +44,13 @@ export class Gate {
    */
   private readonly sessions = new Map<
     ClientSession,
-    { identity: Identity; socket: TLSSocket; notAfter: number }
+    { identity: Identity; socket: TLSSocket; notAfter: number; tcpKey: string }
   >();
   /** Closes connections whose client certificate has expired (see closeExpired). */
   private expirySweep: NodeJS.Timeout | undefined;
+  /** Closes half-closed connections whose client has gone (see closeGoneClients). */
+  private goneSweep: NodeJS.Timeout | undefined;
+  private sweepingGone = false;
   private engineFieldsTimer: NodeJS.Timeout | undefined;
   private readonly listener: GateListener;
   /** Open connections per client CN, for --max-connections-per-client. */
@@ -109,6 +113,8 @@ export class Gate {
     const bound = await this.listener.listen(this.config.listen);
     this.expirySweep = setInterval(() => this.closeExpired(Date.now()), EXPIRY_SWEEP_MS);
     this.expirySweep.unref();
+    this.goneSweep = setInterval(() => void this.closeGoneClients(), GONE_SWEEP_MS);
+    this.goneSweep.unref();
     this.learnEngineFields();
     for (const address of bound) {
       this.logger.info(
@@ -185,6 +191,27 @@ export class Gate {
     }
   }
 
+  /**
+   * Connections the client half-closed, whose TCP connection the kernel no longer holds (ended by
+   * keep-alive once the client left): Node does not read them any more, so nothing else would
+   * close them. Reads /proc only while there are such connections.
+   */
+  private async closeGoneClients(): Promise<void> {
+    if (this.sweepingGone) return;
+    const waiting = [...this.sessions].filter(([session]) => session.halfClosedByClient);
+    if (waiting.length === 0) return;
+    this.sweepingGone = true;
+    try {
+      const open = await tcpConnectionKeys();
+      if (open === undefined) return;
+      for (const [session, { tcpKey }] of waiting) {
+        if (!open.has(tcpKey) && this.sessions.has(session)) session.destroy('client-aborted');
+      }
+    } finally {
+      this.sweepingGone = false;
+    }
+  }
+
   private recordExpiry(tls: LoadedTls): void {
     const seconds = (d: Date): number => Math.floor(d.getTime() / 1000);
     this.metrics.notAfter.set({ certificate: 'server' }, seconds(tls.material.serverNotAfter));
@@ -213,6 +240,7 @@ export class Gate {
       await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     clearInterval(this.expirySweep);
+    clearInterval(this.goneSweep);
     clearTimeout(this.engineFieldsTimer);
     const cut = this.sessions.size;
     for (const session of [...this.sessions.keys()]) session.destroy('shutdown');
@@ -275,7 +303,12 @@ export class Gate {
       },
       (s) => this.release(s, identity),
     );
-    this.sessions.set(session, { identity, socket, notAfter: Date.parse(identity.notAfter) });
+    this.sessions.set(session, {
+      identity,
+      socket,
+      notAfter: Date.parse(identity.notAfter),
+      tcpKey: tcpConnectionKey(socket.localPort, socket.remotePort),
+    });
     if (this.stopping) session.drain();
   }
 
@@ -290,6 +323,8 @@ export class Gate {
 
 /** How often open connections are checked for expired client certificates. */
 const EXPIRY_SWEEP_MS = 1000;
+/** How often half-closed connections are looked up in the kernel's TCP table. */
+const GONE_SWEEP_MS = 10_000;
 const ENGINE_FIELDS_REFRESH_MS = 60_000;
 const ENGINE_FIELDS_RETRY_MS = 5000;
 

@@ -160,6 +160,14 @@ export class ClientSession {
     return this.exchange === null && this.reqPhase === RequestPhase.Head && this.pending === null;
   }
 
+  /**
+   * The client sent its FIN and the session goes on (a hijacked stream, or an answer still
+   * coming): Node reads the client no more, so its later disappearance is not seen here.
+   */
+  get halfClosedByClient(): boolean {
+    return this.clientEnded && !this.closed;
+  }
+
   /** Graceful shutdown: close now if idle, else after the exchange in flight ends. */
   drain(): void {
     this.draining = true;

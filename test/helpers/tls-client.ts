@@ -76,10 +76,18 @@ export function gateRequest(
  * and FIN while the other direction stays readable, as the Go CLI's CloseWrite does.
  */
 export function connectTls(port: number, bundle: ClientBundle): Promise<TLSSocket> {
+  return connectTlsOverTcp(port, bundle).then(({ socket }) => socket);
+}
+
+/** connectTls, with the TCP socket under it (to reset the connection as a vanished client would). */
+export function connectTlsOverTcp(
+  port: number,
+  bundle: ClientBundle,
+): Promise<{ socket: TLSSocket; tcp: net.Socket }> {
   return new Promise((resolve, reject) => {
     const tcp = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
     const socket = tls.connect({ ...tlsOptions(bundle), socket: tcp });
-    socket.once('secureConnect', () => resolve(socket));
+    socket.once('secureConnect', () => resolve({ socket, tcp }));
     socket.once('error', reject);
   });
 }

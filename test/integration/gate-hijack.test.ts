@@ -13,9 +13,9 @@ import {
   testEngine,
   uniqueName,
 } from '../helpers/engine.js';
-import { startGate } from '../helpers/gate.js';
+import { gateMetrics, sleep, startGate } from '../helpers/gate.js';
 import { makeOpensslPki } from '../helpers/openssl-pki.js';
-import { demux, gateRequest, rawHijack } from '../helpers/tls-client.js';
+import { connectTlsOverTcp, demux, gateRequest, rawHijack } from '../helpers/tls-client.js';
 
 const engine = testEngine();
 const pki = await makeOpensslPki(t);
@@ -157,3 +157,46 @@ for (const cli of dockerClis()) {
     t.match(r.out, /in-42-\/dev\/pts\/\d+/);
   });
 }
+
+t.test(
+  'a half-closed attach the engine never ends is closed once its client has gone, not while it waits',
+  async (t) => {
+    // dockerd holds an attach to a container that never starts for good; the client's FIN is
+    // passed on and changes nothing. Node reads a half-closed client no more, so the gate
+    // looks for its TCP connection in the kernel's table (keep-alive ends it there).
+    const created = await engineRequest('POST', `/containers/create?name=${uniqueName('never-started')}`, {
+      body: { Image: engine.image, Cmd: ['true'], HostConfig: { NetworkMode: 'none' } },
+    });
+    const id = created.json<{ Id: string }>().Id;
+    containersToRemove(t, id);
+    const own = await startGate(t, { pki });
+    const attach = async () => {
+      const { socket, tcp } = await connectTlsOverTcp(own.port, pki.client);
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.write(
+        `POST ${api}/containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: g\r\n${upgradeHeaders}\r\n`,
+      );
+      for (let i = 0; i < 100 && !text.includes('\r\n\r\n'); i++) await sleep(50);
+      t.match(text, /^HTTP\/1\.1 101 /, 'the attach is upgraded');
+      socket.end();
+      return { socket, tcp };
+    };
+    const staying = await attach();
+    t.teardown(() => staying.tcp.destroy());
+    const leaving = await attach();
+    await sleep(300); // the gate has the FINs
+    const open = async () =>
+      Number(/^dockgate_hijacked_sessions_open (\d+)$/m.exec(await gateMetrics(own))?.[1] ?? -1);
+    t.equal(await open(), 2, 'both sessions wait on the engine');
+    leaving.tcp.resetAndDestroy(); // what keep-alive makes of a client that left
+    let left = 2;
+    for (let i = 0; i < 150 && left === 2; i++) {
+      await sleep(100);
+      left = await open();
+    }
+    t.equal(left, 1, "the gone client's session is closed within a sweep");
+    t.equal(staying.socket.destroyed, false, 'the client still there keeps its half-closed session');
+  },
+);

@@ -1,0 +1,47 @@
+/**
+ * The kernel's table of this process's network namespace's TCP sockets (/proc/self/net/tcp and
+ * tcp6), read to tell whether a connection still exists.
+ *
+ * Why: once a client has half-closed a connection (sent its FIN), Node stops reading it, and so
+ * never hears of what happens to it next. When the client then leaves for good, TCP keep-alive
+ * (gate-listener.ts) ends the connection in the kernel, which drops it from this table, but no
+ * event reaches the gate. A hijacked session the engine never ends (an attach to a container that
+ * never starts) would hold its engine connection and its place under the limits for good.
+ */
+import { readFile } from 'node:fs/promises';
+
+const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6'];
+
+/** `LOCALPORT:REMOTEPORT` of a connection, as tcpConnectionKeys() lists them. */
+export function tcpConnectionKey(localPort: number | undefined, remotePort: number | undefined): string {
+  return `${localPort ?? 0}:${remotePort ?? 0}`;
+}
+
+/**
+ * The LOCALPORT:REMOTEPORT of every TCP socket the kernel still holds, in any state; undefined
+ * where /proc cannot be read (not Linux), when nothing can be told.
+ */
+export async function tcpConnectionKeys(): Promise<Set<string> | undefined> {
+  const keys = new Set<string>();
+  let read = 0;
+  for (const table of TABLES) {
+    let text: string;
+    try {
+      text = await readFile(table, 'latin1');
+    } catch {
+      continue; // no IPv6 here, or no /proc
+    }
+    read++;
+    // "  sl  local_address rem_address   st ...": addresses are HEX:HEXPORT.
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const local = fields[1];
+      const remote = fields[2];
+      if (local === undefined || remote === undefined) continue;
+      const localPort = parseInt(local.slice(local.lastIndexOf(':') + 1), 16);
+      const remotePort = parseInt(remote.slice(remote.lastIndexOf(':') + 1), 16);
+      keys.add(tcpConnectionKey(localPort, remotePort));
+    }
+  }
+  return read === 0 ? undefined : keys;
+}
