@@ -12,7 +12,11 @@ import { readFile } from 'node:fs/promises';
 
 const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6'];
 
-/** `LOCALPORT:REMOTEPORT` of a connection, as tcpConnectionKeys() lists them. */
+/**
+ * `LOCALPORT:REMOTEPORT` of a connection, as tcpConnectionKeys() lists them. Ports alone: a gone
+ * connection that shares both with a live one (another client address) passes for live, which
+ * only delays its close.
+ */
 export function tcpConnectionKey(localPort: number | undefined, remotePort: number | undefined): string {
   return `${localPort ?? 0}:${remotePort ?? 0}`;
 }

@@ -166,10 +166,15 @@ export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
       }
     });
   }
-  await onPath('create directory', dir, async () => {
-    if (!(await stat(dir)).isDirectory())
-      throw Object.assign(new Error(`${dir} is not a directory`), { code: 'EEXIST' });
-  });
+  let made;
+  try {
+    made = await stat(dir);
+  } catch (err) {
+    if (systemErrorCode(err) !== 'ENOENT') throw await fileError('look up', dir, err);
+    throw new PkiError('E_PKI_FILE', `cannot create directory ${dir}: it is a link to nowhere.`, err);
+  }
+  if (!made.isDirectory())
+    throw new PkiError('E_PKI_FILE', `cannot create directory ${dir}: something already exists there.`);
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -78,6 +78,10 @@ t.test('a PKI directory where none can be made is refused at once, not retried f
       dir,
     );
   }
+  await t.rejects(
+    pki(['init', '--dir', join(root, 'dangling')], quiet),
+    userError(new RegExp(`^cannot create directory ${join(root, 'dangling')}: it is a link to nowhere\\.$`)),
+  );
   // What it walks past is created, each level once.
   await pki(['init', '--dir', join(root, 'a', 'b', 'c')], quiet);
   t.ok((await fsp.stat(join(root, 'a', 'b', 'c', 'ca.pem'))).isFile());
