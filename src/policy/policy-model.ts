@@ -222,7 +222,7 @@ const grantedCache = new WeakMap<Role, Map<OperationName, boolean>>();
 
 /**
  * How clients learn which API version to speak, before anything else: the docker CLI reads it
- * from `/_ping`, docker-py (docker-compose 1.x, Ansible) from `/version`, and fails outright when
+ * from `/_ping`, docker-py (and docker-compose 1.x with it) from `/version`, and fails outright when
  * that is refused. A role that allows anything allows these too, unless its `deny` names them.
  */
 const NEGOTIATION: ReadonlySet<OperationName> = new Set(['system.ping', 'system.version']);
