@@ -115,6 +115,8 @@ export class ClientSession {
   private pendingBufferUsed = 0;
   /** Bytes at the start of `pending` already searched for the end of a head (none found). */
   private headScanned = 0;
+  /** The request line of the head in `pending` has ended and was judged (checkEndedRequestLine). */
+  private requestLineJudged = false;
   /** Bytes a client may send ahead before it is paused: at least a whole head (--max-header-size). */
   private readonly maxPending: number;
 
@@ -227,6 +229,7 @@ export class ClientSession {
       this.pending = chunk;
       this.pendingBuffer = null;
       this.headScanned = 0;
+      this.requestLineJudged = false;
       return;
     }
     const own = this.pendingBuffer;
@@ -265,7 +268,8 @@ export class ClientSession {
             }
             const end = findHeadEnd(buf, this.options.limits, this.headScanned);
             if (end === -1) {
-              checkEndedRequestLine(buf, this.headScanned);
+              if (!this.requestLineJudged)
+                this.requestLineJudged = checkEndedRequestLine(buf, this.headScanned);
               this.headScanned = buf.length; // the next read is searched from here on
               return;
             }
@@ -494,6 +498,7 @@ export class ClientSession {
     const buf = this.pending as Buffer;
     this.pending = n >= buf.length ? null : buf.subarray(n);
     this.headScanned = 0;
+    this.requestLineJudged = false;
     if (this.pending === null) this.pendingBuffer = null; // idle connections hold no buffer
     if (this.pending === null || this.pending.length <= this.maxPending)
       this.resumeClient(PAUSE_PENDING_FULL);

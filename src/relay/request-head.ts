@@ -101,13 +101,17 @@ function parseRequestLine(requestLine: string): { method: string; target: string
 }
 
 /**
- * For a head not complete yet, searched up to `from` before this read: judges its request line
- * if this read ended it, as Go (and so dockerd) does. An HTTP/0.9 `GET /` sends no blank line,
- * and would otherwise get its 400 only as a 408, at the header timeout.
+ * For a head not complete yet whose request line has not ended before `from` (where the last
+ * search stopped): judges the line if this read ended it, as Go (and so dockerd) does, and says
+ * whether it did. An HTTP/0.9 `GET /` sends no blank line, and would otherwise get its 400 only as
+ * a 408, at the header timeout. Only the new bytes are searched (and the one before, for a CRLF
+ * split between reads): a head sent in many small reads costs linear time, not quadratic.
  */
-export function checkEndedRequestLine(buf: Buffer, from: number): void {
-  const lineEnd = buf.indexOf('\r\n', 0, 'latin1');
-  if (lineEnd !== -1 && lineEnd + 1 >= from) parseRequestLine(buf.toString('latin1', 0, lineEnd));
+export function checkEndedRequestLine(buf: Buffer, from: number): boolean {
+  const lineEnd = buf.indexOf('\r\n', Math.max(0, from - 1), 'latin1');
+  if (lineEnd === -1) return false;
+  parseRequestLine(buf.toString('latin1', 0, lineEnd));
+  return true;
 }
 
 export function parseRequestHead(buf: Buffer, headLength: number, limits: HeadLimits): RequestHead {

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { ChunkedFraming } from '../../src/relay/chunked-framing.js';
 import { HttpFramingError } from '../../src/relay/http-errors.js';
 import {
+  checkEndedRequestLine,
   findHeadEnd,
   parseRequestHead,
   serializeRequestHead,
@@ -408,5 +409,51 @@ t.test(
       t.not(message, '(not refused)', JSON.stringify(head));
       t.notMatch(message, secret, message);
     }
+  },
+);
+
+t.test(
+  'a request line is judged once, when a read ends it, from the new bytes only (linear in the head)',
+  async (t) => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), fc.integer({ min: 1, max: 12 }), (junk, piece) => {
+        // A request line split into pieces: judged by the read whose bytes (or the one byte
+        // before them, for a CRLF split in two) end it, and by no read after that one.
+        const head = Buffer.from(`GET /${encodeURIComponent(junk)} HTTP/9.9\r\nHost: g\r\n`, 'latin1');
+        const lineEnd = head.indexOf('\r\n');
+        let judged = -1;
+        for (let from = 0, to = piece; from < head.length; from = to, to += piece) {
+          const buf = head.subarray(0, Math.min(to, head.length));
+          let ended: boolean;
+          try {
+            ended = checkEndedRequestLine(buf, from);
+          } catch (err) {
+            if (!(err instanceof HttpFramingError) || err.status !== 505) throw err;
+            ended = true;
+          }
+          if (ended) {
+            if (judged !== -1 || lineEnd + 2 > buf.length) return false;
+            judged = from;
+            break; // the session stops asking once the line was judged
+          }
+        }
+        return judged !== -1;
+      }),
+    );
+    // Before the line ends, a read searches only its own bytes: 64 KiB of CR in 64-byte reads
+    // is searched once over, not once per read (the session's cost was quadratic: 1 MiB took 30 s).
+    const crs = Buffer.alloc(64 * 1024, 0x0d);
+    let searched = 0;
+    const indexOf = Buffer.prototype.indexOf;
+    Buffer.prototype.indexOf = function (this: Buffer, ...args: Parameters<Buffer['indexOf']>) {
+      searched += this.length - Math.max(0, Number(args[1] ?? 0));
+      return indexOf.apply(this, args);
+    } as Buffer['indexOf'];
+    try {
+      for (let to = 64; to <= crs.length; to += 64) checkEndedRequestLine(crs.subarray(0, to), to - 64);
+    } finally {
+      Buffer.prototype.indexOf = indexOf;
+    }
+    t.ok(searched < 3 * crs.length, `bytes searched: ${searched} for a ${crs.length}-byte head`);
   },
 );
