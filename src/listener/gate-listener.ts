@@ -48,15 +48,6 @@ const LINGER_MS = 2000;
  * fleet behind one NAT handshakes in milliseconds each).
  */
 export const MAX_UNVERIFIED_PER_ADDRESS = 256;
-/**
- * TCP keep-alive on every client connection, first probe after this long without traffic. A
- * client that closed its end and went away, or whose host did, is then noticed and its
- * connection closed: an attach the engine never ends (a container that never starts) would
- * otherwise hold its engine connection and its place under the connection limits for good. A
- * client that only half-closed and still waits for output answers the probes and stays.
- * dockerd's Go listener does the same, with 15 s.
- */
-export const CLIENT_KEEPALIVE_MS = 30_000;
 
 // OpenSSL refuses every renegotiation (SSL_OP_NO_RENEGOTIATION below) but tells no one. Node
 // counts handshake starts per connection and raises ERR_TLS_SESSION_ATTACK on the socket past this
@@ -130,9 +121,8 @@ export class GateListener {
   async listen(addresses: readonly ListenAddress[]): Promise<string[]> {
     const bound: string[] = [];
     for (const address of addresses) {
-      const server = net.createServer(
-        { allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: CLIENT_KEEPALIVE_MS },
-        (socket) => this.onConnection(socket),
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+        this.onConnection(socket),
       );
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err) => {

@@ -4,8 +4,8 @@
  *
  * Why: once a client has half-closed a connection (sent its FIN), Node stops reading it, and so
  * never hears of what happens to it next. When the client then leaves for good, TCP keep-alive
- * (gate-listener.ts) ends the connection in the kernel, which drops it from this table, but no
- * event reaches the gate. A hijacked session the engine never ends (an attach to a container that
+ * (set on such connections, client-session.ts) ends the connection in the kernel, which drops it
+ * from this table, but no event reaches the gate. A hijacked session the engine never ends (an attach to a container that
  * never starts) would hold its engine connection and its place under the limits for good.
  */
 import { readFile } from 'node:fs/promises';
@@ -22,10 +22,12 @@ export function tcpConnectionKey(localPort: number | undefined, remotePort: numb
 }
 
 /**
- * The LOCALPORT:REMOTEPORT of every TCP socket the kernel still holds, in any state; undefined
- * where /proc cannot be read (not Linux), when nothing can be told.
+ * The LOCALPORT:REMOTEPORT of every TCP socket on one of `localPorts` that the kernel still holds,
+ * in any state; undefined where /proc cannot be read (not Linux), when nothing can be told. Lines
+ * of other ports are skipped before they are split: under host networking the table is the host's.
  */
-export async function tcpConnectionKeys(): Promise<Set<string> | undefined> {
+export async function tcpConnectionKeys(localPorts: ReadonlySet<number>): Promise<Set<string> | undefined> {
+  const needles = [...localPorts].map((port) => `:${port.toString(16).toUpperCase().padStart(4, '0')} `);
   const keys = new Set<string>();
   let read = 0;
   for (const table of TABLES) {
@@ -38,6 +40,7 @@ export async function tcpConnectionKeys(): Promise<Set<string> | undefined> {
     read++;
     // "  sl  local_address rem_address   st ...": addresses are HEX:HEXPORT.
     for (const line of text.split('\n').slice(1)) {
+      if (!needles.some((needle) => line.includes(needle))) continue;
       const fields = line.trim().split(/\s+/);
       const local = fields[1];
       const remote = fields[2];

@@ -44,7 +44,7 @@ export class Gate {
    */
   private readonly sessions = new Map<
     ClientSession,
-    { identity: Identity; socket: TLSSocket; notAfter: number; tcpKey: string }
+    { identity: Identity; socket: TLSSocket; notAfter: number; localPort: number; tcpKey: string }
   >();
   /** Closes connections whose client certificate has expired (see closeExpired). */
   private expirySweep: NodeJS.Timeout | undefined;
@@ -202,7 +202,7 @@ export class Gate {
     if (waiting.length === 0) return;
     this.sweepingGone = true;
     try {
-      const open = await tcpConnectionKeys();
+      const open = await tcpConnectionKeys(new Set(waiting.map(([, { localPort }]) => localPort)));
       if (open === undefined) return;
       for (const [session, { tcpKey }] of waiting) {
         if (!open.has(tcpKey) && this.sessions.has(session)) session.destroy('client-aborted');
@@ -307,6 +307,7 @@ export class Gate {
       identity,
       socket,
       notAfter: Date.parse(identity.notAfter),
+      localPort: socket.localPort ?? 0,
       tcpKey: tcpConnectionKey(socket.localPort, socket.remotePort),
     });
     if (this.stopping) session.drain();

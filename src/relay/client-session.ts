@@ -537,6 +537,9 @@ export class ClientSession {
   private onClientEnd(): void {
     this.clientEnded = true;
     if (this.closed) return;
+    // Node reads this socket no more, so it would never hear that the client left for good;
+    // keep-alive makes the kernel end the connection then, which the gate's sweep notices.
+    this.client.setKeepAlive(true, HALF_CLOSED_KEEPALIVE_MS);
     this.reportAbandonedHead();
     // Half-close is passed on as it is: dockerd reads EOF on stdin of an attach/exec stream, and
     // ends a streaming response (events, logs -f) when its client stops sending, as it would
@@ -918,6 +921,16 @@ export class ClientSession {
     }
   }
 }
+
+/**
+ * TCP keep-alive on a connection the client half-closed while its session goes on (a hijacked
+ * stream, an answer still coming): first probe after this long without a packet from the client.
+ * Node's libuv then probes every second, 10 times, so a client unreachable for 10 s after two
+ * quiet minutes loses its session, as one gone for good does (dockerd's Go listener tolerates
+ * 2.5 minutes, on every connection). Only half-closed connections get it: a quiet `docker exec
+ * -it` shell is not cut by a Wi-Fi switch.
+ */
+export const HALF_CLOSED_KEEPALIVE_MS = 120_000;
 
 const BODY_TOO_LARGE = 'dockgate: the request body is too large for the policy to inspect';
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');

@@ -4,6 +4,7 @@
  */
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { exitsWith, dockerClis, dockerPty } from '../helpers/docker-cli.js';
 import {
   containersToRemove,
@@ -187,6 +188,33 @@ t.test(
     t.teardown(() => staying.tcp.destroy());
     const leaving = await attach();
     await sleep(300); // the gate has the FINs
+    // /proc/net/tcp, "sl local rem st tx:rx tr:when ...": tr 02 is the keep-alive timer (01, the
+    // retransmit timer, shows while bytes await their ACK, so wait for an idle moment).
+    const hex = (n: number) => `:${n.toString(16).toUpperCase().padStart(4, '0')}`;
+    const timerOf = async (clientPort: number) =>
+      (await readFile('/proc/net/tcp', 'utf8'))
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[1]?.endsWith(hex(own.port)) && f[2]?.endsWith(hex(clientPort)))?.[5]
+        ?.split(':')[0];
+    let tr = await timerOf(staying.tcp.localPort as number);
+    for (let i = 0; i < 60 && tr !== '02'; i++) {
+      await sleep(50);
+      tr = await timerOf(staying.tcp.localPort as number);
+    }
+    t.equal(tr, '02', "a half-closed connection has keep-alive, so the kernel notices its client's end");
+    const quiet = await connectTlsOverTcp(own.port, pki.client);
+    t.teardown(() => quiet.tcp.destroy());
+    let quietTr = await timerOf(quiet.tcp.localPort as number);
+    for (let i = 0; i < 60 && quietTr !== '00'; i++) {
+      await sleep(50);
+      quietTr = await timerOf(quiet.tcp.localPort as number);
+    }
+    t.equal(
+      quietTr,
+      '00',
+      'an idle open connection has none: a quiet shell is not cut by a short network outage',
+    );
     const open = async () =>
       Number(/^dockgate_hijacked_sessions_open (\d+)$/m.exec(await gateMetrics(own))?.[1] ?? -1);
     t.equal(await open(), 2, 'both sessions wait on the engine');
