@@ -28,6 +28,8 @@ const CRL_ERRORS = new Set([
   'E_TLS_CRL_UNUSABLE',
 ]);
 
+/** How long a reload that found the CRL behind index.json waits to try once more (see reloadOnce). */
+const STALE_RETRY_MS = 1000;
 /** How often watched files are stat'ed; revocation takes effect within about this long. */
 const POLL_INTERVAL_MS = 1000;
 /** Files written one after the other (cert, then key) are picked up together. */
@@ -61,12 +63,14 @@ export function requireExplicitCrl(source: TlsSource): void {
 }
 
 /** Loads and verifies everything; throws ConfigError naming the first bad file. */
-export async function loadTls(source: TlsSource): Promise<LoadedTls> {
+export async function loadTls(source: TlsSource, inForce?: TlsMaterial): Promise<LoadedTls> {
   const crlFile = source.crlExplicit || existsSync(source.crlFile) ? source.crlFile : undefined;
   if (crlFile === undefined) await refuseUnenforcedRevocations(source.crlFile);
   const material = loadTlsMaterial(source.files, crlFile);
   const crl = await verifiedCrl(material, `--tlscacert file ${source.files.caFile}`);
-  if (crl !== undefined) await refuseStaleCrl(source, crl);
+  // On a reload, only a new CRL is held against the index: refusing the one already in force
+  // would protect nothing and keep a new server certificate out.
+  if (crl !== undefined && material.crl !== inForce?.crl) await refuseStaleCrl(source, crl);
   refuseUnusable(material);
   return { material, crl };
 }
@@ -221,6 +225,8 @@ export interface ReloadTarget {
 
 export class TlsReloader {
   private timer: NodeJS.Timeout | undefined;
+  /** A reload found the CRL behind index.json and waits to try once more (see reloadOnce). */
+  private staleRetried = false;
   private dailyCheck: NodeJS.Timeout | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private readonly watched: string[];
@@ -278,8 +284,21 @@ export class TlsReloader {
   private async reloadOnce(trigger: 'signal' | 'file-change'): Promise<void> {
     let next: LoadedTls | undefined;
     try {
-      next = await loadTls(this.source);
+      next = await loadTls(this.source, this.current.material);
     } catch (err) {
+      // `pki revoke` writes index.json, then crl.pem: a reload between the two sees the new
+      // index with the old CRL. The CRL's own change reloads again; a CRL still stale a second
+      // later is a real failure.
+      if (err instanceof ConfigError && err.code === 'E_TLS_CRL_STALE' && !this.staleRetried) {
+        this.staleRetried = true;
+        clearTimeout(this.timer);
+        this.timer = setTimeout(
+          () => void this.reload(trigger === 'signal' ? 'file-change' : trigger),
+          STALE_RETRY_MS,
+        );
+        return;
+      }
+      this.staleRetried = false;
       this.reloadFailed(trigger, err instanceof Error ? err.message : String(err));
       // When the CRL itself is what failed, loading it alone would only fail again.
       if (err instanceof ConfigError && CRL_ERRORS.has(err.code)) return;
@@ -290,6 +309,7 @@ export class TlsReloader {
       }
       if (next === undefined) return;
     }
+    this.staleRetried = false;
     const regression = crlRegression(this.current, next, this.source.crlFile);
     if (regression !== undefined) {
       this.reloadFailed(trigger, regression);

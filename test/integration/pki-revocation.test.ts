@@ -224,6 +224,32 @@ t.test('an older CRL put back over a newer one is refused: it would un-revoke cl
   t.equal((await pingAs(gate, bob)).body, 'OK', 'bob still gets in');
 });
 
+t.test(
+  'a CRL behind index.json that is already in force does not keep a new server certificate out',
+  async (t) => {
+    const { dir } = await makePki('ec-p256');
+    await dockgatePki('crl', '--dir', dir);
+    const gate = await startGate(t, { certsDir: dir });
+    // A revoke killed between its two writes: index.json records bob revoked, crl.pem does not.
+    const indexFile = join(dir, 'index.json');
+    const index = JSON.parse(await readFile(indexFile, 'utf8')) as {
+      certificates: Array<{ name: string; revoked?: unknown }>;
+    };
+    const bob = index.certificates.find((c) => c.name === 'bob');
+    t.ok(bob, 'bob is in the index');
+    bob!.revoked = { at: new Date().toISOString(), reason: 'keyCompromise' };
+    await writeFile(indexFile, JSON.stringify(index, null, 2));
+    const mark = gate.logs().length;
+    await dockgatePki('server', '--replace', '--dir', dir);
+    const reload = await gate.waitForLog(isReload, 15_000, mark);
+    t.equal(reload.event, 'reloaded', String(reload.msg));
+    t.ok(
+      Array.isArray(reload.changed) && reload.changed.includes('cert'),
+      'the new server certificate is taken',
+    );
+  },
+);
+
 /**
  * A TCP proxy to the gate that passes the client's TLS records until its first encrypted one (in
  * TLS 1.3 the client's Certificate, which the gate verifies on arrival), then holds the rest of
