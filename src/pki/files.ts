@@ -138,7 +138,10 @@ export async function readBinaryFile(file: string, what: string): Promise<Buffer
  */
 export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
   const missing: string[] = [];
-  for (let at = resolve(dir); ; at = dirname(at)) {
+  // resolve()d, `..` taken lexically, as every PKI path is (pkiPaths joins them): the directory
+  // made is the one the files are then written to, even past a link.
+  const target = resolve(dir);
+  for (let at = target; ; at = dirname(at)) {
     try {
       await stat(at);
       break;
@@ -168,13 +171,13 @@ export async function ensureDir(dir: string, mode = 0o755): Promise<void> {
   }
   let made;
   try {
-    made = await stat(dir);
+    made = await stat(target);
   } catch (err) {
-    if (systemErrorCode(err) !== 'ENOENT') throw await fileError('look up', dir, err);
-    throw new PkiError('E_PKI_FILE', `cannot create directory ${dir}: it is a link to nowhere.`, err);
+    if (systemErrorCode(err) !== 'ENOENT') throw await fileError('look up', target, err);
+    throw new PkiError('E_PKI_FILE', `cannot create directory ${target}: it is a link to nowhere.`, err);
   }
   if (!made.isDirectory())
-    throw new PkiError('E_PKI_FILE', `cannot create directory ${dir}: something already exists there.`);
+    throw new PkiError('E_PKI_FILE', `cannot create directory ${target}: something already exists there.`);
 }
 
 async function syncDir(dir: string): Promise<void> {

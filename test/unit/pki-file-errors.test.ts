@@ -82,6 +82,15 @@ t.test('a PKI directory where none can be made is refused at once, not retried f
     pki(['init', '--dir', join(root, 'dangling')], quiet),
     userError(new RegExp(`^cannot create directory ${join(root, 'dangling')}: it is a link to nowhere\\.$`)),
   );
+  // `..` is taken lexically, as every PKI path is: the directory made is the one written to.
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(join(root, 'elsewhere', 'd'), { recursive: true });
+  symlinkSync(join(root, 'elsewhere', 'd'), join(root, 'link'));
+  await pki(['init', '--dir', join(root, 'link') + '/../certs'], quiet);
+  t.ok(
+    (await fsp.stat(join(root, 'certs', 'ca.pem'))).isFile(),
+    'link/../certs is ./certs, made and written',
+  );
   // What it walks past is created, each level once.
   await pki(['init', '--dir', join(root, 'a', 'b', 'c')], quiet);
   t.ok((await fsp.stat(join(root, 'a', 'b', 'c', 'ca.pem'))).isFile());
