@@ -5,13 +5,6 @@ import type { GateMetrics } from './metrics.js';
 /** The operation label until requests carry a resolved operation name. */
 const UNRESOLVED = 'unresolved';
 
-/** The limits behind the gate's own answers of these statuses (the engine's own count as requests only). */
-const LIMIT_OF_STATUS: Readonly<Record<number, string>> = {
-  408: 'header-timeout',
-  413: 'max-inspected-body',
-  431: 'max-header-size',
-};
-
 export function metricsObserver(metrics: GateMetrics): RelayObserver {
   return {
     exchangeEnded(exchange: Exchange): void {
@@ -22,9 +15,7 @@ export function metricsObserver(metrics: GateMetrics): RelayObserver {
       if (exchange.outcome !== 'completed') {
         if (exchange.outcome === 'upstream-failed')
           metrics.upstreamErrors.inc({ code: upstreamCode(exchange) });
-        const limit = LIMIT_OF_STATUS[exchange.status];
-        if (limit !== undefined && (exchange.outcome === 'refused' || exchange.outcome === 'denied'))
-          metrics.limitRefusals.inc({ limit });
+        if (exchange.limit !== undefined) metrics.limitRefusals.inc({ limit: exchange.limit });
       }
     },
     hijackStarted(): void {

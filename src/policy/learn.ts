@@ -183,8 +183,9 @@ export function learnPolicy(auditLines: Iterable<string | object>): PolicyDocume
 export function policyDocumentYaml(doc: PolicyDocument): string {
   return (
     '# Learned by `dockgate policy learn` from an audit log: each client may do what it was seen\n' +
-    '# doing and nothing else. Review it, merge roles where clients are alike, then load it\n' +
-    '# with --policy-mode enforce.\n' +
+    '# doing and nothing else (but ping and version, which every role allows unless it denies\n' +
+    '# them). Review it, merge roles where clients are alike, then load it with\n' +
+    '# --policy-mode enforce.\n' +
     stringify(doc, { lineWidth: 0 })
   );
 }

@@ -289,7 +289,7 @@ export class ClientSession {
           case RequestPhase.Collecting: {
             const collector = this.collector as BodyCollector;
             this.consumePending(collector.take(buf));
-            if (collector.tooLarge) this.refuseExchange(413, BODY_TOO_LARGE, true);
+            if (collector.tooLarge) this.refuseExchange(413, BODY_TOO_LARGE, true, 'max-inspected-body');
             else if (collector.done) this.bodyCollected();
             continue;
           }
@@ -352,7 +352,7 @@ export class ClientSession {
         // Refused from the head when its length says so: the client is not asked for (nor made
         // to send) a body that the gate will not read.
         if (!head.chunked && head.bodyLength > step.maxBytes) {
-          this.refuseExchange(413, BODY_TOO_LARGE, true);
+          this.refuseExchange(413, BODY_TOO_LARGE, true, 'max-inspected-body');
           return;
         }
         // The engine would say 100 Continue when it reads the body; the body is read here first,
@@ -449,7 +449,7 @@ export class ClientSession {
    * unread the connection stays open for the next request; otherwise it is closed, since skipping
    * an unwanted body would mean reading it all.
    */
-  private refuseExchange(status: number, message: string, bodyUnread: boolean): void {
+  private refuseExchange(status: number, message: string, bodyUnread: boolean, limit?: string): void {
     const head = this.head as RequestHead;
     const headRequest = head.method === 'HEAD';
     // After a half-close the connection stays up for requests pipelined behind this one;
@@ -460,6 +460,7 @@ export class ClientSession {
     const exchange = this.exchange as Exchange;
     exchange.status = status;
     exchange.bytesOut += answer.length;
+    if (limit !== undefined) exchange.limit = limit;
     this.endExchange('denied', message);
     this.collector = null;
     this.decideWithBody = null;
@@ -890,6 +891,7 @@ export class ClientSession {
       hijacked: false,
       outcome: 'refused',
       error: err.message,
+      limit: LIMIT_OF_ERROR[err.code],
     });
     this.upstream?.destroy();
     this.answerAndClose(answer);
@@ -931,6 +933,13 @@ export class ClientSession {
  * -it` shell is not cut by a Wi-Fi switch.
  */
 export const HALF_CLOSED_KEEPALIVE_MS = 120_000;
+
+/** The limits behind the gate's own refusals of a head, by error code. */
+const LIMIT_OF_ERROR: Readonly<Record<string, string>> = {
+  E_HTTP_HEAD_TIMEOUT: 'header-timeout',
+  E_HTTP_HEAD_TOO_LARGE: 'max-header-size',
+  E_HTTP_TOO_MANY_FIELDS: 'max-header-fields',
+};
 
 const BODY_TOO_LARGE = 'dockgate: the request body is too large for the policy to inspect';
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');

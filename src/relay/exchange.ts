@@ -23,6 +23,8 @@ export interface Exchange {
     | 'untrusted';
   /** Set when the gate itself answered or the engine failed, for the log line. */
   error?: string;
+  /** Set when a limit of the gate's stopped it (for dockgate_limit_refusals_total). */
+  limit?: string;
   /** The Engine API operation (e.g. container.create), once the route table has resolved it. */
   operation?: string;
   /** What the guard noted for the audit line (decision, rule, role, target...). */

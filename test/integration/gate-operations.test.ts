@@ -246,6 +246,16 @@ t.test('--max-header-size refuses larger heads with 431', async (t) => {
     /^dockgate_limit_refusals_total\{limit="max-header-size"\} 1$/m,
     'the refusal is counted by its limit',
   );
+  // Too many fields is a limit of its own (1000, as no Docker client comes near), in a small head.
+  const many = await connectTls(gate.port, pki.client);
+  many.write(`GET /_ping HTTP/1.1\r\nHost: g\r\n${'a: b\r\n'.repeat(1001)}\r\n`);
+  const answer = await readUntilClosed(many, 5000);
+  t.match(answer.text, /^HTTP\/1\.1 431 /, 'more than 1000 fields: 431');
+  t.match(
+    await gateMetrics(gate),
+    /^dockgate_limit_refusals_total\{limit="max-header-fields"\} 1$/m,
+    'counted as its own limit',
+  );
 });
 
 t.test('serve --check validates everything and exits 0, or 2 with the problem named', async (t) => {
