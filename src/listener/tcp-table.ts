@@ -5,8 +5,9 @@
  * Why: once a client has half-closed a connection (sent its FIN), Node stops reading it, and so
  * never hears of what happens to it next. When the client then leaves for good, TCP keep-alive
  * (set on such connections, client-session.ts) ends the connection in the kernel, which drops it
- * from this table, but no event reaches the gate. A hijacked session the engine never ends (an attach to a container that
- * never starts) would hold its engine connection and its place under the limits for good.
+ * from this table, but no event reaches the gate. A hijacked session the engine never ends (an
+ * attach to a container that never starts) would hold its engine connection and its place under
+ * the limits for good.
  */
 import { readFile } from 'node:fs/promises';
 

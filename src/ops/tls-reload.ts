@@ -292,10 +292,7 @@ export class TlsReloader {
       if (err instanceof ConfigError && err.code === 'E_TLS_CRL_STALE' && !this.staleRetried) {
         this.staleRetried = true;
         clearTimeout(this.timer);
-        this.timer = setTimeout(
-          () => void this.reload(trigger === 'signal' ? 'file-change' : trigger),
-          STALE_RETRY_MS,
-        );
+        this.timer = setTimeout(() => void this.reload(trigger), STALE_RETRY_MS);
         return;
       }
       this.staleRetried = false;
