@@ -18,8 +18,8 @@ const TABLES = ['/proc/self/net/tcp', '/proc/self/net/tcp6'];
  * connection that shares both with a live one (another client address) passes for live, which
  * only delays its close.
  */
-export function tcpConnectionKey(localPort: number | undefined, remotePort: number | undefined): string {
-  return `${localPort ?? 0}:${remotePort ?? 0}`;
+export function tcpConnectionKey(localPort: number, remotePort: number): string {
+  return `${localPort}:${remotePort}`;
 }
 
 /**

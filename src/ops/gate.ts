@@ -44,7 +44,7 @@ export class Gate {
    */
   private readonly sessions = new Map<
     ClientSession,
-    { identity: Identity; socket: TLSSocket; notAfter: number; localPort: number; tcpKey: string }
+    { identity: Identity; socket: TLSSocket; notAfter: number; localPort: number; remotePort: number }
   >();
   /** Closes connections whose client certificate has expired (see closeExpired). */
   private expirySweep: NodeJS.Timeout | undefined;
@@ -204,8 +204,9 @@ export class Gate {
     try {
       const open = await tcpConnectionKeys(new Set(waiting.map(([, { localPort }]) => localPort)));
       if (open === undefined) return;
-      for (const [session, { tcpKey }] of waiting) {
-        if (!open.has(tcpKey) && this.sessions.has(session)) session.destroy('client-aborted');
+      for (const [session, { localPort, remotePort }] of waiting) {
+        const gone = !open.has(tcpConnectionKey(localPort, remotePort));
+        if (gone && this.sessions.has(session)) session.destroy('client-aborted');
       }
     } finally {
       this.sweepingGone = false;
@@ -308,7 +309,7 @@ export class Gate {
       socket,
       notAfter: Date.parse(identity.notAfter),
       localPort: socket.localPort ?? 0,
-      tcpKey: tcpConnectionKey(socket.localPort, socket.remotePort),
+      remotePort: socket.remotePort ?? 0,
     });
     if (this.stopping) session.drain();
   }
